@@ -1,0 +1,183 @@
+//! Wiring: builds the Source, Target and Loader from a [`Config`] and runs them.
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::loader::{Loader, LoaderSettings, RunSummary};
+use crate::metrics::Metrics;
+use crate::source::S3Source;
+use crate::target::{PgTarget, TargetError};
+
+/// Process exit codes.
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// A delivery failed, a stream is stopped at a bad file, or a component stayed unreachable.
+    pub const FAILED: i32 = 1;
+    /// The configuration is missing or malformed.
+    pub const CONFIG: i32 = 2;
+}
+
+/// Connects to Postgres (applying migrations), retrying while the failure is transient: for
+/// ever in service mode, a few times in one-shot mode.
+pub async fn connect_target(config: &Config) -> Result<PgTarget, TargetError> {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match PgTarget::connect(
+            &config.target.pg,
+            &config.target_schema,
+            config.parallelism + 2,
+        )
+        .await
+        {
+            Ok(target) => return Ok(target),
+            Err(e) if e.is_retryable() && (config.run_as_service || attempt < 5) => {
+                let wait = Duration::from_secs(2u64.pow(attempt.min(5)));
+                warn!(
+                    "Cannot reach postgres (attempt {attempt}), retrying in {}s: {e}",
+                    wait.as_secs()
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Builds the loader from the configuration.
+pub async fn build_loader(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> Result<Loader<S3Source, PgTarget>, TargetError> {
+    let source = S3Source::new(&config.source);
+    let target = connect_target(config).await?;
+    info!(
+        "Connected: bucket {} (path '{}'), postgres database {} (schema {}), tables: {}.",
+        config.source.bucket,
+        config.source.path,
+        config.target.dbname(),
+        config.target_schema,
+        {
+            let mut names: Vec<&String> = crate::target::Target::tables(&target).keys().collect();
+            names.sort();
+            names
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    Ok(Loader::new(
+        source,
+        target,
+        metrics,
+        LoaderSettings::from_config(config),
+    ))
+}
+
+/// Turns SIGINT and SIGTERM into a stop request.
+pub fn stop_on_signals() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        info!("Signal received: stopping.");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Runs the loader as configured and returns the process exit code.
+pub async fn run(config: Config) -> i32 {
+    info!(
+        "paper-engine-orders {} starting: {} mode{}{}.",
+        crate::VERSION,
+        if config.run_as_service {
+            "service"
+        } else {
+            "one-shot"
+        },
+        if config.dry_run { ", dry run" } else { "" },
+        if config.publishes() {
+            ""
+        } else {
+            ", notifications off"
+        },
+    );
+    let metrics = Arc::new(Metrics::new());
+    let loader = match build_loader(&config, metrics).await {
+        Ok(loader) => loader,
+        Err(e) => {
+            error!("Cannot start: {e}");
+            return exit::FAILED;
+        }
+    };
+    let summary: RunSummary = loader.run_until_stopped(stop_on_signals()).await;
+    if config.run_as_service {
+        return exit::OK;
+    }
+    for (key, reason) in &summary.blocked {
+        error!("Stopped at {key}: {reason}");
+    }
+    if summary.is_success() {
+        info!(
+            "Backfill complete: {} deliveries, nothing pending.",
+            summary.delivered
+        );
+        exit::OK
+    } else {
+        error!(
+            "Backfill incomplete: {} deliveries, {} failed, {} streams stopped at a bad file.",
+            summary.delivered,
+            summary.failed.len(),
+            summary.blocked.len()
+        );
+        exit::FAILED
+    }
+}
+
+/// Generates the sample dataset and writes it to the bucket (created if missing). The generator
+/// runs on a blocking thread; files are uploaded as they come, two at most in memory.
+pub async fn upload_sample(
+    source: &S3Source,
+    spec: crate::sample::SampleSpec,
+) -> Result<crate::sample::SampleManifest, crate::source::SourceError> {
+    source.ensure_bucket().await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::sample::SampleFile>(1);
+    let generator = tokio::task::spawn_blocking(move || {
+        crate::sample::generate(&spec, |file| tx.blocking_send(file).map_err(|_| ()))
+    });
+    let mut upload_error = None;
+    while let Some(file) = rx.recv().await {
+        if upload_error.is_some() {
+            continue;
+        }
+        let summary = file.summary;
+        match source.put(&summary.key, file.body).await {
+            Ok(()) => info!(
+                "Sample: wrote {} ({} rows, {} bytes).",
+                summary.key, summary.rows, summary.bytes
+            ),
+            Err(e) => upload_error = Some(e),
+        }
+    }
+    let manifest = generator.await.expect("the generator does not panic");
+    if let Some(e) = upload_error {
+        return Err(e);
+    }
+    Ok(manifest.expect("the sink only fails when uploads fail"))
+}

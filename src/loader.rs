@@ -1,0 +1,830 @@
+//! The `Loader`: asks the Target what it has delivered, asks the Source what there is, and
+//! delivers each pending file of each table stream, in order, one transaction per file.
+//!
+//! [`Loader::poll_once`] is one pass over the bucket (tests call it directly);
+//! [`Loader::run_until_stopped`] loops around it in service mode, or drains once in one-shot
+//! mode.
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufReader, Read};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio_util::io::SyncIoBridge;
+use tracing::{error, info, warn};
+
+use crate::dms::{
+    self, CsvScanner, DecodeError, DmsObject, FileKind, OpColumn, RawRecord, RowDecoder, TableSpec,
+};
+use crate::metrics::Metrics;
+use crate::source::{ObjectInfo, Source, SourceError};
+use crate::target::{
+    Chunk, ChunkFailure, DeliveryPlan, DeliveryResult, DeliveryStatus, LedgerEntry,
+    StreamSummary, Target, TargetError,
+};
+
+/// How hard to retry a delivery that failed for a transient reason.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 = no retry).
+    pub attempts: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        self.first_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// What the loader does, beyond where the data is.
+#[derive(Clone, Debug)]
+pub struct LoaderSettings {
+    pub run_as_service: bool,
+    pub dry_run: bool,
+    /// Table streams loading at once.
+    pub parallelism: usize,
+    pub min_sleep: Duration,
+    pub max_sleep: Duration,
+    pub retry: RetryPolicy,
+    /// Bytes of binary COPY data per message from the decoding thread to the COPY.
+    pub chunk_bytes: usize,
+}
+
+impl Default for LoaderSettings {
+    fn default() -> Self {
+        LoaderSettings {
+            run_as_service: true,
+            dry_run: false,
+            parallelism: crate::config::default_parallelism(),
+            min_sleep: Duration::from_secs(15),
+            max_sleep: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            chunk_bytes: 512 * 1024,
+        }
+    }
+}
+
+impl LoaderSettings {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        LoaderSettings {
+            run_as_service: config.run_as_service,
+            dry_run: config.dry_run,
+            parallelism: config.parallelism,
+            min_sleep: Duration::from_secs_f64(config.min_sleep),
+            max_sleep: Duration::from_secs_f64(config.max_sleep),
+            ..LoaderSettings::default()
+        }
+    }
+}
+
+/// A delivered file.
+#[derive(Clone, Debug)]
+pub struct Delivered {
+    pub id: i64,
+    pub key: String,
+    pub table: String,
+    pub result: DeliveryResult,
+}
+
+/// A file that could not be delivered.
+#[derive(Clone, Debug)]
+pub struct Failed {
+    pub id: i64,
+    pub key: String,
+    pub table: String,
+    /// Names the file and, for bad input, the line and column.
+    pub error: String,
+    /// A transient fault: the file stays pending and is tried again on a later pass.
+    pub retryable: bool,
+}
+
+/// The result of one pass over the bucket.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub delivered: Vec<Delivered>,
+    pub failed: Vec<Failed>,
+    /// Streams stopped at a file that failed earlier (key, recorded error).
+    pub blocked: Vec<(String, String)>,
+    /// Files pending when the pass started (blocked streams excluded).
+    pub pending: usize,
+}
+
+impl Outcome {
+    /// Nothing was attempted: nothing is pending (apart from blocked streams).
+    pub fn is_idle(&self) -> bool {
+        self.delivered.is_empty() && self.failed.is_empty()
+    }
+}
+
+/// Totals over a one-shot run.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    pub delivered: usize,
+    pub failed: Vec<Failed>,
+    pub blocked: Vec<(String, String)>,
+}
+
+impl RunSummary {
+    /// A one-shot run succeeded if nothing failed and no stream is stopped at a bad file.
+    pub fn is_success(&self) -> bool {
+        self.failed.is_empty() && self.blocked.is_empty()
+    }
+}
+
+/// A pass could not even start: the bucket could not be listed or the ledger read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+}
+
+impl LoaderError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LoaderError::Source(e) => e.is_retryable(),
+            LoaderError::Target(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// A file of a stream, as listed.
+#[derive(Clone, Debug)]
+struct PendingFile {
+    object: DmsObject,
+    info: ObjectInfo,
+}
+
+/// Why a delivery attempt failed.
+enum AttemptError {
+    Source(SourceError),
+    Target(TargetError),
+}
+
+impl AttemptError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            AttemptError::Source(e) => e.is_retryable(),
+            AttemptError::Target(e) => e.is_retryable(),
+        }
+    }
+    fn kind(&self) -> &'static str {
+        match self {
+            AttemptError::Source(_) => "source",
+            AttemptError::Target(TargetError::Input(f)) if !f.retryable => "input",
+            AttemptError::Target(TargetError::Input(_)) => "source",
+            AttemptError::Target(_) => "target",
+        }
+    }
+    /// The message recorded in the ledger and logged: always names the file.
+    fn describe(&self, key: &str) -> String {
+        match self {
+            // Input failures already start with the key.
+            AttemptError::Target(TargetError::Input(f)) => f.message.clone(),
+            AttemptError::Target(e) => format!("{key}: {e}"),
+            AttemptError::Source(e) => format!("{key}: {e}"),
+        }
+    }
+}
+
+/// How a file's delivery ended.
+enum FileOutcome {
+    Delivered(Delivered),
+    Failed(Failed),
+    /// Another loader holds the stream, or delivered the file already: leave the stream to it.
+    LeftToAnother,
+    /// Delivered by another loader meanwhile: go on with the next file.
+    AlreadyDelivered,
+}
+
+/// The loader: one per process.
+pub struct Loader<S: Source, T: Target> {
+    source: Arc<S>,
+    target: Arc<T>,
+    metrics: Arc<Metrics>,
+    settings: LoaderSettings,
+    warned: Mutex<HashSet<String>>,
+}
+
+impl<S: Source, T: Target> Loader<S, T> {
+    pub fn new(source: S, target: T, metrics: Arc<Metrics>, settings: LoaderSettings) -> Self {
+        Loader {
+            source: Arc::new(source),
+            target: Arc::new(target),
+            metrics,
+            settings,
+            warned: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    pub fn target(&self) -> &T {
+        &self.target
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn settings(&self) -> &LoaderSettings {
+        &self.settings
+    }
+
+    /// Warns once per process about something (an unknown table folder, a blocked stream).
+    fn warn_once(&self, what: &str, message: impl FnOnce() -> String) {
+        let mut warned = self.warned.lock().expect("not poisoned");
+        if warned.insert(what.to_string()) {
+            warn!("{}", message());
+        }
+    }
+
+    /// The pending files of every stream, in delivery order, and the streams stopped at a file
+    /// that failed before.
+    async fn plan(
+        &self,
+    ) -> Result<(BTreeMap<String, Vec<PendingFile>>, Vec<(String, String)>), LoaderError> {
+        let listed = self.source.list().await?;
+        let ledger: HashMap<String, LedgerEntry> = self.target.ledger().await?;
+        let tables = self.target.tables();
+        let mut streams: BTreeMap<String, Vec<PendingFile>> = BTreeMap::new();
+        for info in listed {
+            let Some(object) = dms::parse_object_key(self.source.path(), &info.key) else {
+                continue;
+            };
+            if !tables.contains_key(&object.table) {
+                let table = object.table.clone();
+                self.warn_once(&format!("table:{table}"), || {
+                    format!(
+                        "Skipping table folder {}/{}: no such table in the target schema.",
+                        object.schema, table
+                    )
+                });
+                continue;
+            }
+            streams
+                .entry(object.table.clone())
+                .or_default()
+                .push(PendingFile { object, info });
+        }
+        let mut blocked = Vec::new();
+        for (table, files) in streams.iter_mut() {
+            files.sort_by(|a, b| a.object.cmp(&b.object));
+            files.retain(|f| {
+                !matches!(
+                    ledger.get(&f.info.key),
+                    Some(LedgerEntry {
+                        status: DeliveryStatus::Success,
+                        ..
+                    })
+                )
+            });
+            // A stream stops at a file that failed, until the file is replaced (new ETag) or an
+            // operator acts on it.
+            if let Some(head) = files.first() {
+                if let Some(entry) = ledger.get(&head.info.key) {
+                    if entry.status == DeliveryStatus::Error
+                        && entry.etag.as_deref() == Some(head.info.etag.as_str())
+                    {
+                        let reason = entry.error.clone().unwrap_or_default();
+                        self.warn_once(&format!("blocked:{}:{}", head.info.key, entry.id), || {
+                            format!(
+                                "Stream {table} is stopped at {} (delivery {} failed: {reason}); \
+                                 later files of {table} wait.",
+                                head.info.key, entry.id
+                            )
+                        });
+                        blocked.push((head.info.key.clone(), reason));
+                        files.clear();
+                    }
+                }
+            }
+            self.metrics
+                .pending_files
+                .with_label_values(&[table])
+                .set(files.len() as i64);
+        }
+        streams.retain(|_, files| !files.is_empty());
+        Ok((streams, blocked))
+    }
+
+    /// One pass: lists the bucket, reads the ledger, and delivers every pending file of every
+    /// stream in order (up to `parallelism` streams at once). A stream stops at its first failure.
+    pub async fn poll_once(&self) -> Result<Outcome, LoaderError> {
+        let (streams, blocked) = self.plan().await?;
+        let pending = streams.values().map(Vec::len).sum();
+        let results: Vec<Vec<FileOutcome>> = futures::stream::iter(streams.into_values())
+            .map(|files| self.deliver_stream(files))
+            .buffer_unordered(self.settings.parallelism.max(1))
+            .collect()
+            .await;
+        let mut outcome = Outcome {
+            blocked,
+            pending,
+            ..Outcome::default()
+        };
+        for file in results.into_iter().flatten() {
+            match file {
+                FileOutcome::Delivered(d) => outcome.delivered.push(d),
+                FileOutcome::Failed(f) => outcome.failed.push(f),
+                FileOutcome::LeftToAnother | FileOutcome::AlreadyDelivered => {}
+            }
+        }
+        outcome.delivered.sort_by_key(|d| d.id);
+        Ok(outcome)
+    }
+
+    async fn deliver_stream(&self, files: Vec<PendingFile>) -> Vec<FileOutcome> {
+        let mut outcomes = Vec::new();
+        let mut session = None;
+        for file in files {
+            let outcome = self.deliver(&mut session, &file).await;
+            let stop = matches!(
+                outcome,
+                FileOutcome::Failed(_) | FileOutcome::LeftToAnother
+            );
+            outcomes.push(outcome);
+            if stop {
+                break;
+            }
+        }
+        if let Some(session) = session {
+            self.target.close_session(session).await;
+        }
+        outcomes
+    }
+
+    /// Delivers one file, retrying transient faults with backoff.
+    async fn deliver(&self, session: &mut Option<T::Session>, file: &PendingFile) -> FileOutcome {
+        let table = self.target.tables()[&file.object.table].clone();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let id = match self.target.next_delivery_id().await {
+                Ok(id) => id,
+                Err(e) => {
+                    let err = AttemptError::Target(e);
+                    if attempt < self.settings.retry.attempts && err.is_retryable() {
+                        self.retry_later(&file.info.key, 0, attempt, &err).await;
+                        continue;
+                    }
+                    return self.failed(0, file, &table, err, false).await;
+                }
+            };
+            info!(
+                "Delivery {id}: process_{} {}.",
+                file.object.schema, file.info.key
+            );
+            let mut plan = DeliveryPlan {
+                id,
+                key: file.info.key.clone(),
+                etag: file.info.etag.clone(),
+                size: file.info.size,
+                table: table.clone(),
+                kind: match file.object.kind {
+                    FileKind::Load { .. } => "LOAD",
+                    FileKind::Cdc { .. } => "CDC",
+                },
+                started_at: chrono::Utc::now(),
+            };
+            let result = self.attempt(session, &mut plan, &file.object).await;
+            if matches!(&result, Err(e) if e.is_retryable()) {
+                // The connection may be gone: the next attempt starts a new session.
+                if let Some(old) = session.take() {
+                    self.target.close_session(old).await;
+                }
+            }
+            match result {
+                Ok((result, bytes)) => {
+                    return self.delivered(plan, result, bytes, started.elapsed());
+                }
+                Err(AttemptError::Target(TargetError::Busy(_))) => {
+                    info!(
+                        "Delivery {id}: another loader is delivering {} now; leaving the stream to it.",
+                        table.name
+                    );
+                    return FileOutcome::LeftToAnother;
+                }
+                Err(AttemptError::Target(TargetError::AlreadyDelivered(_))) => {
+                    info!("Delivery {id}: {} was delivered by another loader.", plan.key);
+                    return FileOutcome::AlreadyDelivered;
+                }
+                Err(err) if err.is_retryable() && attempt < self.settings.retry.attempts => {
+                    self.retry_later(&plan.key, id, attempt, &err).await;
+                }
+                Err(err) => {
+                    let record = !err.is_retryable();
+                    return self.failed(id, file, &table, err, record).await;
+                }
+            }
+        }
+    }
+
+    async fn retry_later(&self, key: &str, id: i64, attempt: u32, err: &AttemptError) {
+        let wait = self.settings.retry.backoff(attempt);
+        self.metrics.errors.with_label_values(&[err.kind()]).inc();
+        warn!(
+            "Delivery {id}: attempt {attempt} failed, retrying in {:.1}s: {}",
+            wait.as_secs_f64(),
+            err.describe(key)
+        );
+        tokio::time::sleep(wait).await;
+    }
+
+    fn delivered(
+        &self,
+        plan: DeliveryPlan,
+        result: DeliveryResult,
+        bytes: u64,
+        elapsed: Duration,
+    ) -> FileOutcome {
+        let id = plan.id;
+        let table = &plan.table.name;
+        let c = result.counts;
+        info!(
+            "Delivery {id}: {table} (create: {}, amend: {}, remove: {}).",
+            c.creates, c.amends, c.removes
+        );
+        if self.settings.dry_run {
+            info!(
+                "Delivery {id}: dry run: {} rows read and applied, then rolled back; nothing persisted.",
+                result.rows
+            );
+        } else {
+            info!("Delivery {id}: persisted to postgres.");
+        }
+        let status = if self.settings.dry_run {
+            "dry_run"
+        } else {
+            "success"
+        };
+        self.metrics
+            .record_delivery(table, status, &c, bytes, elapsed.as_secs_f64());
+        info!("Delivery {id}: prometheus counters incremented.");
+        info!("Delivery {id}: processed ({} seconds).", format_elapsed(elapsed));
+        FileOutcome::Delivered(Delivered {
+            id,
+            key: plan.key,
+            table: table.clone(),
+            result,
+        })
+    }
+
+    async fn failed(
+        &self,
+        id: i64,
+        file: &PendingFile,
+        table: &Arc<TableSpec>,
+        err: AttemptError,
+        record: bool,
+    ) -> FileOutcome {
+        let message = err.describe(&file.info.key);
+        let retryable = err.is_retryable();
+        self.metrics.errors.with_label_values(&[err.kind()]).inc();
+        self.metrics
+            .deliveries
+            .with_label_values(&[&table.name, "error"])
+            .inc();
+        error!("Delivery {id}: failed: {message}");
+        if record && !self.settings.dry_run {
+            let plan = DeliveryPlan {
+                id,
+                key: file.info.key.clone(),
+                etag: file.info.etag.clone(),
+                size: file.info.size,
+                table: table.clone(),
+                kind: match file.object.kind {
+                    FileKind::Load { .. } => "LOAD",
+                    FileKind::Cdc { .. } => "CDC",
+                },
+                started_at: chrono::Utc::now(),
+            };
+            match self.target.record_failure(&plan, &message).await {
+                Ok(()) => info!(
+                    "Delivery {id}: recorded as ERROR; stream {} stops at this file.",
+                    table.name
+                ),
+                Err(e) => error!("Delivery {id}: could not record the failure: {e}"),
+            }
+        } else if retryable {
+            warn!(
+                "Delivery {id}: {} stays pending and will be tried again.",
+                file.info.key
+            );
+        }
+        FileOutcome::Failed(Failed {
+            id,
+            key: file.info.key.clone(),
+            table: table.name.clone(),
+            error: message,
+            retryable,
+        })
+    }
+
+    /// One attempt: stream the object through the decoder into the Target's transaction.
+    /// Returns the result and the compressed bytes read.
+    async fn attempt(
+        &self,
+        session: &mut Option<T::Session>,
+        plan: &mut DeliveryPlan,
+        object: &DmsObject,
+    ) -> Result<(DeliveryResult, u64), AttemptError> {
+        let body = self
+            .source
+            .open(&plan.key)
+            .await
+            .map_err(AttemptError::Source)?;
+        if !body.etag.is_empty() {
+            plan.etag = body.etag.clone();
+        }
+        if body.size > 0 {
+            plan.size = body.size;
+        }
+        let (tx, rx) = mpsc::channel::<Chunk>(4);
+        let bytes_read = body.bytes_read.clone();
+        let job = DecodeJob {
+            key: plan.key.clone(),
+            id: plan.id,
+            size: plan.size,
+            gzip: matches!(object.compression, dms::Compression::Gzip),
+            op_column: match object.kind {
+                FileKind::Load { .. } => OpColumn::Detect,
+                FileKind::Cdc { .. } => OpColumn::Present,
+            },
+            spec: plan.table.clone(),
+            chunk_bytes: self.settings.chunk_bytes,
+            bytes_read: bytes_read.clone(),
+        };
+        let reader = SyncIoBridge::new(body.reader);
+        let decoder = tokio::task::spawn_blocking(move || job.run(reader, tx));
+        let result = match session {
+            Some(s) => self.target.apply(s, plan, rx).await,
+            None => match self.target.open_session(self.settings.dry_run).await {
+                Ok(s) => self.target.apply(session.insert(s), plan, rx).await,
+                Err(e) => Err(e),
+            },
+        };
+        // The decoder ends on its own once the channel is closed.
+        let _ = decoder.await;
+        let result = result.map_err(AttemptError::Target)?;
+        Ok((result, bytes_read.load(Ordering::Relaxed)))
+    }
+
+    /// Service mode: poll until `stop` turns true; no sleep while files are pending.
+    /// One-shot mode: drain every pending file and return the totals.
+    pub async fn run_until_stopped(&self, mut stop: watch::Receiver<bool>) -> RunSummary {
+        let mut summary = RunSummary::default();
+        let mut attempts_without_listing = 0u32;
+        loop {
+            if *stop.borrow() {
+                info!("Stop requested: leaving after the current deliveries.");
+                return summary;
+            }
+            let pass = tokio::select! {
+                pass = self.poll_once() => pass,
+                _ = stop.changed() => continue,
+            };
+            let busy = match pass {
+                Ok(outcome) => {
+                    attempts_without_listing = 0;
+                    summary.delivered += outcome.delivered.len();
+                    let progressed = !outcome.delivered.is_empty();
+                    summary.blocked = outcome.blocked.clone();
+                    if !self.settings.run_as_service {
+                        summary.failed.extend(outcome.failed.iter().cloned());
+                        if !progressed {
+                            return summary;
+                        }
+                    }
+                    progressed
+                }
+                Err(e) => {
+                    attempts_without_listing += 1;
+                    self.metrics
+                        .errors
+                        .with_label_values(&[match &e {
+                            LoaderError::Source(_) => "source",
+                            LoaderError::Target(_) => "target",
+                        }])
+                        .inc();
+                    error!("Polling failed: {e}");
+                    if !self.settings.run_as_service
+                        && (!e.is_retryable()
+                            || attempts_without_listing >= self.settings.retry.attempts)
+                    {
+                        summary.failed.push(Failed {
+                            id: 0,
+                            key: String::new(),
+                            table: String::new(),
+                            error: e.to_string(),
+                            retryable: e.is_retryable(),
+                        });
+                        return summary;
+                    }
+                    if !self.settings.run_as_service {
+                        let wait = self.settings.retry.backoff(attempts_without_listing);
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    false
+                }
+            };
+            if busy {
+                continue;
+            }
+            let wait = self.sleep_time();
+            info!(
+                "Nothing pending: sleeping {:.1} seconds.",
+                wait.as_secs_f64()
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// A random time in [MIN_SLEEP, MAX_SLEEP].
+    pub fn sleep_time(&self) -> Duration {
+        let (lo, hi) = (self.settings.min_sleep, self.settings.max_sleep);
+        if hi <= lo {
+            return lo;
+        }
+        rand::rng().random_range(lo..=hi)
+    }
+}
+
+/// `H:MM:SS.ffffff`, as Python prints a timedelta.
+pub fn format_elapsed(d: Duration) -> String {
+    let micros = d.as_micros();
+    let secs = micros / 1_000_000;
+    format!(
+        "{}:{:02}:{:02}.{:06}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60,
+        micros % 1_000_000
+    )
+}
+
+/// Everything the decoding thread needs.
+struct DecodeJob {
+    key: String,
+    id: i64,
+    size: u64,
+    gzip: bool,
+    op_column: OpColumn,
+    spec: Arc<TableSpec>,
+    chunk_bytes: usize,
+    bytes_read: Arc<AtomicU64>,
+}
+
+/// A reader that remembers whether the bucket's stream itself failed (a transient fault), as
+/// opposed to the bytes being bad (gzip or CSV errors).
+struct WatchedReader<R> {
+    inner: R,
+    failed: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for WatchedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|_| {
+            self.failed.store(true, Ordering::Relaxed);
+        })
+    }
+}
+
+impl DecodeJob {
+    /// Runs on a blocking thread: bucket bytes -> gzip -> CSV -> binary COPY tuples -> channel.
+    fn run<R: Read>(self, reader: R, tx: mpsc::Sender<Chunk>) {
+        let source_failed = Arc::new(AtomicBool::new(false));
+        let watched = WatchedReader {
+            inner: reader,
+            failed: source_failed.clone(),
+        };
+        let buffered = BufReader::with_capacity(256 * 1024, watched);
+        let input: Box<dyn Read> = if self.gzip {
+            Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+        } else {
+            Box::new(buffered)
+        };
+        let mut scanner = CsvScanner::new(input);
+        let result = self.decode(&mut scanner, &tx);
+        let message = match result {
+            Ok(Some(summary)) => Chunk::End(summary),
+            // The receiver is gone: the transaction failed and says why.
+            Ok(None) => return,
+            Err(e) => {
+                let retryable = source_failed.load(Ordering::Relaxed);
+                let message = match &e {
+                    DecodeError::Io(io) if retryable => {
+                        format!("{}: reading from the bucket failed: {io}", self.key)
+                    }
+                    DecodeError::Io(io) => format!(
+                        "{}: line {}: not a valid gzip stream ({io})",
+                        self.key,
+                        scanner.line()
+                    ),
+                    other => format!("{}: {other}", self.key),
+                };
+                Chunk::Failed(ChunkFailure { message, retryable })
+            }
+        };
+        let _ = tx.blocking_send(message);
+    }
+
+    fn decode<R: Read>(
+        &self,
+        scanner: &mut CsvScanner<R>,
+        tx: &mpsc::Sender<Chunk>,
+    ) -> Result<Option<StreamSummary>, DecodeError> {
+        let mut record = RawRecord::new();
+        let mut decoder = RowDecoder::new(self.spec.clone(), self.op_column);
+        let mut buf: Vec<u8> = Vec::with_capacity(self.chunk_bytes + 64 * 1024);
+        let mut summary = StreamSummary::default();
+        while scanner.next_record(&mut record)? {
+            summary.rows += 1;
+            let row = decoder.decode(&record, summary.rows as i64, &mut buf)?;
+            if let Some(e) = row.event_id {
+                summary.max_event_id = Some(summary.max_event_id.map_or(e, |m| m.max(e)));
+            }
+            if buf.len() >= self.chunk_bytes {
+                let full = std::mem::replace(
+                    &mut buf,
+                    Vec::with_capacity(self.chunk_bytes + 64 * 1024),
+                );
+                if tx.blocking_send(Chunk::Data(Bytes::from(full))).is_err() {
+                    return Ok(None);
+                }
+            }
+            if summary.rows % 10_000 == 0 {
+                let read = self.bytes_read.load(Ordering::Relaxed).max(1);
+                let estimate = if read >= self.size {
+                    summary.rows
+                } else {
+                    (summary.rows as f64 * self.size as f64 / read as f64) as u64
+                };
+                info!(
+                    "Delivery {}: processed {}/{}...",
+                    self.id,
+                    summary.rows,
+                    estimate.max(summary.rows)
+                );
+            }
+        }
+        if !buf.is_empty() && tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err() {
+            return Ok(None);
+        }
+        Ok(Some(summary))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elapsed_prints_like_a_python_timedelta() {
+        assert_eq!(format_elapsed(Duration::from_micros(46_061)), "0:00:00.046061");
+        assert_eq!(
+            format_elapsed(Duration::from_secs(3723) + Duration::from_micros(5)),
+            "1:02:03.000005"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = RetryPolicy {
+            attempts: 5,
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(500),
+        };
+        assert_eq!(p.backoff(1), Duration::from_millis(100));
+        assert_eq!(p.backoff(2), Duration::from_millis(200));
+        assert_eq!(p.backoff(3), Duration::from_millis(400));
+        assert_eq!(p.backoff(4), Duration::from_millis(500));
+    }
+}

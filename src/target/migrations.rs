@@ -1,0 +1,127 @@
+//! Versioned schema migrations from `db/*.sql`, applied at start-up, idempotently, in one
+//! transaction under an advisory lock (so several loaders starting at once apply them once).
+use tracing::info;
+
+use super::queries::quote_ident;
+use super::TargetError;
+
+/// A migration: its version, its name and its SQL.
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in order. Add new files to `db/` and here; never edit an applied one.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "0001_initial",
+    sql: include_str!("../../db/0001_initial.sql"),
+}];
+
+/// FNV-1a of the migration text: detects an applied migration that was edited afterwards.
+pub fn checksum(sql: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in sql.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// Applies the migrations not yet applied to `schema`; returns how many it applied.
+pub async fn migrate(
+    client: &mut tokio_postgres::Client,
+    schema: &str,
+) -> Result<usize, TargetError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(TargetError::pg("begin migrations"))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(1885434985, hashtext('migrate:' || $1::text))",
+        &[&schema],
+    )
+    .await
+    .map_err(TargetError::pg("lock for migrations"))?;
+    let s = quote_ident(schema);
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {s};
+         SET LOCAL search_path TO {s};
+         CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    integer     PRIMARY KEY,
+             name       text        NOT NULL,
+             checksum   text        NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );"
+    ))
+    .await
+    .map_err(TargetError::pg("create schema_migrations"))?;
+    let applied = tx
+        .query("SELECT version, checksum FROM schema_migrations", &[])
+        .await
+        .map_err(TargetError::pg("read schema_migrations"))?;
+    let mut count = 0;
+    for m in MIGRATIONS {
+        let sum = checksum(m.sql);
+        match applied.iter().find(|r| r.get::<_, i32>(0) == m.version) {
+            Some(row) => {
+                let recorded: String = row.get(1);
+                if recorded != sum {
+                    return Err(TargetError::Schema(format!(
+                        "migration {} was changed after it was applied (checksum {recorded} in \
+                         the database, {sum} in db/{}.sql)",
+                        m.version, m.name
+                    )));
+                }
+            }
+            None => {
+                tx.batch_execute(m.sql)
+                    .await
+                    .map_err(TargetError::pg("apply migration"))?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    &[&m.version, &m.name, &sum],
+                )
+                .await
+                .map_err(TargetError::pg("record migration"))?;
+                info!("Migration {} ({}) applied to schema {schema}.", m.version, m.name);
+                count += 1;
+            }
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(TargetError::pg("commit migrations"))?;
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order_and_match_their_files() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1);
+            assert!(m.name.starts_with(&format!("{:04}_", m.version)));
+        }
+        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/db"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "sql")
+            })
+            .count();
+        assert_eq!(files, MIGRATIONS.len(), "every db/*.sql must be listed");
+    }
+
+    #[test]
+    fn checksum_is_stable() {
+        assert_eq!(checksum(""), "cbf29ce484222325");
+        assert_ne!(checksum("a"), checksum("b"));
+    }
+}

@@ -1,0 +1,213 @@
+//! The `Target`: the Postgres database the loader keeps in step with the bucket.
+//!
+//! The loader talks to it through the narrow [`Target`] trait; [`PgTarget`] is the real one.
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use crate::dms::TableSpec;
+
+pub mod migrations;
+mod postgres;
+pub mod queries;
+
+pub use postgres::PgTarget;
+
+/// Whether a ledger row records a delivered file or a failed one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Success,
+    Error,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeliveryStatus::Success => "SUCCESS",
+            DeliveryStatus::Error => "ERROR",
+        }
+    }
+}
+
+/// What the ledger knows of one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub status: DeliveryStatus,
+    pub etag: Option<String>,
+    pub error: Option<String>,
+}
+
+/// One file about to be applied.
+#[derive(Clone, Debug)]
+pub struct DeliveryPlan {
+    pub id: i64,
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
+    pub table: Arc<TableSpec>,
+    /// `LOAD` or `CDC`.
+    pub kind: &'static str,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Net effect of a delivery, per distinct key of the file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NetCounts {
+    pub creates: u64,
+    pub amends: u64,
+    pub removes: u64,
+    pub unchanged: u64,
+}
+
+/// What the decoder saw once the whole file was read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub rows: u64,
+    pub max_event_id: Option<i64>,
+}
+
+/// A message from the decoding thread to the COPY: binary tuples, then exactly one `End` or
+/// `Failed`.
+#[derive(Debug)]
+pub enum Chunk {
+    Data(Bytes),
+    End(StreamSummary),
+    /// The file is bad (or could not be read): the message names the file, line and column.
+    Failed(ChunkFailure),
+}
+
+/// Why the decoding thread stopped early.
+#[derive(Debug, Clone)]
+pub struct ChunkFailure {
+    pub message: String,
+    /// A fault in reading (the connection to the bucket), not in the file itself.
+    pub retryable: bool,
+}
+
+/// The outcome of a committed (or, in dry run, rolled back) delivery.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryResult {
+    pub counts: NetCounts,
+    pub rows: u64,
+    pub max_event_id: Option<i64>,
+}
+
+/// A failure at the Postgres edge.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("postgres: {context}: {}", describe_pg_error(.source))]
+    Postgres {
+        context: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("postgres: no connection: {0}")]
+    Pool(String),
+    #[error("{}", .0.message)]
+    Input(ChunkFailure),
+    #[error("another loader is delivering to table {0} right now")]
+    Busy(String),
+    #[error("{0} was delivered already (by another loader)")]
+    AlreadyDelivered(String),
+    #[error("postgres schema: {0}")]
+    Schema(String),
+}
+
+/// The database error's message, detail and position, without anything from the connection
+/// string.
+pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                s.push_str(&format!("; {detail}"));
+            }
+            if let Some(place) = db.where_() {
+                s.push_str(&format!("; {place}"));
+            }
+            s
+        }
+        None => match std::error::Error::source(e) {
+            Some(inner) => format!("{e}: {inner}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+impl TargetError {
+    pub(crate) fn pg(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> TargetError {
+        move |source| TargetError::Postgres { context, source }
+    }
+
+    /// The SQLSTATE of a database error, if this is one.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            TargetError::Postgres { source, .. } => source.code().map(|c| c.code()),
+            _ => None,
+        }
+    }
+
+    /// Whether trying the same delivery again later may succeed: lost or refused connections
+    /// (no SQLSTATE, or classes 08, 53, 57, 58), serialization failures and deadlocks (40), and a
+    /// stream that another loader holds right now.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TargetError::Postgres { source, .. } => match source.code() {
+                None => true,
+                Some(code) => {
+                    let c = code.code();
+                    ["08", "40", "53", "57", "58"].iter().any(|p| c.starts_with(p))
+                }
+            },
+            TargetError::Pool(_) | TargetError::Busy(_) => true,
+            TargetError::Input(f) => f.retryable,
+            TargetError::AlreadyDelivered(_) | TargetError::Schema(_) => false,
+        }
+    }
+}
+
+/// The database as the loader sees it.
+///
+/// Deliveries of one table stream go through one [`Target::Session`] (a connection): in a real run
+/// each file is its own transaction; in a dry run the whole stream is one transaction, each file
+/// under a savepoint, rolled back when the session closes, so every file is counted against the
+/// effect of the files before it, exactly as a real run would count it.
+pub trait Target: Send + Sync + 'static {
+    type Session: Send;
+    /// The replicated tables by name.
+    fn tables(&self) -> &HashMap<String, Arc<TableSpec>>;
+    /// The ledger: every object it has a row for.
+    fn ledger(&self)
+        -> impl Future<Output = Result<HashMap<String, LedgerEntry>, TargetError>> + Send;
+    /// A fresh delivery id.
+    fn next_delivery_id(&self) -> impl Future<Output = Result<i64, TargetError>> + Send;
+    /// Opens a session for the deliveries of one stream.
+    fn open_session(
+        &self,
+        dry_run: bool,
+    ) -> impl Future<Output = Result<Self::Session, TargetError>> + Send;
+    /// Applies one file in one transaction together with its SUCCESS ledger row (in a dry run,
+    /// under a savepoint of the session's transaction). `chunks` carries the binary COPY tuples
+    /// and ends with `End` or `Failed`. On error nothing of the file remains.
+    fn apply(
+        &self,
+        session: &mut Self::Session,
+        plan: &DeliveryPlan,
+        chunks: mpsc::Receiver<Chunk>,
+    ) -> impl Future<Output = Result<DeliveryResult, TargetError>> + Send;
+    /// Ends a session (in a dry run: rolls everything back).
+    fn close_session(&self, session: Self::Session) -> impl Future<Output = ()> + Send;
+    /// Records a failed delivery (an ERROR ledger row) so the stream stops at this file.
+    fn record_failure(
+        &self,
+        plan: &DeliveryPlan,
+        error: &str,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send;
+    /// Answers whether the database is reachable (for readiness).
+    fn ping(&self) -> impl Future<Output = Result<(), TargetError>> + Send;
+}

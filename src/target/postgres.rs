@@ -1,0 +1,462 @@
+//! [`PgTarget`]: the Target on Postgres, through a deadpool connection pool.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures::SinkExt;
+use tokio::sync::mpsc;
+use tokio_postgres::NoTls;
+
+use super::queries;
+use super::{
+    Chunk, DeliveryPlan, DeliveryResult, DeliveryStatus, LedgerEntry, NetCounts, StreamSummary,
+    Target, TargetError,
+};
+use crate::dms::{Column, ColumnType, TableSpec, COPY_BINARY_HEADER, COPY_BINARY_TRAILER};
+
+/// The loader's Postgres database.
+#[derive(Clone)]
+pub struct PgTarget {
+    pool: Pool,
+    schema: String,
+    tables: HashMap<String, Arc<TableSpec>>,
+    host: String,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("schema", &self.schema)
+            .field("tables", &self.tables.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn pool_error(e: impl std::fmt::Display) -> TargetError {
+    TargetError::Pool(e.to_string())
+}
+
+impl PgTarget {
+    /// Connects, applies the migrations and reads the replicated tables from the catalog.
+    pub async fn connect(
+        config: &tokio_postgres::Config,
+        schema: &str,
+        pool_size: usize,
+    ) -> Result<Self, TargetError> {
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(2))
+            .build()
+            .map_err(pool_error)?;
+        let mut client = pool.get().await.map_err(pool_error)?;
+        super::migrations::migrate(&mut client, schema).await?;
+        let tables = read_table_specs(&client, schema).await?;
+        drop(client);
+        Ok(PgTarget {
+            pool,
+            schema: schema.to_string(),
+            tables,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+        })
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+/// Maps a catalog type (name and typmod) to a [`ColumnType`].
+fn column_type(typname: &str, typmod: i32) -> Option<ColumnType> {
+    let modifier = (typmod >= 4).then(|| typmod - 4);
+    Some(match typname {
+        "int2" => ColumnType::Int2,
+        "int4" => ColumnType::Int4,
+        "int8" => ColumnType::Int8,
+        "numeric" => ColumnType::Numeric {
+            precision: modifier.map(|m| ((m >> 16) & 0xffff) as u16),
+            scale: modifier.map(|m| (m & 0xffff) as u16),
+        },
+        "varchar" => ColumnType::Varchar(modifier.map(|m| m as u32)),
+        "bpchar" => ColumnType::Bpchar(modifier.map(|m| m as u32)),
+        "text" => ColumnType::Text,
+        "timestamp" => ColumnType::Timestamp,
+        "timestamptz" => ColumnType::Timestamptz,
+        "date" => ColumnType::Date,
+        "bool" => ColumnType::Bool,
+        "float4" => ColumnType::Float4,
+        "float8" => ColumnType::Float8,
+        _ => return None,
+    })
+}
+
+async fn read_table_specs(
+    client: &tokio_postgres::Client,
+    schema: &str,
+) -> Result<HashMap<String, Arc<TableSpec>>, TargetError> {
+    let rows = client
+        .query(queries::TABLE_COLUMNS, &[&schema])
+        .await
+        .map_err(TargetError::pg("read table columns"))?;
+    let mut specs: HashMap<String, (TableSpec, Vec<(i32, usize)>)> = HashMap::new();
+    for row in rows {
+        let table: String = row.get(0);
+        let name: String = row.get(1);
+        let typname: String = row.get(2);
+        let typmod: i32 = row.get(3);
+        let not_null: bool = row.get(4);
+        let key_position: Option<i32> = row.get(5);
+        let ty = column_type(&typname, typmod).ok_or_else(|| {
+            TargetError::Schema(format!(
+                "column {table}.{name} has type {typname}, which the loader cannot decode"
+            ))
+        })?;
+        let (spec, keys) = specs.entry(table.clone()).or_insert_with(|| {
+            (
+                TableSpec {
+                    name: table.clone(),
+                    columns: Vec::new(),
+                    key: Vec::new(),
+                },
+                Vec::new(),
+            )
+        });
+        if let Some(p) = key_position {
+            keys.push((p, spec.columns.len()));
+        }
+        spec.columns.push(Column {
+            name,
+            ty,
+            nullable: !not_null,
+        });
+    }
+    let mut out = HashMap::new();
+    for (name, (mut spec, mut keys)) in specs {
+        if keys.is_empty() {
+            return Err(TargetError::Schema(format!(
+                "table {name} has no primary key: the loader needs one to apply changes"
+            )));
+        }
+        keys.sort();
+        spec.key = keys.into_iter().map(|(_, i)| i).collect();
+        out.insert(name, Arc::new(spec));
+    }
+    Ok(out)
+}
+
+
+/// One stream's connection. It tracks whether a transaction is open: a session dropped inside
+/// one takes its connection out of the pool (closing it rolls the transaction back), so a pooled
+/// connection is never handed out mid-transaction.
+pub struct PgSession {
+    client: Option<deadpool_postgres::Object>,
+    dry_run: bool,
+    in_transaction: bool,
+}
+
+impl PgSession {
+    fn client(&self) -> &tokio_postgres::Client {
+        self.client.as_ref().expect("a session has its connection until dropped")
+    }
+
+    async fn run(&mut self, sql: &'static str, context: &'static str) -> Result<(), TargetError> {
+        let result = self
+            .client()
+            .batch_execute(sql)
+            .await
+            .map_err(TargetError::pg(context));
+        match (sql, &result) {
+            ("BEGIN", Ok(())) => self.in_transaction = true,
+            ("COMMIT" | "ROLLBACK", Ok(())) => self.in_transaction = false,
+            _ => {}
+        }
+        if result.is_err() && !sql.starts_with("SAVEPOINT") && !sql.starts_with("RELEASE") {
+            // The transaction state is unknown: never give this connection back to the pool.
+            self.in_transaction = true;
+        }
+        result
+    }
+}
+
+impl Drop for PgSession {
+    fn drop(&mut self) {
+        if self.in_transaction {
+            if let Some(client) = self.client.take() {
+                drop(deadpool_postgres::Object::take(client));
+            }
+        }
+    }
+}
+
+impl PgTarget {
+    /// The body of a delivery, inside a transaction (or savepoint) the caller opened.
+    async fn apply_in_transaction(
+        &self,
+        client: &tokio_postgres::Client,
+        plan: &DeliveryPlan,
+        mut chunks: mpsc::Receiver<Chunk>,
+    ) -> Result<DeliveryResult, TargetError> {
+        let spec = &plan.table;
+        let stream = format!("{}.{}", self.schema, spec.name);
+        let locked: bool = client
+            .query_one(queries::LOCK_STREAM, &[&stream])
+            .await
+            .map_err(TargetError::pg("lock the table stream"))?
+            .get(0);
+        if !locked {
+            return Err(TargetError::Busy(spec.name.clone()));
+        }
+        if client
+            .query_opt(&queries::is_delivered(&self.schema), &[&plan.key])
+            .await
+            .map_err(TargetError::pg("check the ledger"))?
+            .is_some()
+        {
+            return Err(TargetError::AlreadyDelivered(plan.key.clone()));
+        }
+        client
+            .batch_execute(&queries::create_stage(spec))
+            .await
+            .map_err(TargetError::pg("create the staging table"))?;
+        let sink = client
+            .copy_in::<_, Bytes>(queries::COPY_STAGE)
+            .await
+            .map_err(TargetError::pg("start COPY"))?;
+        futures::pin_mut!(sink);
+        sink.send(Bytes::from_static(COPY_BINARY_HEADER))
+            .await
+            .map_err(TargetError::pg("COPY"))?;
+        let summary: StreamSummary = loop {
+            match chunks.recv().await {
+                Some(Chunk::Data(bytes)) => {
+                    sink.send(bytes).await.map_err(TargetError::pg("COPY"))?
+                }
+                Some(Chunk::End(summary)) => break summary,
+                Some(Chunk::Failed(failure)) => return Err(TargetError::Input(failure)),
+                None => {
+                    return Err(TargetError::Input(super::ChunkFailure {
+                        message: format!("{}: the decoder stopped without a result", plan.key),
+                        retryable: true,
+                    }))
+                }
+            }
+        };
+        sink.send(Bytes::from_static(COPY_BINARY_TRAILER))
+            .await
+            .map_err(TargetError::pg("COPY"))?;
+        sink.as_mut()
+            .finish()
+            .await
+            .map_err(TargetError::pg("COPY"))?;
+        let row = client
+            .query_one(
+                &queries::apply_stage(&self.schema, spec),
+                &[&plan.id, &plan.started_at],
+            )
+            .await
+            .map_err(TargetError::pg("apply the staged rows"))?;
+        client
+            .batch_execute("DROP TABLE \"_peo_stage\"")
+            .await
+            .map_err(TargetError::pg("drop the staging table"))?;
+        let keys: i64 = row.get(0);
+        let creates: i64 = row.get(1);
+        let amends: i64 = row.get(2);
+        let removes: i64 = row.get(3);
+        let counts = NetCounts {
+            creates: creates as u64,
+            amends: amends as u64,
+            removes: removes as u64,
+            unchanged: (keys - creates - amends - removes).max(0) as u64,
+        };
+        client
+            .execute(
+                &queries::record_success(&self.schema),
+                &[
+                    &plan.id,
+                    &plan.key,
+                    &plan.etag,
+                    &(plan.size as i64),
+                    &spec.name,
+                    &plan.kind,
+                    &(summary.rows as i64),
+                    &creates,
+                    &amends,
+                    &removes,
+                    &(counts.unchanged as i64),
+                    &summary.max_event_id,
+                    &plan.started_at,
+                    &self.host,
+                    &crate::VERSION,
+                ],
+            )
+            .await
+            .map_err(TargetError::pg("record the delivery"))?;
+        Ok(DeliveryResult {
+            counts,
+            rows: summary.rows,
+            max_event_id: summary.max_event_id,
+        })
+    }
+}
+
+impl Target for PgTarget {
+    type Session = PgSession;
+
+    fn tables(&self) -> &HashMap<String, Arc<TableSpec>> {
+        &self.tables
+    }
+
+    async fn ledger(&self) -> Result<HashMap<String, LedgerEntry>, TargetError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(&queries::ledger(&self.schema), &[])
+            .await
+            .map_err(TargetError::pg("read the ledger"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let status: String = r.get(2);
+                (
+                    r.get::<_, String>(0),
+                    LedgerEntry {
+                        id: r.get(1),
+                        status: if status == "SUCCESS" {
+                            DeliveryStatus::Success
+                        } else {
+                            DeliveryStatus::Error
+                        },
+                        etag: r.get(3),
+                        error: r.get(4),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn next_delivery_id(&self) -> Result<i64, TargetError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_one(&queries::next_delivery_id(&self.schema), &[])
+            .await
+            .map_err(TargetError::pg("next delivery id"))?;
+        Ok(row.get(0))
+    }
+
+    async fn open_session(&self, dry_run: bool) -> Result<PgSession, TargetError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let mut session = PgSession {
+            client: Some(client),
+            dry_run,
+            in_transaction: false,
+        };
+        if dry_run {
+            session.run("BEGIN", "begin the dry run").await?;
+        }
+        Ok(session)
+    }
+
+    async fn apply(
+        &self,
+        session: &mut PgSession,
+        plan: &DeliveryPlan,
+        chunks: mpsc::Receiver<Chunk>,
+    ) -> Result<DeliveryResult, TargetError> {
+        let (begin, commit, rollback) = if session.dry_run {
+            (
+                "SAVEPOINT delivery",
+                "RELEASE SAVEPOINT delivery",
+                "ROLLBACK TO SAVEPOINT delivery",
+            )
+        } else {
+            ("BEGIN", "COMMIT", "ROLLBACK")
+        };
+        session.run(begin, "begin the delivery").await?;
+        match self.apply_in_transaction(session.client(), plan, chunks).await {
+            Ok(result) => {
+                session.run(commit, "commit").await?;
+                Ok(result)
+            }
+            Err(e) => {
+                // Best effort: if this fails too the connection is broken and is not reused.
+                let _ = session.run(rollback, "roll back").await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn close_session(&self, mut session: PgSession) {
+        if session.dry_run && session.in_transaction {
+            let _ = session.run("ROLLBACK", "end the dry run").await;
+        }
+    }
+
+    async fn record_failure(&self, plan: &DeliveryPlan, error: &str) -> Result<(), TargetError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                &queries::record_failure(&self.schema),
+                &[
+                    &plan.id,
+                    &plan.key,
+                    &plan.etag,
+                    &(plan.size as i64),
+                    &plan.table.name,
+                    &plan.kind,
+                    &plan.started_at,
+                    &error,
+                    &self.host,
+                    &crate::VERSION,
+                ],
+            )
+            .await
+            .map_err(TargetError::pg("record the failure"))?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), TargetError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(TargetError::pg("ping"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_types_map_with_their_modifiers() {
+        // numeric(18,4): typmod = ((18 << 16) | 4) + 4
+        assert_eq!(
+            column_type("numeric", ((18 << 16) | 4) + 4),
+            Some(ColumnType::Numeric {
+                precision: Some(18),
+                scale: Some(4)
+            })
+        );
+        assert_eq!(
+            column_type("numeric", -1),
+            Some(ColumnType::Numeric {
+                precision: None,
+                scale: None
+            })
+        );
+        assert_eq!(column_type("varchar", 36), Some(ColumnType::Varchar(Some(32))));
+        assert_eq!(column_type("bpchar", 16), Some(ColumnType::Bpchar(Some(12))));
+        assert_eq!(column_type("jsonb", -1), None);
+    }
+}

@@ -1,0 +1,217 @@
+//! Named SQL. Values are always bound (`$1`, ...); the only text put into SQL is identifiers, and
+//! those come from the Postgres catalog and are quoted with [`quote_ident`].
+use crate::dms::{ColumnType, TableSpec};
+
+/// Quotes an SQL identifier (`"` doubled), whatever it holds.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `"schema"."table"`.
+pub fn qualified(schema: &str, table: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(table))
+}
+
+/// The SQL spelling of a column type.
+pub fn sql_type(ty: &ColumnType) -> String {
+    match ty {
+        ColumnType::Int2 => "int2".into(),
+        ColumnType::Int4 => "int4".into(),
+        ColumnType::Int8 => "int8".into(),
+        ColumnType::Numeric {
+            precision: Some(p),
+            scale,
+        } => format!("numeric({p},{})", scale.unwrap_or(0)),
+        ColumnType::Numeric { .. } => "numeric".into(),
+        ColumnType::Varchar(Some(n)) => format!("varchar({n})"),
+        ColumnType::Varchar(None) => "varchar".into(),
+        ColumnType::Bpchar(Some(n)) => format!("char({n})"),
+        ColumnType::Bpchar(None) => "bpchar".into(),
+        ColumnType::Text => "text".into(),
+        ColumnType::Timestamp => "timestamp".into(),
+        ColumnType::Timestamptz => "timestamptz".into(),
+        ColumnType::Date => "date".into(),
+        ColumnType::Bool => "bool".into(),
+        ColumnType::Float4 => "float4".into(),
+        ColumnType::Float8 => "float8".into(),
+    }
+}
+
+/// The replicated tables of a schema (those with a `_delivery_id` column) with their columns in
+/// order, their types and whether each is part of the primary key (and where).
+pub const TABLE_COLUMNS: &str = "
+SELECT c.relname::text, a.attname::text, t.typname::text, a.atttypmod, a.attnotnull,
+       array_position(i.indkey::int2[], a.attnum) AS key_position
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  JOIN pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+ WHERE n.nspname = $1
+   AND c.relkind IN ('r', 'p')
+   AND EXISTS (SELECT 1 FROM pg_attribute d
+                WHERE d.attrelid = c.oid AND d.attname = '_delivery_id' AND NOT d.attisdropped)
+   AND a.attname NOT IN ('_delivery_id', '_loaded_at')
+ ORDER BY c.relname, a.attnum";
+
+/// Every ledger row (key, id, status, etag, error).
+pub fn ledger(schema: &str) -> String {
+    format!(
+        "SELECT object_key, id, status, etag, error FROM {}",
+        qualified(schema, "loader_deliveries")
+    )
+}
+
+pub fn next_delivery_id(schema: &str) -> String {
+    format!(
+        "SELECT nextval(pg_get_serial_sequence('{}', 'id'))",
+        qualified(schema, "loader_deliveries").replace('\'', "''")
+    )
+}
+
+/// Serializes deliveries of one table stream across loaders: `$1` is `schema.table`.
+pub const LOCK_STREAM: &str = "SELECT pg_try_advisory_xact_lock(1885434985, hashtext($1))";
+
+pub fn is_delivered(schema: &str) -> String {
+    format!(
+        "SELECT 1 FROM {} WHERE object_key = $1 AND status = 'SUCCESS'",
+        qualified(schema, "loader_deliveries")
+    )
+}
+
+/// The staging table for one delivery: `_seq`, `_op`, then the table's columns, same types.
+pub fn create_stage(spec: &TableSpec) -> String {
+    let mut columns = vec!["\"_seq\" int8".to_string(), "\"_op\" text".to_string()];
+    columns.extend(
+        spec.columns
+            .iter()
+            .map(|c| format!("{} {}", quote_ident(&c.name), sql_type(&c.ty))),
+    );
+    format!(
+        "CREATE TEMP TABLE \"_peo_stage\" ({}) ON COMMIT DROP",
+        columns.join(", ")
+    )
+}
+
+pub const COPY_STAGE: &str = "COPY \"_peo_stage\" FROM STDIN (FORMAT binary)";
+
+/// The set-based apply of the staged file, in one statement: keep the last change per key, delete
+/// the `D` keys, upsert the others (rewriting a row only when it differs), and count.
+/// `$1` is the delivery id, `$2` its start time (the rows' `_loaded_at`). Returns (keys, creates, amends, removes).
+pub fn apply_stage(schema: &str, spec: &TableSpec) -> String {
+    let target = qualified(schema, &spec.name);
+    let cols: Vec<String> = spec.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let keys: Vec<String> = spec
+        .key
+        .iter()
+        .map(|&i| quote_ident(&spec.columns[i].name))
+        .collect();
+    let non_keys: Vec<&String> = cols.iter().filter(|c| !keys.contains(c)).collect();
+    let key_list = keys.join(", ");
+    let key_join = keys
+        .iter()
+        .map(|k| format!("t.{k} = l.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let mut set: Vec<String> = non_keys.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+    set.push("\"_delivery_id\" = EXCLUDED.\"_delivery_id\"".into());
+    set.push("\"_loaded_at\" = EXCLUDED.\"_loaded_at\"".into());
+    let differs = if non_keys.is_empty() {
+        "false".to_string()
+    } else {
+        let side = |alias: &str| {
+            non_keys
+                .iter()
+                .map(|c| format!("{alias}.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!("ROW({}) IS DISTINCT FROM ROW({})", side("t"), side("EXCLUDED"))
+    };
+    format!(
+        "WITH last AS (
+            SELECT DISTINCT ON ({key_list}) * FROM \"_peo_stage\" ORDER BY {key_list}, \"_seq\" DESC
+         ),
+         removed AS (
+            DELETE FROM {target} t USING last l WHERE l.\"_op\" = 'D' AND {key_join} RETURNING 1
+         ),
+         upserted AS (
+            INSERT INTO {target} AS t ({cols}, \"_delivery_id\", \"_loaded_at\")
+            SELECT {cols}, $1::int8, $2::timestamptz FROM last WHERE \"_op\" <> 'D'
+            ON CONFLICT ({key_list}) DO UPDATE SET {set}
+            WHERE {differs}
+            RETURNING (t.xmax = 0) AS created
+         )
+         SELECT (SELECT count(*) FROM last),
+                (SELECT count(*) FROM upserted WHERE created),
+                (SELECT count(*) FROM upserted WHERE NOT created),
+                (SELECT count(*) FROM removed)",
+        cols = cols.join(", "),
+        set = set.join(", "),
+    )
+}
+
+/// The SUCCESS row, written in the delivery's own transaction. An earlier ERROR row for the same
+/// key is replaced.
+pub fn record_success(schema: &str) -> String {
+    let ledger = qualified(schema, "loader_deliveries");
+    format!(
+        "WITH gone AS (DELETE FROM {ledger} WHERE object_key = $2 AND status <> 'SUCCESS')
+         INSERT INTO {ledger} (id, object_key, etag, size, table_name, kind, status, rows, creates,
+                               amends, removes, unchanged, max_event_id, started_at, finished_at,
+                               error, host, loader_version)
+         VALUES ($1, $2, $3, $4, $5, $6, 'SUCCESS', $7, $8, $9, $10, $11, $12, $13,
+                 clock_timestamp(), NULL, $14, $15)"
+    )
+}
+
+/// The ERROR row, written after the delivery's transaction rolled back.
+pub fn record_failure(schema: &str) -> String {
+    let ledger = qualified(schema, "loader_deliveries");
+    format!(
+        "INSERT INTO {ledger} AS d (id, object_key, etag, size, table_name, kind, status, started_at,
+                                   finished_at, error, host, loader_version)
+         VALUES ($1, $2, $3, $4, $5, $6, 'ERROR', $7, clock_timestamp(), $8, $9, $10)
+         ON CONFLICT (object_key) DO UPDATE
+            SET id = EXCLUDED.id, etag = EXCLUDED.etag, size = EXCLUDED.size,
+                started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
+                error = EXCLUDED.error, host = EXCLUDED.host,
+                loader_version = EXCLUDED.loader_version
+          WHERE d.status <> 'SUCCESS'"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dms::Column;
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("orders"), "\"orders\"");
+        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+        assert_eq!(qualified("s", "t"), "\"s\".\"t\"");
+    }
+
+    #[test]
+    fn single_value_column_uses_row_constructor() {
+        let spec = TableSpec {
+            name: "kv".into(),
+            columns: vec![
+                Column {
+                    name: "k".into(),
+                    ty: ColumnType::Int4,
+                    nullable: false,
+                },
+                Column {
+                    name: "v".into(),
+                    ty: ColumnType::Text,
+                    nullable: true,
+                },
+            ],
+            key: vec![0],
+        };
+        let sql = apply_stage("s", &spec);
+        assert!(sql.contains("ROW(t.\"v\") IS DISTINCT FROM ROW(EXCLUDED.\"v\")"), "{sql}");
+    }
+}

@@ -1,0 +1,297 @@
+//! Test harness: a real S3-compatible server (moto, started once per test binary unless
+//! `PEO_S3_ENDPOINT` names one), the machine's Postgres, and per test a uniquely named database
+//! and bucket, so tests run in parallel and clean up after themselves.
+#![allow(dead_code)]
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use paper_engine_orders::config::Config;
+use paper_engine_orders::loader::{Loader, Outcome};
+use paper_engine_orders::metrics::Metrics;
+use paper_engine_orders::source::S3Source;
+use paper_engine_orders::target::PgTarget;
+use tokio_postgres::NoTls;
+
+/// The admin connection (libpq key=value) for creating test databases.
+pub fn admin_dsn() -> String {
+    std::env::var("PEO_TEST_PG")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// The S3 endpoint: `PEO_S3_ENDPOINT`, or a moto server started for this test binary. The moto
+/// process is watched by a small shell loop that ends it once this test process is gone.
+pub fn s3_endpoint() -> String {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT
+        .get_or_init(|| {
+            if let Ok(e) = std::env::var("PEO_S3_ENDPOINT") {
+                return e;
+            }
+            let port = free_port();
+            let script = format!(
+                "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+                 while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
+                parent = std::process::id()
+            );
+            Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect(
+                    "cannot start moto_server: install it with `pip install 'moto[server]'` \
+                     (just test and .ci/run do)",
+                );
+            assert!(
+                wait_for_port(port, Duration::from_secs(30)),
+                "moto_server did not start on port {port}: is `pip install 'moto[server]'` done?"
+            );
+            format!("http://127.0.0.1:{port}")
+        })
+        .clone()
+}
+
+/// A unique, lower-case name for a database or bucket.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{n}-{nanos:x}", std::process::id())
+}
+
+pub async fn admin() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&admin_dsn(), NoTls)
+        .await
+        .expect("postgres at 127.0.0.1:5432 (PEO_TEST_PG)");
+    tokio::spawn(conn);
+    client
+}
+
+/// One test's world: its database, schema and bucket.
+pub struct TestApp {
+    pub database: String,
+    pub bucket: String,
+    pub bucket_path: String,
+    pub schema: String,
+    pub endpoint: String,
+    pub s3: S3Source,
+    pub db: tokio_postgres::Client,
+    pub env: HashMap<String, String>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let database = unique_name("peo_test").replace('-', "_");
+    let bucket = unique_name("peo");
+    let endpoint = s3_endpoint();
+    admin()
+        .await
+        .batch_execute(&format!("CREATE DATABASE \"{database}\""))
+        .await
+        .unwrap();
+    let admin_dsn = admin_dsn();
+    let target = admin_dsn
+        .split_whitespace()
+        .filter(|kv| !kv.starts_with("dbname="))
+        .chain(std::iter::once(format!("dbname={database}").as_str()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (db, conn) = tokio_postgres::connect(&target, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let bucket_path = "data".to_string();
+    let source = format!(
+        "bucket_endpoint={endpoint} bucket_id=testing bucket_key=testing-secret-KEY9 bucket_name={bucket} bucket_path={bucket_path}"
+    );
+    let mut env = HashMap::new();
+    env.insert("SOURCE".to_string(), source.clone());
+    env.insert("TARGET".to_string(), target);
+    env.insert("NOTIFICATIONS".to_string(), "false".to_string());
+    env.insert("RUN_AS_SERVICE".to_string(), "false".to_string());
+    env.insert("MIN_SLEEP".to_string(), "0".to_string());
+    env.insert("MAX_SLEEP".to_string(), "0".to_string());
+    let config = paper_engine_orders::config::SourceConfig::parse(&source).unwrap();
+    let s3 = S3Source::new(&config);
+    s3.ensure_bucket().await.unwrap();
+    TestApp {
+        database,
+        bucket,
+        bucket_path,
+        schema: "paper_engine".into(),
+        endpoint,
+        s3,
+        db,
+        env,
+    }
+}
+
+impl TestApp {
+    /// The configuration for this test's database and bucket, with `extra` variables on top.
+    pub fn config(&self, extra: &[(&str, &str)]) -> Config {
+        let mut env = self.env.clone();
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        Config::from_lookup(|k| env.get(k).cloned()).expect("valid test configuration")
+    }
+
+    /// A loader with fast retries, built as `main` builds it.
+    pub async fn loader(&self, extra: &[(&str, &str)]) -> Loader<S3Source, PgTarget> {
+        let config = self.config(extra);
+        let loader = paper_engine_orders::app::build_loader(&config, Arc::new(Metrics::new()))
+            .await
+            .expect("loader");
+        let mut settings = loader.settings().clone();
+        settings.retry.first_backoff = Duration::from_millis(50);
+        settings.retry.max_backoff = Duration::from_millis(200);
+        let (source, target, metrics) = (loader.source().clone(), loader.target().clone(), loader.metrics().clone());
+        Loader::new(source, target, metrics, settings)
+    }
+
+    pub fn key(&self, table: &str, name: &str) -> String {
+        format!("{}/dbo/{table}/{name}", self.bucket_path)
+    }
+
+    pub async fn put(&self, key: &str, body: Vec<u8>) {
+        self.s3.put(key, body).await.unwrap();
+    }
+
+    /// Writes `text` gzip-compressed under `dbo/<table>/<name>`.
+    pub async fn put_csv(&self, table: &str, name: &str, text: &str) -> String {
+        let key = self.key(table, name);
+        self.put(&key, gzip(text.as_bytes())).await;
+        key
+    }
+
+    /// Rows of a query, every column as text (NULL as None).
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        self.db
+            .simple_query(sql)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        self.db
+            .query_one(&format!("SELECT count(*) FROM {}.{table}", self.schema), &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// The ledger row of a key: (status, rows, creates, amends, removes, unchanged, max_event_id, error).
+    pub async fn ledger(&self, key: &str) -> Option<LedgerRow> {
+        self.db
+            .query_opt(
+                &format!(
+                    "SELECT status, rows, creates, amends, removes, unchanged, max_event_id, error, id
+                       FROM {}.loader_deliveries WHERE object_key = $1",
+                    self.schema
+                ),
+                &[&key],
+            )
+            .await
+            .unwrap()
+            .map(|r| LedgerRow {
+                status: r.get(0),
+                rows: r.get(1),
+                creates: r.get(2),
+                amends: r.get(3),
+                removes: r.get(4),
+                unchanged: r.get(5),
+                max_event_id: r.get(6),
+                error: r.get(7),
+                id: r.get(8),
+            })
+    }
+
+    /// Polls until a pass attempts nothing; returns every pass's outcome.
+    pub async fn drain(&self, loader: &Loader<S3Source, PgTarget>) -> Vec<Outcome> {
+        let mut passes = Vec::new();
+        for _ in 0..50 {
+            let outcome = loader.poll_once().await.expect("poll");
+            let idle = outcome.is_idle() || outcome.delivered.is_empty();
+            passes.push(outcome);
+            if idle {
+                return passes;
+            }
+        }
+        panic!("the loader did not settle in 50 passes");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let database = self.database.clone();
+        // Drop the database from a separate thread and runtime: Drop cannot await.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin_dsn(), NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!(
+                            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+                        ))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    pub status: String,
+    pub rows: i64,
+    pub creates: i64,
+    pub amends: i64,
+    pub removes: i64,
+    pub unchanged: i64,
+    pub max_event_id: Option<i64>,
+    pub error: Option<String>,
+    pub id: i64,
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
