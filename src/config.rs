@@ -116,7 +116,9 @@ impl SourceConfig {
             None => None,
             Some(e) if e.starts_with("http://") || e.starts_with("https://") => Some(e),
             Some(e) if e.contains("://") => {
-                return Err(err("bucket_endpoint must be an http:// or https:// URL".into()))
+                return Err(err(
+                    "bucket_endpoint must be an http:// or https:// URL".into()
+                ))
             }
             Some(e) => Some(format!("https://{e}")),
         };
@@ -200,7 +202,9 @@ impl NatsConfig {
             .split_once("://")
             .ok_or_else(|| err("expected a URL like nats://user:password@host:4222"))?;
         if !matches!(scheme, "nats" | "tls" | "ws" | "wss") {
-            return Err(err("the URL scheme must be nats:// (or tls://, ws://, wss://)"));
+            return Err(err(
+                "the URL scheme must be nats:// (or tls://, ws://, wss://)",
+            ));
         }
         let (userinfo, hostport) = match rest.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
@@ -359,7 +363,15 @@ impl Config {
                 format!("`{schema}` is not a lower-case SQL identifier of at most 63 characters"),
             ));
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+        let level = self.log_level.trim().to_ascii_lowercase();
+        let is_level = matches!(
+            level.as_str(),
+            "error" | "warn" | "warning" | "info" | "debug" | "trace" | "off"
+        );
+        // Beyond a plain level, env-filter directives such as `info,paper_engine_orders=debug`.
+        let is_directive =
+            level.contains('=') && tracing_subscriber::EnvFilter::try_new(&level).is_ok();
+        if !is_level && !is_directive {
             return Err(ConfigError::new(
                 "LOG_LEVEL",
                 format!(
@@ -412,7 +424,8 @@ mod tests {
     use std::collections::HashMap;
 
     const SOURCE: &str = "bucket_endpoint=http://127.0.0.1:5000 bucket_id=AKID bucket_key=s3cr3tKEY bucket_name=dms bucket_path=data/";
-    const TARGET: &str = "user=loader password=pgPASSw0rd host=localhost port=5432 dbname=paper_engine";
+    const TARGET: &str =
+        "user=loader password=pgPASSw0rd host=localhost port=5432 dbname=paper_engine";
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let mut map: HashMap<String, String> = HashMap::new();
@@ -466,7 +479,9 @@ mod tests {
         }
         let e = Config::from_lookup(env(&[("DRY_RUN", "maybe")])).unwrap_err();
         assert_eq!(e.var, "DRY_RUN");
-        assert!(e.to_string().starts_with("DRY_RUN: `maybe` is not a boolean"));
+        assert!(e
+            .to_string()
+            .starts_with("DRY_RUN: `maybe` is not a boolean"));
     }
 
     #[test]
@@ -485,9 +500,21 @@ mod tests {
             (&[("SOURCE", "bucket_id=a bucket_key=b")], "SOURCE"),
             (&[("SOURCE", "bucket_name=x bucket_key=b")], "SOURCE"),
             (&[("SOURCE", "bucket_name=x bucket_id=a")], "SOURCE"),
-            (&[("SOURCE", "bucket_name=x bucket_id=a bucket_key=b oops")], "SOURCE"),
-            (&[("SOURCE", "bucket_name=x bucket_id=a bucket_key=b colour=red")], "SOURCE"),
-            (&[("TARGET", "host=localhost port=notaport user=u")], "TARGET"),
+            (
+                &[("SOURCE", "bucket_name=x bucket_id=a bucket_key=b oops")],
+                "SOURCE",
+            ),
+            (
+                &[(
+                    "SOURCE",
+                    "bucket_name=x bucket_id=a bucket_key=b colour=red",
+                )],
+                "SOURCE",
+            ),
+            (
+                &[("TARGET", "host=localhost port=notaport user=u")],
+                "TARGET",
+            ),
             (&[("TARGET", "user=u dbname=x")], "TARGET"),
         ];
         for (pairs, var) in cases {
@@ -514,8 +541,14 @@ mod tests {
         }
         // Errors about a variable that holds a secret do not echo it either.
         for (var, value) in [
-            ("SOURCE", "bucket_name=x bucket_id=a bucket_key=s3cr3tKEY junk"),
-            ("SOURCE", "bucket_name=x bucket_id=a bucket_key=s3cr3tKEY bucket_endpoint=ftp://h"),
+            (
+                "SOURCE",
+                "bucket_name=x bucket_id=a bucket_key=s3cr3tKEY junk",
+            ),
+            (
+                "SOURCE",
+                "bucket_name=x bucket_id=a bucket_key=s3cr3tKEY bucket_endpoint=ftp://h",
+            ),
             ("TARGET", "user=u password=pgPASSw0rd host=h port=x"),
             ("TARGET", "postgres://u:pgPASSw0rd@h:badport/db"),
             ("NATS", "nats://u:natsPASS@h:notaport"),

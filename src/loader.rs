@@ -23,8 +23,8 @@ use crate::dms::{
 use crate::metrics::Metrics;
 use crate::source::{ObjectInfo, Source, SourceError};
 use crate::target::{
-    Chunk, ChunkFailure, DeliveryPlan, DeliveryResult, DeliveryStatus, LedgerEntry,
-    StreamSummary, Target, TargetError,
+    Chunk, ChunkFailure, DeliveryPlan, DeliveryResult, DeliveryStatus, LedgerEntry, StreamSummary,
+    Target, TargetError,
 };
 
 /// How hard to retry a delivery that failed for a transient reason.
@@ -361,10 +361,7 @@ impl<S: Source, T: Target> Loader<S, T> {
         let mut session = None;
         for file in files {
             let outcome = self.deliver(&mut session, &file).await;
-            let stop = matches!(
-                outcome,
-                FileOutcome::Failed(_) | FileOutcome::LeftToAnother
-            );
+            let stop = matches!(outcome, FileOutcome::Failed(_) | FileOutcome::LeftToAnother);
             outcomes.push(outcome);
             if stop {
                 break;
@@ -429,7 +426,10 @@ impl<S: Source, T: Target> Loader<S, T> {
                     return FileOutcome::LeftToAnother;
                 }
                 Err(AttemptError::Target(TargetError::AlreadyDelivered(_))) => {
-                    info!("Delivery {id}: {} was delivered by another loader.", plan.key);
+                    info!(
+                        "Delivery {id}: {} was delivered by another loader.",
+                        plan.key
+                    );
                     return FileOutcome::AlreadyDelivered;
                 }
                 Err(err) if err.is_retryable() && attempt < self.settings.retry.attempts => {
@@ -484,7 +484,10 @@ impl<S: Source, T: Target> Loader<S, T> {
         self.metrics
             .record_delivery(table, status, &c, bytes, elapsed.as_secs_f64());
         info!("Delivery {id}: prometheus counters incremented.");
-        info!("Delivery {id}: processed ({} seconds).", format_elapsed(elapsed));
+        info!(
+            "Delivery {id}: processed ({} seconds).",
+            format_elapsed(elapsed)
+        );
         FileOutcome::Delivered(Delivered {
             id,
             key: plan.key,
@@ -772,10 +775,8 @@ impl DecodeJob {
                 summary.max_event_id = Some(summary.max_event_id.map_or(e, |m| m.max(e)));
             }
             if buf.len() >= self.chunk_bytes {
-                let full = std::mem::replace(
-                    &mut buf,
-                    Vec::with_capacity(self.chunk_bytes + 64 * 1024),
-                );
+                let full =
+                    std::mem::replace(&mut buf, Vec::with_capacity(self.chunk_bytes + 64 * 1024));
                 if tx.blocking_send(Chunk::Data(Bytes::from(full))).is_err() {
                     return Ok(None);
                 }
@@ -808,7 +809,10 @@ mod tests {
 
     #[test]
     fn elapsed_prints_like_a_python_timedelta() {
-        assert_eq!(format_elapsed(Duration::from_micros(46_061)), "0:00:00.046061");
+        assert_eq!(
+            format_elapsed(Duration::from_micros(46_061)),
+            "0:00:00.046061"
+        );
         assert_eq!(
             format_elapsed(Duration::from_secs(3723) + Duration::from_micros(5)),
             "1:02:03.000005"

@@ -43,7 +43,11 @@ where
 /// Installs the subscriber: `level` is `LOG_LEVEL` (a level, or an env-filter directive).
 /// Lines go to standard error. Safe to call twice (the second call does nothing).
 pub fn init(level: &str) {
-    let filter = EnvFilter::try_new(level)
+    let level = match level.trim().to_ascii_lowercase().as_str() {
+        "warning" => "warn".to_string(),
+        other => other.to_string(),
+    };
+    let filter = EnvFilter::try_new(&level)
         .or_else(|_| EnvFilter::try_new("info"))
         .expect("the info filter is valid")
         // The SDKs' own chatter stays out of the loader's log unless asked for.

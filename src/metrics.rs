@@ -110,13 +110,19 @@ impl Metrics {
         ))
         .expect("metric");
         let errors = IntCounterVec::new(
-            opts("errors_total", "Errors by kind (source, target, input, notifier)."),
+            opts(
+                "errors_total",
+                "Errors by kind (source, target, input, notifier).",
+            ),
             &["kind"],
         )
         .expect("metric");
         let build_info = Gauge::with_opts(
-            opts("build_info", "Always 1; labelled with the loader's version.")
-                .const_label("version", crate::VERSION),
+            opts(
+                "build_info",
+                "Always 1; labelled with the loader's version.",
+            )
+            .const_label("version", crate::VERSION),
         )
         .expect("metric");
         build_info.set(1.0);

@@ -192,10 +192,28 @@ pub fn generate<E>(
         let logs = sim.run_batch(b, target);
         let name = cdc_name(cdc_commit_micros(b), b % 2 == 1);
         let last = b + 1 == spec.cdc_files;
-        out.cdc(&sim.cx, "strategies", &name, &logs.s, &sim.st, None, &mut sink)?;
+        out.cdc(
+            &sim.cx,
+            "strategies",
+            &name,
+            &logs.s,
+            &sim.st,
+            None,
+            &mut sink,
+        )?;
         let split = last.then_some(logs.o.ops.len() / 2).filter(|&n| n > 0);
-        out.cdc(&sim.cx, "orders", &name, &logs.o, &sim.ord, split, &mut sink)?;
-        out.cdc(&sim.cx, "executions", &name, &logs.e, &sim.ex, None, &mut sink)?;
+        out.cdc(
+            &sim.cx, "orders", &name, &logs.o, &sim.ord, split, &mut sink,
+        )?;
+        out.cdc(
+            &sim.cx,
+            "executions",
+            &name,
+            &logs.e,
+            &sim.ex,
+            None,
+            &mut sink,
+        )?;
     }
 
     let mut tables = BTreeMap::new();
@@ -269,12 +287,7 @@ fn cdc_name(commit: i64, dated: bool) -> String {
         dt.nanosecond() / 1_000_000
     );
     if dated {
-        format!(
-            "{:04}/{:02}/{:02}/{stamp}",
-            dt.year(),
-            dt.month(),
-            dt.day()
-        )
+        format!("{:04}/{:02}/{:02}/{stamp}", dt.year(), dt.month(), dt.day())
     } else {
         stamp
     }
@@ -291,7 +304,11 @@ impl Sessions {
         let mut day = datetime(start).date();
         let mut spans = Vec::new();
         loop {
-            let s = day.and_hms_opt(7, 0, 0).expect("time").and_utc().timestamp_micros();
+            let s = day
+                .and_hms_opt(7, 0, 0)
+                .expect("time")
+                .and_utc()
+                .timestamp_micros();
             if s >= end {
                 break;
             }
@@ -422,8 +439,8 @@ const UNIVERSES: [&str; 10] = [
 const HORIZONS: [&str; 6] = ["1m", "5m", "15m", "1h", "daily", "intraday"];
 
 const VENUES: [&str; 13] = [
-    "XNYS", "XNAS", "ARCX", "BATS", "IEXG", "EDGX", "XLON", "CHIX", "TRQX", "AQXE", "XETR",
-    "XPAR", "XAMS",
+    "XNYS", "XNAS", "ARCX", "BATS", "IEXG", "EDGX", "XLON", "CHIX", "TRQX", "AQXE", "XETR", "XPAR",
+    "XAMS",
 ];
 
 fn venues_for(currency: u8) -> &'static [u8] {
@@ -509,7 +526,8 @@ impl Ctx {
             if !seen.insert(code) {
                 continue;
             }
-            let price = (5.0f64 * (180.0f64).powf(rng.random::<f64>()) * 100.0).round() as i64 * 10_000;
+            let price =
+                (5.0f64 * (180.0f64).powf(rng.random::<f64>()) * 100.0).round() as i64 * 10_000;
             isins.push(Isin {
                 code,
                 currency,
@@ -726,12 +744,7 @@ impl Fields {
     fn num(&mut self, v: i64, scale: u32) {
         debug_assert!(v >= 0);
         let p = 10i64.pow(scale);
-        self.fmt(format_args!(
-            "{}.{:0w$}",
-            v / p,
-            v % p,
-            w = scale as usize
-        ));
+        self.fmt(format_args!("{}.{:0w$}", v / p, v % p, w = scale as usize));
     }
     fn opt_num(&mut self, v: Option<i64>, scale: u32) {
         match v {
@@ -767,7 +780,11 @@ impl Fields {
     }
     fn values(&self) -> Vec<Option<String>> {
         (0..self.ends.len())
-            .map(|i| Some(self.get(i)).filter(|s| !s.is_empty()).map(str::to_string))
+            .map(|i| {
+                Some(self.get(i))
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+            })
             .collect()
     }
 }
@@ -844,7 +861,9 @@ impl<R> Default for Log<R> {
 
 impl<R: Row> Log<R> {
     fn touch(&mut self, t: &Table<R>, key: i64) {
-        self.before.entry(key).or_insert_with(|| t.get(key).cloned());
+        self.before
+            .entry(key)
+            .or_insert_with(|| t.get(key).cloned());
     }
     fn touched(&self, key: i64) -> bool {
         self.before.contains_key(&key)
@@ -914,8 +933,8 @@ struct Ev {
 }
 
 /// Mean number of fills of a fully filled order, by order type.
-const MEAN_FILLS_MARKET: f64 = 4.0;
-const MEAN_FILLS_RESTING: f64 = 16.0;
+const MEAN_FILLS_MARKET: f64 = 5.0;
+const MEAN_FILLS_RESTING: f64 = 17.4;
 
 /// Sentinels in a lifecycle plan.
 const NONE: u8 = u8::MAX;
@@ -943,16 +962,15 @@ enum Edge {
     StrategyNew,
     StrategyInsDel,
     StrategyDel(i64),
-    StrategySame,
+    /// An update to identical values of a key picked at the start of the batch.
+    Same(u8, Option<i64>),
     StrategyPhantom,
     OrderInsDel,
     OrderCancelTemp(i64),
     OrderDel(i64),
-    OrderSame,
     OrderPhantom,
     ExecInsDel,
     ExecDel(i64),
-    ExecSame,
     ExecPhantom,
 }
 
@@ -980,7 +998,10 @@ const T_ORDER: u8 = 1;
 const T_EXEC: u8 = 2;
 
 fn weighted_pick(rng: &mut StdRng, weights: &[f64], ok: impl Fn(usize) -> bool) -> Option<usize> {
-    let total: f64 = (0..weights.len()).filter(|&i| ok(i)).map(|i| weights[i]).sum();
+    let total: f64 = (0..weights.len())
+        .filter(|&i| ok(i))
+        .map(|i| weights[i])
+        .sum();
     if total <= 0.0 {
         return None;
     }
@@ -1031,7 +1052,7 @@ fn grouped(n: i64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -1272,9 +1293,8 @@ impl Sim {
                 1 => "Rejet de l'annulation — ordre déjà exécuté".to_string(),
                 _ => "Too late to cancel\nbroker code 2015, \"order filled\"".to_string(),
             },
-            _ => match rot % 3 {
+            _ => match rot % 2 {
                 0 => format!("Trade corrected by broker, previous price {px}"),
-                1 => format!("Correction: venue changed to {venue}, \"late report\""),
                 _ => format!("Prix corrigé — ancien prix {px}"),
             },
         };
@@ -1388,6 +1408,12 @@ impl Sim {
         }
 
         let sessions = Sessions::new(history_start(), snap);
+        let snap_day = datetime(snap)
+            .date()
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+            .timestamp_micros();
         let mut orders: Vec<Order> = Vec::with_capacity(n_orders);
         let mut drafts: Vec<Exec> = Vec::with_capacity(n_orders * 10);
         let mut plan: Vec<(i64, u8, i64, u8)> = Vec::new();
@@ -1435,6 +1461,10 @@ impl Sim {
                     kind,
                 });
             }
+            if matches!(o.status, O_NEW | O_PARTIAL) && o.created_at < snap_day && o.tif != GTC {
+                // still working after its day: only a good-till-canceled order does that
+                o.tif = GTC;
+            }
             orders.push(o);
         }
 
@@ -1475,15 +1505,15 @@ impl Sim {
     fn plan_history(&mut self, o: &Order, plan: &mut Vec<(i64, u8, i64, u8)>) {
         plan.clear();
         let r: f64 = self.rng.random();
-        let mut intended = if r < 0.72 {
+        let mut intended = if r < 0.80 {
             O_FILLED
-        } else if r < 0.82 {
+        } else if r < 0.88 {
             O_CANCELED
-        } else if r < 0.87 {
+        } else if r < 0.91 {
             O_EXPIRED
-        } else if r < 0.92 {
-            O_REJECTED
         } else if r < 0.95 {
+            O_REJECTED
+        } else if r < 0.97 {
             O_PARTIAL
         } else {
             O_NEW
@@ -1492,12 +1522,17 @@ impl Sim {
         if matches!(intended, O_PARTIAL | O_NEW) && !resting_ok {
             intended = O_FILLED;
         }
-        if intended == O_EXPIRED && matches!(o.tif, IOC | FOK) || o.order_type == MARKET && intended == O_EXPIRED {
+        if intended == O_EXPIRED && (matches!(o.tif, IOC | FOK) || o.order_type == MARKET) {
             intended = O_CANCELED;
         }
         let mut t = o.created_at;
         if intended == O_REJECTED {
-            plan.push((norm(t + self.rng.random_range(MS..250 * MS)), NONE, 0, O_REJECTED));
+            plan.push((
+                norm(t + self.rng.random_range(MS..250 * MS)),
+                NONE,
+                0,
+                O_REJECTED,
+            ));
             return;
         }
         t = norm(t + self.rng.random_range(2 * MS..400 * MS));
@@ -1528,7 +1563,11 @@ impl Sim {
         for p in pieces {
             t = norm(t + self.fill_gap(o));
             cum += p * gran;
-            let status = if cum == o.quantity { O_FILLED } else { O_PARTIAL };
+            let status = if cum == o.quantity {
+                O_FILLED
+            } else {
+                O_PARTIAL
+            };
             plan.push((t, X_TRADE, p * gran, status));
         }
         match intended {
@@ -1554,7 +1593,9 @@ impl Sim {
         let span = bt.end - bt.start;
         let f = bt.progress().min(1.0);
         let base = bt.start + MS + (f * (span - 2 * MS) as f64) as i64;
-        let t = (base + self.rng.random_range(0..500)).max(bt.last_t + 1).min(bt.end - 1);
+        let t = (base + self.rng.random_range(0..500))
+            .max(bt.last_t + 1)
+            .min(bt.end - 1);
         let t = norm(t);
         bt.last_t = t;
         t
@@ -1579,15 +1620,18 @@ impl Sim {
             }
         }
         let mut pending: Vec<(f64, Edge)> = Vec::new();
+        let same_s = self.pick_same(&mut bt, T_STRAT);
+        let same_o = self.pick_same(&mut bt, T_ORDER);
+        let same_e = self.pick_same(&mut bt, T_EXEC);
         for e in [
             Edge::StrategyInsDel,
-            Edge::StrategySame,
+            Edge::Same(T_STRAT, same_s),
             Edge::StrategyPhantom,
             Edge::OrderInsDel,
-            Edge::OrderSame,
+            Edge::Same(T_ORDER, same_o),
             Edge::OrderPhantom,
             Edge::ExecInsDel,
-            Edge::ExecSame,
+            Edge::Same(T_EXEC, same_e),
             Edge::ExecPhantom,
         ] {
             pending.push((self.rng.random_range(0.0..0.9), e));
@@ -1599,7 +1643,8 @@ impl Sim {
             pending.push((self.rng.random(), Edge::StrategyNew));
         }
         loop {
-            self.run_due(&mut bt, &mut pending, bt.progress());
+            let progress = bt.progress();
+            self.run_due(&mut bt, &mut pending, progress);
             if bt.logs.o.ops.len() >= target && bt.logs.e.ops.len() >= target {
                 break;
             }
@@ -1650,21 +1695,6 @@ impl Sim {
                 return Some(Edge::StrategyDel(id));
             }
             Edge::StrategyDel(id) => delete(&mut self.st, &mut bt.logs.s, id),
-            Edge::StrategySame => {
-                let logs = &bt.logs;
-                let reserved = &bt.reserved;
-                let pick = self
-                    .st
-                    .random_key(&mut self.rng, usize::MAX, |s| {
-                        !logs.s.touched(s.id) && !reserved.contains(&(T_STRAT, s.id))
-                    })
-                    .or_else(|| self.st.random_key(&mut self.rng, usize::MAX, |_| true));
-                if let Some(id) = pick {
-                    bt.reserved.insert((T_STRAT, id));
-                    let row = self.st.get(id).expect("exists").clone();
-                    update(&mut self.st, &mut bt.logs.s, row);
-                }
-            }
             Edge::StrategyPhantom => {
                 let id = STRATEGY_PHANTOM + bt.b as i64;
                 let created = norm(t - self.rng.random_range(HOUR..20 * 24 * HOUR));
@@ -1696,23 +1726,6 @@ impl Sim {
                 return Some(Edge::OrderDel(id));
             }
             Edge::OrderDel(id) => delete(&mut self.ord, &mut bt.logs.o, id),
-            Edge::OrderSame => {
-                let logs = &bt.logs;
-                let reserved = &bt.reserved;
-                let free = |o: &Order| !logs.o.touched(o.id) && !reserved.contains(&(T_ORDER, o.id));
-                let pick = self
-                    .ord
-                    .random_key(&mut self.rng, usize::MAX, |o| {
-                        free(o) && !matches!(o.status, O_NEW | O_PARTIAL)
-                    })
-                    .or_else(|| self.ord.random_key(&mut self.rng, usize::MAX, free))
-                    .or_else(|| self.ord.random_key(&mut self.rng, usize::MAX, |_| true));
-                if let Some(id) = pick {
-                    bt.reserved.insert((T_ORDER, id));
-                    let row = self.ord.get(id).expect("exists").clone();
-                    update(&mut self.ord, &mut bt.logs.o, row);
-                }
-            }
             Edge::OrderPhantom => {
                 let id = ORDER_PHANTOM + bt.b as i64;
                 let created = norm(t - self.rng.random_range(HOUR..20 * 24 * HOUR));
@@ -1744,19 +1757,21 @@ impl Sim {
                 return Some(Edge::ExecDel(id));
             }
             Edge::ExecDel(id) => delete(&mut self.ex, &mut bt.logs.e, id),
-            Edge::ExecSame => {
-                let logs = &bt.logs;
-                let reserved = &bt.reserved;
-                let free = |x: &Exec| !logs.e.touched(x.id) && !reserved.contains(&(T_EXEC, x.id));
-                let pick = self
-                    .ex
-                    .random_key(&mut self.rng, bt.exec_floor, free)
-                    .or_else(|| self.ex.random_key(&mut self.rng, usize::MAX, free))
-                    .or_else(|| self.ex.random_key(&mut self.rng, usize::MAX, |_| true));
-                if let Some(id) = pick {
-                    bt.reserved.insert((T_EXEC, id));
-                    let row = self.ex.get(id).expect("exists").clone();
-                    update(&mut self.ex, &mut bt.logs.e, row);
+            Edge::Same(table, id) => {
+                let id = id.or_else(|| self.pick_same(bt, table))?;
+                match table {
+                    T_STRAT => {
+                        let row = self.st.get(id).expect("reserved rows stay").clone();
+                        update(&mut self.st, &mut bt.logs.s, row);
+                    }
+                    T_ORDER => {
+                        let row = self.ord.get(id).expect("reserved rows stay").clone();
+                        update(&mut self.ord, &mut bt.logs.o, row);
+                    }
+                    _ => {
+                        let row = self.ex.get(id).expect("reserved rows stay").clone();
+                        update(&mut self.ex, &mut bt.logs.e, row);
+                    }
                 }
             }
             Edge::ExecPhantom => {
@@ -1765,7 +1780,8 @@ impl Sim {
                     .random_key(&mut self.rng, usize::MAX, |_| true)
                     .expect("orders exist");
                 let o = self.ord.get(order_id).expect("exists").clone();
-                let mut x = self.make_exec(&o, X_CANCELED, 0, norm(t - self.rng.random_range(SEC..HOUR)));
+                let when = norm(t - self.rng.random_range(SEC..HOUR));
+                let mut x = self.make_exec(&o, X_CANCELED, 0, when);
                 x.id = EXEC_PHANTOM + bt.b as i64;
                 x.event_id = self.rng.random_range(1..=self.event);
                 phantom_delete(&self.ex, &mut bt.logs.e, x);
@@ -1774,12 +1790,45 @@ impl Sim {
         None
     }
 
+    /// Picks (and reserves, so nothing else touches it in the batch) the key of the
+    /// deliberate update to identical values; preferably a row untouched so far.
+    fn pick_same(&mut self, bt: &mut Batch, table: u8) -> Option<i64> {
+        let logs = &bt.logs;
+        let reserved = &bt.reserved;
+        let pick = match table {
+            T_STRAT => self
+                .st
+                .random_key(&mut self.rng, usize::MAX, |s| {
+                    !logs.s.touched(s.id) && !reserved.contains(&(T_STRAT, s.id))
+                })
+                .or_else(|| self.st.random_key(&mut self.rng, usize::MAX, |_| true)),
+            T_ORDER => {
+                let free =
+                    |o: &Order| !logs.o.touched(o.id) && !reserved.contains(&(T_ORDER, o.id));
+                self.ord
+                    .random_key(&mut self.rng, usize::MAX, |o| {
+                        free(o) && !matches!(o.status, O_NEW | O_PARTIAL)
+                    })
+                    .or_else(|| self.ord.random_key(&mut self.rng, usize::MAX, free))
+                    .or_else(|| self.ord.random_key(&mut self.rng, usize::MAX, |_| true))
+            }
+            _ => {
+                let free = |x: &Exec| !logs.e.touched(x.id) && !reserved.contains(&(T_EXEC, x.id));
+                self.ex
+                    .random_key(&mut self.rng, bt.exec_floor, free)
+                    .or_else(|| self.ex.random_key(&mut self.rng, usize::MAX, free))
+                    .or_else(|| self.ex.random_key(&mut self.rng, usize::MAX, |_| true))
+            }
+        }?;
+        bt.reserved.insert((table, pick));
+        Some(pick)
+    }
+
     fn strategy_update(&mut self, bt: &mut Batch, t: i64) {
         let reserved = &bt.reserved;
-        let Some(id) = self
-            .st
-            .random_key(&mut self.rng, usize::MAX, |s| !reserved.contains(&(T_STRAT, s.id)))
-        else {
+        let Some(id) = self.st.random_key(&mut self.rng, usize::MAX, |s| {
+            !reserved.contains(&(T_STRAT, s.id))
+        }) else {
             return;
         };
         let mut s = self.st.get(id).expect("exists").clone();
@@ -1789,7 +1838,8 @@ impl Sim {
             S_PAUSED if r < 0.5 => s.status = S_ACTIVE,
             _ if r < 0.75 && s.max_notional.is_some() => {
                 let m = s.max_notional.expect("some");
-                s.max_notional = Some((m / 2 + self.rng.random_range(0..m)).max(100_000) / 100_000 * 100_000);
+                s.max_notional =
+                    Some((m / 2 + self.rng.random_range(0..m)).max(100_000) / 100_000 * 100_000);
             }
             _ => s.name = self.strategy_name(),
         }
@@ -1825,7 +1875,11 @@ impl Sim {
             if self.is_open(bt, id) {
                 return Some(id);
             }
-            if self.ord.get(id).is_none_or(|o| !matches!(o.status, O_NEW | O_PARTIAL)) {
+            if self
+                .ord
+                .get(id)
+                .is_none_or(|o| !matches!(o.status, O_NEW | O_PARTIAL))
+            {
                 self.open.swap_remove(i);
             }
         }
@@ -1897,20 +1951,38 @@ impl Sim {
         let mut o = self.ord.get(id).expect("open order exists").clone();
         let gran = if o.quantity % SHARE == 0 { SHARE } else { 1 };
         let leaves = (o.quantity - o.cum) / gran;
-        let lots = if o.order_type == MARKET || leaves <= 1 || self.rng.random_bool(0.3) {
-            leaves
-        } else {
-            ((leaves as f64 * self.rng.random_range(0.1..0.6)) as i64).clamp(1, leaves)
-        };
+        let lots =
+            if o.order_type == MARKET || o.tif == FOK || leaves <= 1 || self.rng.random_bool(0.3) {
+                leaves
+            } else {
+                ((leaves as f64 * self.rng.random_range(0.1..0.6)) as i64).clamp(1, leaves)
+            };
         let mut x = self.make_exec(&o, X_TRADE, lots * gran, t);
         x.id = self.ex.next_id();
         x.event_id = self.next_event();
         o.cum = x.cum_qty;
         insert(&mut self.ex, &mut bt.logs.e, x);
-        o.status = if o.cum == o.quantity { O_FILLED } else { O_PARTIAL };
+        o.status = if o.cum == o.quantity {
+            O_FILLED
+        } else {
+            O_PARTIAL
+        };
         o.updated_at = t;
         o.event_id = self.next_event();
-        update(&mut self.ord, &mut bt.logs.o, o);
+        let ioc_rest = o.status == O_PARTIAL && o.tif == IOC;
+        update(&mut self.ord, &mut bt.logs.o, o.clone());
+        if ioc_rest {
+            // immediate-or-cancel: the unfilled rest is canceled right away
+            let t = self.tick(bt);
+            let mut x = self.make_exec(&o, X_CANCELED, 0, t);
+            x.id = self.ex.next_id();
+            x.event_id = self.next_event();
+            insert(&mut self.ex, &mut bt.logs.e, x);
+            o.status = O_CANCELED;
+            o.updated_at = t;
+            o.event_id = self.next_event();
+            update(&mut self.ord, &mut bt.logs.o, o);
+        }
         true
     }
 
@@ -1954,7 +2026,10 @@ impl Sim {
         let reserved = &bt.reserved;
         let hot_filled = (0..4).find_map(|_| {
             let id = *bt.hot.get(self.rng.random_range(0..bt.hot.len().max(1)))?;
-            self.ord.get(id).filter(|o| o.status == O_FILLED).map(|o| o.id)
+            self.ord
+                .get(id)
+                .filter(|o| o.status == O_FILLED)
+                .map(|o| o.id)
         });
         let Some(id) = hot_filled.or_else(|| {
             self.ord.random_key(&mut self.rng, usize::MAX, |o| {
@@ -1984,26 +2059,32 @@ impl Sim {
             return false;
         };
         let mut x = self.ex.get(id).expect("exists").clone();
-        let o = match self.ord.get(x.order_id) {
-            Some(o) => o.clone(),
-            None => return false,
+        let Some(o) = self.ord.get(x.order_id).cloned() else {
+            return false;
         };
-        let old = x.clone();
         if x.exec_type == X_TRADE && self.rng.random_bool(0.6) {
-            let p = x.last_price.expect("trade has a price");
-            let delta = if self.rng.random_bool(0.5) { CENT } else { -CENT };
-            x.last_price = Some((p + delta).max(CENT));
-            x.text = Some(self.text(T_CORRECTION, &o, &old));
-            if self.text_rot[T_CORRECTION as usize] % 3 == 2 {
-                // the template just used speaks about the venue; make it true
-                x.venue = Some(self.venue(o.currency));
-            }
-        } else if x.exec_type == X_TRADE {
-            x.venue = Some(self.venue(o.currency));
-            self.text_rot[T_CORRECTION as usize] = 1;
+            // price correction; the message quotes the previous price
+            let p = x.last_price.expect("a trade has a price");
             x.text = Some(self.text(T_CORRECTION, &o, &x));
+            let delta = if self.rng.random_bool(0.5) {
+                CENT
+            } else {
+                -CENT
+            };
+            x.last_price = Some((p + delta).max(CENT));
+        } else if x.exec_type == X_TRADE {
+            let v = self.venue(o.currency);
+            x.venue = Some(v);
+            x.text = Some(
+                format!(
+                    "Correction: venue changed to {}, \"late report\"",
+                    VENUES[v as usize]
+                )
+                .into(),
+            );
         } else {
-            x.text = Some(format!("Amended by broker ops, ref {}", self.rng.random_range(10_000..99_999)).into());
+            let r = self.rng.random_range(10_000..100_000);
+            x.text = Some(format!("Amended by broker ops, ref {r}").into());
         }
         x.event_id = self.next_event();
         update(&mut self.ex, &mut bt.logs.e, x);
@@ -2159,4 +2240,477 @@ fn dump<R: Row>(cx: &Ctx, t: &Table<R>) -> Vec<Vec<Option<String>>> {
             f.values()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::io::Read;
+
+    type Rec = Vec<Option<String>>;
+
+    fn small(scale: f64, seed: u64) -> SampleSpec {
+        SampleSpec {
+            scale,
+            seed,
+            bucket_path: "sample/run".to_string(),
+            load_rows_per_file: 50,
+            cdc_files: 5,
+            cdc_rows_per_file: 60,
+            keep_state: true,
+        }
+    }
+
+    fn collect(spec: &SampleSpec) -> (Vec<(FileSummary, Vec<u8>)>, SampleManifest) {
+        let mut files = Vec::new();
+        let manifest = generate(spec, |f: SampleFile| {
+            files.push((f.summary, f.body));
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .expect("infallible");
+        (files, manifest)
+    }
+
+    fn gunzip_all(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(body)
+            .read_to_end(&mut out)
+            .expect("gzip");
+        out
+    }
+
+    fn records(body: &[u8]) -> Vec<Rec> {
+        let text = gunzip_all(body);
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(&text[..]);
+        rdr.records()
+            .map(|r| {
+                r.expect("csv")
+                    .iter()
+                    .map(|f| (!f.is_empty()).then(|| f.to_string()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn is_load(key: &str) -> bool {
+        key.rsplit('/').next().unwrap().starts_with("LOAD")
+    }
+
+    fn columns(table: &str) -> &'static [&'static str] {
+        match table {
+            "strategies" => &STRATEGY_COLUMNS,
+            "orders" => &ORDER_COLUMNS,
+            _ => &EXECUTION_COLUMNS,
+        }
+    }
+
+    fn nullable(table: &str, col: &str) -> bool {
+        matches!(
+            (table, col),
+            ("strategies", "max_notional")
+                | ("orders", "limit_price" | "stop_price")
+                | ("executions", "last_price" | "venue" | "text")
+        )
+    }
+
+    #[test]
+    fn isin_check_digit_matches_known_isins() {
+        assert_eq!(isin_check_digit(b"US037833100"), b'5');
+        assert_eq!(isin_check_digit(b"DE000BAY001"), b'7');
+        assert_eq!(isin_check_digit(b"GB000263494"), b'6');
+    }
+
+    #[test]
+    fn deterministic_per_seed() {
+        let spec = small(0.001, 7);
+        let (a, _) = collect(&spec);
+        let (b, _) = collect(&spec);
+        assert_eq!(a.len(), b.len());
+        for ((sa, ba), (sb, bb)) in a.iter().zip(&b) {
+            assert_eq!(sa.key, sb.key);
+            assert_eq!(ba, bb, "{}", sa.key);
+        }
+        let (c, _) = collect(&small(0.001, 8));
+        let same = a.iter().zip(&c).filter(|(x, y)| x.1 == y.1).count();
+        assert!(same < a.len().min(c.len()), "another seed gives other data");
+    }
+
+    #[test]
+    fn keys_are_named_and_ordered_like_dms() {
+        let mut spec = small(0.001, 1);
+        spec.load_rows_per_file = 10;
+        let (files, manifest) = collect(&spec);
+        assert_eq!(manifest.files.len(), files.len());
+        let keys: Vec<&str> = files.iter().map(|(s, _)| s.key.as_str()).collect();
+        let first_cdc = keys.iter().position(|k| !is_load(k)).unwrap();
+        assert!(
+            keys[first_cdc..].iter().all(|k| !is_load(k)),
+            "LOAD files come first"
+        );
+        // LOAD files: per table in TABLES order, numbered 1.. in 8 uppercase hex digits
+        let mut pos = 0;
+        for table in TABLES {
+            let mut n = 0;
+            while pos < first_cdc && files[pos].0.table == table {
+                n += 1;
+                let want = format!("sample/run/dbo/{table}/LOAD{n:08X}.csv.gz");
+                assert_eq!(keys[pos], want);
+                assert!(files[pos].0.rows <= 10 && files[pos].0.rows > 0);
+                pos += 1;
+            }
+            assert!(n > 0, "{table} has LOAD files");
+        }
+        assert_eq!(pos, first_cdc);
+        assert!(keys.contains(&"sample/run/dbo/executions/LOAD0000000A.csv.gz"));
+        // CDC: per batch, one file per table, stamped with the commit time, every other
+        // batch under date folders
+        let cdc = &files[first_cdc..];
+        assert_eq!(cdc.len(), spec.cdc_files * 3);
+        let mut prev_stamp = String::new();
+        for (b, chunk) in cdc.chunks(3).enumerate() {
+            let dt = datetime(cdc_commit_micros(b));
+            let stamp = format!(
+                "{}{:03}",
+                dt.format("%Y%m%d-%H%M%S"),
+                dt.and_utc().timestamp_subsec_millis()
+            );
+            assert!(stamp > prev_stamp);
+            prev_stamp = stamp.clone();
+            for (table, (s, _)) in TABLES.iter().zip(chunk) {
+                let want = if b % 2 == 1 {
+                    format!(
+                        "sample/run/dbo/{table}/{}/{stamp}.csv.gz",
+                        dt.format("%Y/%m/%d")
+                    )
+                } else {
+                    format!("sample/run/dbo/{table}/{stamp}.csv.gz")
+                };
+                assert_eq!(s.key, want);
+                assert_eq!(s.table, *table);
+            }
+        }
+        assert_eq!(
+            cdc[0].0.key,
+            "sample/run/dbo/strategies/20220922-095853123.csv.gz"
+        );
+        assert_eq!(
+            cdc[3].0.key,
+            "sample/run/dbo/strategies/2022/09/22/20220922-095953123.csv.gz"
+        );
+
+        // an empty bucket path yields keys starting at dbo/, and slashes are trimmed
+        spec.bucket_path = String::new();
+        spec.cdc_files = 1;
+        let (files, _) = collect(&spec);
+        assert!(files.iter().all(|(s, _)| s.key.starts_with("dbo/")));
+        spec.bucket_path = "/x/y/".to_string();
+        let (files, _) = collect(&spec);
+        assert!(files.iter().all(|(s, _)| s.key.starts_with("x/y/dbo/")));
+    }
+
+    /// Replays every file on a simple model and checks the reported ground truth, the
+    /// deliberate edge cases of each CDC file and the final contents.
+    fn check_ground_truth(spec: &SampleSpec) {
+        let (files, manifest) = collect(spec);
+        let mut model: HashMap<String, HashMap<String, Rec>> = HashMap::new();
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        let mut load_max = 0i64;
+        for (summary, body) in &files {
+            let table = summary.table.clone();
+            let load = is_load(&summary.key);
+            let recs = records(body);
+            assert_eq!(summary.rows, recs.len() as u64, "{}", summary.key);
+            assert_eq!(summary.bytes, body.len() as u64);
+            let m = model.entry(table.clone()).or_default();
+            let mut before: HashMap<String, Option<Rec>> = HashMap::new();
+            let mut inserted: HashSet<String> = HashSet::new();
+            let (mut insdel, mut same, mut phantom) = (false, false, false);
+            let mut max_event = None;
+            let mut last_assigned = load_max;
+            for rec in recs {
+                let (op, row) = if load {
+                    ("I".to_string(), rec)
+                } else {
+                    (rec[0].clone().unwrap(), rec[1..].to_vec())
+                };
+                assert_eq!(row.len(), columns(&table).len(), "{}", summary.key);
+                let key = row[0].clone().unwrap();
+                let event: i64 = row.last().unwrap().as_ref().unwrap().parse().unwrap();
+                max_event = max_event.max(Some(event));
+                before
+                    .entry(key.clone())
+                    .or_insert_with(|| m.get(&key).cloned());
+                let current = m.get(&key).cloned();
+                match op.as_str() {
+                    "I" => {
+                        assert!(current.is_none(), "insert of an existing key {key}");
+                        if !load {
+                            assert!(event > last_assigned, "event ids increase");
+                            last_assigned = event;
+                        }
+                        inserted.insert(key.clone());
+                        m.insert(key.clone(), row);
+                    }
+                    "U" => {
+                        let cur = current.expect("update of an existing key");
+                        if cur == row {
+                            same = true;
+                        } else {
+                            assert!(event > last_assigned, "event ids increase");
+                            last_assigned = event;
+                        }
+                        m.insert(key.clone(), row);
+                    }
+                    "D" => {
+                        match current {
+                            Some(cur) => {
+                                assert_eq!(cur, row, "a delete carries the current row");
+                                if inserted.contains(&key) {
+                                    insdel = true;
+                                }
+                            }
+                            None => {
+                                if !seen.contains(&(table.clone(), key.clone())) {
+                                    phantom = true;
+                                }
+                            }
+                        }
+                        m.remove(&key);
+                    }
+                    other => panic!("bad op {other}"),
+                }
+                seen.insert((table.clone(), key));
+            }
+            let mut counts = NetCounts::default();
+            for (k, b) in &before {
+                match (b, m.get(k)) {
+                    (None, Some(_)) => counts.creates += 1,
+                    (Some(b), Some(a)) if b != a => counts.amends += 1,
+                    (Some(_), None) => counts.removes += 1,
+                    _ => counts.unchanged += 1,
+                }
+            }
+            assert_eq!(summary.counts, counts, "{}", summary.key);
+            assert_eq!(summary.counts.keys(), before.len() as u64);
+            assert_eq!(summary.max_event_id, max_event, "{}", summary.key);
+            if load {
+                assert_eq!(counts.creates, summary.rows);
+                load_max = load_max.max(max_event.unwrap_or(0));
+            } else {
+                assert!(insdel, "insert then delete in {}", summary.key);
+                assert!(same, "identical update in {}", summary.key);
+                assert!(phantom, "delete of a never-seen key in {}", summary.key);
+                assert!(counts.unchanged >= 3);
+            }
+        }
+        assert_eq!(manifest.tables.len(), 3);
+        for table in TABLES {
+            let mut rows: Vec<(i64, Rec)> = model[table]
+                .iter()
+                .map(|(k, r)| (k.parse().unwrap(), r.clone()))
+                .collect();
+            rows.sort_by_key(|(k, _)| *k);
+            let rows: Vec<Rec> = rows.into_iter().map(|(_, r)| r).collect();
+            assert_eq!(manifest.tables[table], rows, "{table}");
+        }
+    }
+
+    #[test]
+    fn ground_truth_matches_a_replay() {
+        check_ground_truth(&small(0.001, 42));
+        check_ground_truth(&small(0.0002, 3));
+        let mut spec = small(0.0002, 5);
+        spec.cdc_rows_per_file = 1;
+        spec.cdc_files = 3;
+        check_ground_truth(&spec);
+    }
+
+    #[test]
+    fn cdc_orders_progress_within_a_file() {
+        let (files, _) = collect(&small(0.001, 42));
+        for (s, body) in files
+            .iter()
+            .filter(|(s, _)| s.table == "orders" && !is_load(&s.key))
+        {
+            let recs = records(body);
+            let mut per_key: HashMap<String, usize> = HashMap::new();
+            for r in &recs {
+                *per_key.entry(r[1].clone().unwrap()).or_default() += 1;
+            }
+            assert!(per_key.values().any(|&n| n >= 3), "{}", s.key);
+            assert!(recs.iter().any(|r| r[0].as_deref() == Some("I")));
+            assert!(s.counts.creates > 0 && s.counts.amends > 0);
+            assert!(s.rows >= 60, "{}: {} rows", s.key, s.rows);
+        }
+    }
+
+    #[test]
+    fn last_orders_file_is_multi_member_gzip() {
+        let spec = small(0.001, 42);
+        let (files, _) = collect(&spec);
+        let last_orders = files
+            .iter()
+            .rposition(|(s, _)| s.table == "orders")
+            .unwrap();
+        for (i, (s, body)) in files.iter().enumerate() {
+            let all = gunzip_all(body);
+            let mut first = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut first)
+                .unwrap();
+            if i == last_orders {
+                assert!(!is_load(&s.key));
+                assert!(first.len() < all.len(), "two members");
+                assert!(first.ends_with(b"\n"), "split at a row boundary");
+                assert!(all.starts_with(&first));
+            } else {
+                assert_eq!(first, all, "{} is a single member", s.key);
+            }
+        }
+    }
+
+    #[test]
+    fn values_respect_the_dialect_and_the_schema() {
+        let (files, _) = collect(&small(0.001, 42));
+        let mut nulls: HashSet<(String, &str)> = HashSet::new();
+        let (mut comma, mut quote, mut newline, mut non_ascii) = (false, false, false, false);
+        for (s, body) in &files {
+            let text = gunzip_all(body);
+            let text = String::from_utf8(text).expect("utf-8");
+            // an empty quoted field would be `""` standing alone
+            assert!(!text.contains(",\"\",") && !text.contains(",\"\"\n"));
+            assert!(!text.lines().any(|l| l.starts_with("\"\",")));
+            let cols = columns(&s.table);
+            for rec in records(body) {
+                let row = if is_load(&s.key) { &rec[..] } else { &rec[1..] };
+                assert_eq!(row.len(), cols.len());
+                let mut at: HashMap<&str, &str> = HashMap::new();
+                for (col, v) in cols.iter().zip(row) {
+                    match v {
+                        None => {
+                            assert!(nullable(&s.table, col), "{}.{col} NULL", s.table);
+                            nulls.insert((s.table.clone(), col));
+                        }
+                        Some(v) => {
+                            at.insert(col, v.as_str());
+                        }
+                    }
+                }
+                for (col, v) in &at {
+                    if col.ends_with("_at") || *col == "transact_time" {
+                        assert!(v.len() == 19 || v.len() == 26, "{col}={v}");
+                        assert!(*v >= "2022-09-01", "{v}");
+                        assert!(!(v.len() == 26 && v.ends_with('0')), "{v}");
+                    }
+                    let scale = match *col {
+                        "quantity" | "last_qty" | "cum_qty" | "leaves_qty" => Some(4),
+                        "limit_price" | "stop_price" | "last_price" => Some(6),
+                        "max_notional" => Some(2),
+                        _ => None,
+                    };
+                    if let Some(scale) = scale {
+                        let (_, frac) = v.split_once('.').expect("fraction");
+                        assert_eq!(frac.len(), scale, "{col}={v}");
+                    }
+                }
+                if let (Some(c), Some(u)) = (at.get("created_at"), at.get("updated_at")) {
+                    assert!(u >= c, "updated_at >= created_at");
+                }
+                match s.table.as_str() {
+                    "strategies" => {
+                        assert!(at["code"].starts_with("STRAT-"));
+                        assert!(at["name"].chars().count() <= 128);
+                    }
+                    "orders" => {
+                        assert_eq!(at["isin"].len(), 12);
+                        assert_eq!(at["client_order_id"].len(), 36);
+                        let ty = at["order_type"];
+                        assert_eq!(
+                            at.contains_key("limit_price"),
+                            matches!(ty, "LIMIT" | "STOP_LIMIT")
+                        );
+                        assert_eq!(
+                            at.contains_key("stop_price"),
+                            matches!(ty, "STOP" | "STOP_LIMIT")
+                        );
+                    }
+                    _ => {
+                        assert_eq!(at.contains_key("last_price"), at["exec_type"] == "TRADE");
+                        let q = |c: &str| -> f64 { at[c].parse().unwrap() };
+                        assert!(q("leaves_qty") >= 0.0 && q("cum_qty") >= q("last_qty"));
+                        if let Some(t) = at.get("text") {
+                            assert!(t.chars().count() <= 256);
+                            comma |= t.contains(',');
+                            quote |= t.contains('"');
+                            newline |= t.contains('\n');
+                            non_ascii |= !t.is_ascii();
+                        }
+                    }
+                }
+            }
+        }
+        assert!(comma && quote && newline && non_ascii);
+        for (table, col) in [
+            ("strategies", "max_notional"),
+            ("orders", "limit_price"),
+            ("orders", "stop_price"),
+            ("executions", "last_price"),
+            ("executions", "venue"),
+            ("executions", "text"),
+        ] {
+            assert!(
+                nulls.contains(&(table.to_string(), col)),
+                "{table}.{col} has NULLs"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_scale_linearly() {
+        assert_eq!(strategy_count(1.0), 90);
+        assert_eq!(order_count(1.0), 160_000);
+        assert_eq!(strategy_count(0.001), 3);
+        assert_eq!(order_count(0.0002), 32);
+        assert_eq!(order_count(0.00001), 10);
+        assert_eq!(order_count(2.0), 320_000);
+    }
+
+    /// `cargo test --release --lib sample::tests::full_scale -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn full_scale() {
+        let start = std::time::Instant::now();
+        let spec = SampleSpec::default();
+        let mut bytes = 0u64;
+        let manifest = generate(&spec, |f: SampleFile| {
+            bytes += f.body.len() as u64;
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap();
+        let elapsed = start.elapsed();
+        for table in TABLES {
+            let load: u64 = manifest
+                .files
+                .iter()
+                .filter(|f| f.table == table && is_load(&f.key))
+                .map(|f| f.rows)
+                .sum();
+            let cdc: Vec<(u64, NetCounts)> = manifest
+                .files
+                .iter()
+                .filter(|f| f.table == table && !is_load(&f.key))
+                .map(|f| (f.rows, f.counts))
+                .collect();
+            println!("{table}: load {load} rows, cdc (rows, counts) per file {cdc:?}");
+        }
+        println!(
+            "{} files, {} MB gzip, {:.2?}",
+            manifest.files.len(),
+            bytes / 1_000_000,
+            elapsed
+        );
+    }
 }

@@ -173,7 +173,13 @@ impl S3Source {
             Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {}
             Err(e) => return Err(SourceError::from_sdk("HeadBucket", self.bucket.clone(), e)),
         }
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e)
                 if matches!(
@@ -261,7 +267,11 @@ impl Source for S3Source {
                     objects.push(ObjectInfo {
                         key: key.to_string(),
                         size: object.size().unwrap_or(0).max(0) as u64,
-                        etag: object.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+                        etag: object
+                            .e_tag()
+                            .unwrap_or_default()
+                            .trim_matches('"')
+                            .to_string(),
                     });
                 }
             }

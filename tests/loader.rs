@@ -64,13 +64,8 @@ async fn differences(app: &TestApp, table: &str, expected: &[Vec<Option<String>>
         )
         .await
         .unwrap();
-    let count = |sql: String| async move {
-        app.db
-            .query_one(&sql, &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
-    };
+    let count =
+        |sql: String| async move { app.db.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0) };
     let missing = count(format!(
         "SELECT count(*) FROM (SELECT * FROM {expected_table} EXCEPT ALL SELECT {list} FROM {s}.{table}) d",
         s = app.schema
@@ -173,8 +168,15 @@ async fn cdc_counts_are_the_net_effect_per_key() {
     let s = |id: i32, status: &str, event: i64| {
         format!("{id},S-{id},Strategy {id},ops,IBKR,{status},1000.50,2022-09-01 10:00:00,2022-09-01 10:00:00,{event}\n")
     };
-    let load = format!("{}{}{}", s(1, "ACTIVE", 1), s(2, "ACTIVE", 2), s(3, "ACTIVE", 3));
-    let load_key = app.put_csv("strategies", "LOAD00000001.csv.gz", &load).await;
+    let load = format!(
+        "{}{}{}",
+        s(1, "ACTIVE", 1),
+        s(2, "ACTIVE", 2),
+        s(3, "ACTIVE", 3)
+    );
+    let load_key = app
+        .put_csv("strategies", "LOAD00000001.csv.gz", &load)
+        .await;
     // key 1 amended; key 2 updated to identical values; key 3 removed; key 4 inserted then
     // deleted; key 99 deleted though absent; key 5 inserted then updated twice.
     let cdc = format!(
@@ -197,7 +199,13 @@ async fn cdc_counts_are_the_net_effect_per_key() {
 
     let load_row = app.ledger(&load_key).await.unwrap();
     assert_eq!(
-        (load_row.rows, load_row.creates, load_row.amends, load_row.removes, load_row.unchanged),
+        (
+            load_row.rows,
+            load_row.creates,
+            load_row.amends,
+            load_row.removes,
+            load_row.unchanged
+        ),
         (3, 3, 0, 0, 0)
     );
     let row = app.ledger(&cdc_key).await.unwrap();
@@ -235,7 +243,10 @@ async fn cdc_counts_are_the_net_effect_per_key() {
     app.drain(&loader).await;
     let row = app.ledger(&reload_key).await.unwrap();
     assert_eq!(row.status, "SUCCESS");
-    assert_eq!((row.creates, row.amends, row.removes, row.unchanged), (0, 1, 0, 1));
+    assert_eq!(
+        (row.creates, row.amends, row.removes, row.unchanged),
+        (0, 1, 0, 1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

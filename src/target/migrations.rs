@@ -85,7 +85,10 @@ pub async fn migrate(
                 )
                 .await
                 .map_err(TargetError::pg("record migration"))?;
-                info!("Migration {} ({}) applied to schema {schema}.", m.version, m.name);
+                info!(
+                    "Migration {} ({}) applied to schema {schema}.",
+                    m.version, m.name
+                );
                 count += 1;
             }
         }

@@ -161,7 +161,9 @@ impl TargetError {
                 None => true,
                 Some(code) => {
                     let c = code.code();
-                    ["08", "40", "53", "57", "58"].iter().any(|p| c.starts_with(p))
+                    ["08", "40", "53", "57", "58"]
+                        .iter()
+                        .any(|p| c.starts_with(p))
                 }
             },
             TargetError::Pool(_) | TargetError::Busy(_) => true,
@@ -182,8 +184,9 @@ pub trait Target: Send + Sync + 'static {
     /// The replicated tables by name.
     fn tables(&self) -> &HashMap<String, Arc<TableSpec>>;
     /// The ledger: every object it has a row for.
-    fn ledger(&self)
-        -> impl Future<Output = Result<HashMap<String, LedgerEntry>, TargetError>> + Send;
+    fn ledger(
+        &self,
+    ) -> impl Future<Output = Result<HashMap<String, LedgerEntry>, TargetError>> + Send;
     /// A fresh delivery id.
     fn next_delivery_id(&self) -> impl Future<Output = Result<i64, TargetError>> + Send;
     /// Opens a session for the deliveries of one stream.

@@ -154,7 +154,6 @@ async fn read_table_specs(
     Ok(out)
 }
 
-
 /// One stream's connection. It tracks whether a transaction is open: a session dropped inside
 /// one takes its connection out of the pool (closing it rolls the transaction back), so a pooled
 /// connection is never handed out mid-transaction.
@@ -166,7 +165,9 @@ pub struct PgSession {
 
 impl PgSession {
     fn client(&self) -> &tokio_postgres::Client {
-        self.client.as_ref().expect("a session has its connection until dropped")
+        self.client
+            .as_ref()
+            .expect("a session has its connection until dropped")
     }
 
     async fn run(&mut self, sql: &'static str, context: &'static str) -> Result<(), TargetError> {
@@ -280,6 +281,10 @@ impl PgTarget {
             unchanged: (keys - creates - amends - removes).max(0) as u64,
         };
         client
+            .execute(&queries::clear_failure(&self.schema), &[&plan.key])
+            .await
+            .map_err(TargetError::pg("clear an earlier failure"))?;
+        client
             .execute(
                 &queries::record_success(&self.schema),
                 &[
@@ -382,7 +387,10 @@ impl Target for PgTarget {
             ("BEGIN", "COMMIT", "ROLLBACK")
         };
         session.run(begin, "begin the delivery").await?;
-        match self.apply_in_transaction(session.client(), plan, chunks).await {
+        match self
+            .apply_in_transaction(session.client(), plan, chunks)
+            .await
+        {
             Ok(result) => {
                 session.run(commit, "commit").await?;
                 Ok(result)
@@ -455,8 +463,14 @@ mod tests {
                 scale: None
             })
         );
-        assert_eq!(column_type("varchar", 36), Some(ColumnType::Varchar(Some(32))));
-        assert_eq!(column_type("bpchar", 16), Some(ColumnType::Bpchar(Some(12))));
+        assert_eq!(
+            column_type("varchar", 36),
+            Some(ColumnType::Varchar(Some(32)))
+        );
+        assert_eq!(
+            column_type("bpchar", 16),
+            Some(ColumnType::Bpchar(Some(12)))
+        );
         assert_eq!(column_type("jsonb", -1), None);
     }
 }

@@ -113,7 +113,10 @@ pub fn apply_stage(schema: &str, spec: &TableSpec) -> String {
         .map(|k| format!("t.{k} = l.{k}"))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let mut set: Vec<String> = non_keys.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+    let mut set: Vec<String> = non_keys
+        .iter()
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
     set.push("\"_delivery_id\" = EXCLUDED.\"_delivery_id\"".into());
     set.push("\"_loaded_at\" = EXCLUDED.\"_loaded_at\"".into());
     let differs = if non_keys.is_empty() {
@@ -126,7 +129,11 @@ pub fn apply_stage(schema: &str, spec: &TableSpec) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        format!("ROW({}) IS DISTINCT FROM ROW({})", side("t"), side("EXCLUDED"))
+        format!(
+            "ROW({}) IS DISTINCT FROM ROW({})",
+            side("t"),
+            side("EXCLUDED")
+        )
     };
     format!(
         "WITH last AS (
@@ -151,13 +158,19 @@ pub fn apply_stage(schema: &str, spec: &TableSpec) -> String {
     )
 }
 
-/// The SUCCESS row, written in the delivery's own transaction. An earlier ERROR row for the same
-/// key is replaced.
+/// Removes an earlier ERROR row of a key, before its SUCCESS row is written (same transaction).
+pub fn clear_failure(schema: &str) -> String {
+    format!(
+        "DELETE FROM {} WHERE object_key = $1 AND status <> 'SUCCESS'",
+        qualified(schema, "loader_deliveries")
+    )
+}
+
+/// The SUCCESS row, written in the delivery's own transaction.
 pub fn record_success(schema: &str) -> String {
     let ledger = qualified(schema, "loader_deliveries");
     format!(
-        "WITH gone AS (DELETE FROM {ledger} WHERE object_key = $2 AND status <> 'SUCCESS')
-         INSERT INTO {ledger} (id, object_key, etag, size, table_name, kind, status, rows, creates,
+        "INSERT INTO {ledger} (id, object_key, etag, size, table_name, kind, status, rows, creates,
                                amends, removes, unchanged, max_event_id, started_at, finished_at,
                                error, host, loader_version)
          VALUES ($1, $2, $3, $4, $5, $6, 'SUCCESS', $7, $8, $9, $10, $11, $12, $13,
@@ -212,6 +225,9 @@ mod tests {
             key: vec![0],
         };
         let sql = apply_stage("s", &spec);
-        assert!(sql.contains("ROW(t.\"v\") IS DISTINCT FROM ROW(EXCLUDED.\"v\")"), "{sql}");
+        assert!(
+            sql.contains("ROW(t.\"v\") IS DISTINCT FROM ROW(EXCLUDED.\"v\")"),
+            "{sql}"
+        );
     }
 }

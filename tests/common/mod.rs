@@ -57,6 +57,8 @@ pub fn s3_endpoint() -> String {
                  while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
                 parent = std::process::id()
             );
+            // The watchdog shell outlives this process by design, so it is never waited for.
+            #[allow(clippy::zombie_processes)]
             Command::new("sh")
                 .arg("-c")
                 .arg(script)
@@ -169,7 +171,11 @@ impl TestApp {
         let mut settings = loader.settings().clone();
         settings.retry.first_backoff = Duration::from_millis(50);
         settings.retry.max_backoff = Duration::from_millis(200);
-        let (source, target, metrics) = (loader.source().clone(), loader.target().clone(), loader.metrics().clone());
+        let (source, target, metrics) = (
+            loader.source().clone(),
+            loader.target().clone(),
+            loader.metrics().clone(),
+        );
         Loader::new(source, target, metrics, settings)
     }
 
@@ -204,9 +210,24 @@ impl TestApp {
             .collect()
     }
 
+    /// The row count, or None while the table does not exist yet.
+    pub async fn try_count(&self, table: &str) -> Option<i64> {
+        self.db
+            .query_one(
+                &format!("SELECT count(*) FROM {}.{table}", self.schema),
+                &[],
+            )
+            .await
+            .ok()
+            .map(|r| r.get(0))
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         self.db
-            .query_one(&format!("SELECT count(*) FROM {}.{table}", self.schema), &[])
+            .query_one(
+                &format!("SELECT count(*) FROM {}.{table}", self.schema),
+                &[],
+            )
             .await
             .unwrap()
             .get(0)
@@ -294,4 +315,14 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(bytes).unwrap();
     enc.finish().unwrap()
+}
+
+/// A child process that is killed when the test ends, whether it passes or panics.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

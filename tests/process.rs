@@ -1,0 +1,291 @@
+//! The binary as a user runs it: exit codes, configuration errors, secrets, log lines, service
+//! mode and signals, and a SIGKILL in the middle of a delivery.
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{gzip, spawn_app, ChildGuard, TestApp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_paper-engine-orders");
+/// Trust auth ignores the password, so it can be set to prove it is never printed.
+const PG_PASSWORD: &str = "Pg-Secret-771";
+
+fn command(app: &TestApp, extra: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear();
+    cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in &app.env {
+        cmd.env(k, v);
+    }
+    cmd.env(
+        "TARGET",
+        format!("{} password={PG_PASSWORD}", app.env["TARGET"]),
+    );
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn strategies(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("{i},S-{i},Strategy {i},ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,{i}\n"))
+        .collect()
+}
+
+fn orders(n: usize) -> String {
+    (1..=n)
+        .map(|i| {
+            format!(
+                "{i},{},c0a8e8a2-0000-4000-8000-{i:012},US0378331005,BUY,LIMIT,DAY,100.5,187.25,,USD,NEW,2022-09-22 09:58:53.{:06},2022-09-22 09:58:53,{i}\n",
+                i % 90,
+                i % 1_000_000
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shot_loads_everything_and_exits_0_with_the_replaced_services_log_lines() {
+    let app = spawn_app().await;
+    app.put_csv("strategies", "LOAD00000001.csv.gz", &strategies(5))
+        .await;
+    let key = app
+        .put_csv("orders", "LOAD00000001.csv.gz", &orders(25_000))
+        .await;
+    let out = command(&app, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(app.count("orders").await, 25_000);
+    assert_eq!(app.count("strategies").await, 5);
+    let id = app.ledger(&key).await.unwrap().id;
+    let shape = |line: &str| {
+        // 2022-09-22 09:58:53 INFO [loader.rs:370]: Delivery 24: persisted to postgres.
+        let b = line.as_bytes();
+        line.len() > 30
+            && b[4] == b'-'
+            && b[10] == b' '
+            && b[13] == b':'
+            && line[20..].starts_with("INFO [loader.rs:")
+    };
+    for expected in [
+        format!("Delivery {id}: process_dbo {key}."),
+        format!("Delivery {id}: processed 10000/"),
+        format!("Delivery {id}: orders (create: 25000, amend: 0, remove: 0)."),
+        format!("Delivery {id}: persisted to postgres."),
+        format!("Delivery {id}: prometheus counters incremented."),
+        format!("Delivery {id}: processed (0:00:"),
+    ] {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&expected))
+            .unwrap_or_else(|| panic!("no line with `{expected}` in:\n{stderr}"));
+        assert!(shape(line), "line shape: {line}");
+    }
+    for secret in [PG_PASSWORD, "testing-secret-KEY9"] {
+        assert!(!stderr.contains(secret), "secret {secret} in the log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shot_exits_non_zero_when_a_delivery_fails() {
+    let app = spawn_app().await;
+    app.put_csv("strategies", "LOAD00000001.csv.gz", "1,too,few\n")
+        .await;
+    let out = command(&app, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("expected 10 fields, found 3"), "{stderr}");
+    // Run again: the stream is still stopped at the bad file, so the backfill is still incomplete.
+    let out = command(&app, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_errors_name_the_variable_exit_2_and_hide_secrets() {
+    let app = spawn_app().await;
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("SOURCE", "")], "SOURCE"),
+        (
+            &[(
+                "SOURCE",
+                "bucket_id=x bucket_key=Very-Secret-S3 bucket_name=b junk",
+            )],
+            "SOURCE",
+        ),
+        (
+            &[(
+                "TARGET",
+                "user=u password=Pg-Secret-771 host=h port=notaport",
+            )],
+            "TARGET",
+        ),
+        (
+            &[
+                ("NATS", "nats://u:Nats-Secret-5@h:xx"),
+                ("NOTIFICATIONS", "true"),
+            ],
+            "NATS",
+        ),
+        (&[("NOTIFICATIONS", "true")], "NATS"),
+        (&[("RUN_AS_SERVICE", "sometimes")], "RUN_AS_SERVICE"),
+        (&[("MIN_SLEEP", "soon")], "MIN_SLEEP"),
+        (&[("MAX_SLEEP", "-3")], "MAX_SLEEP"),
+        (&[("DRY_RUN", "2")], "DRY_RUN"),
+    ];
+    for (env, var) in cases {
+        let out = command(&app, env).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{env:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        assert!(lines[0].contains(&format!("{var}: ")), "{env:?}: {stderr}");
+        for secret in [
+            "Very-Secret-S3",
+            "Pg-Secret-771",
+            "Nats-Secret-5",
+            "testing-secret-KEY9",
+        ] {
+            assert!(
+                !stderr.contains(secret) && !stdout.contains(secret),
+                "{secret}: {stderr}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_file_configures_the_loader_like_docker_run() {
+    let app = spawn_app().await;
+    app.put_csv("strategies", "LOAD00000001.csv.gz", &strategies(3))
+        .await;
+    let path = std::env::temp_dir().join(format!("{}.env", app.database));
+    let mut file = String::from("# as for docker run --env-file\n");
+    for (k, v) in &app.env {
+        file.push_str(&format!("{k}={v}\n"));
+    }
+    std::fs::write(&path, file).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .arg("--env-file")
+        .arg(&path);
+    let out = cmd.output().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(app.count("strategies").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_mode_picks_up_new_files_and_stops_on_sigterm() {
+    let app = spawn_app().await;
+    app.put_csv("strategies", "LOAD00000001.csv.gz", &strategies(3))
+        .await;
+    let mut child = ChildGuard(
+        command(
+            &app,
+            &[
+                ("RUN_AS_SERVICE", "true"),
+                ("MIN_SLEEP", "0.2"),
+                ("MAX_SLEEP", "0.5"),
+            ],
+        )
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let wait_for = |table: &'static str, n: i64| {
+        let app = &app;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if app.try_count(table).await == Some(n) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    assert!(wait_for("strategies", 3).await);
+    app.put_csv(
+        "strategies",
+        "20220922-095853123.csv.gz",
+        "I,4,S-4,Strategy 4,ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,4\n",
+    )
+    .await;
+    assert!(wait_for("strategies", 4).await, "a new file is picked up");
+    send_signal(child.0.id(), "TERM");
+    let status = wait_with_timeout(&mut child.0, Duration::from_secs(20));
+    assert_eq!(status, Some(0), "exits 0 on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_delivery_leaves_nothing_and_a_restart_loads_exactly_once() {
+    let app = spawn_app().await;
+    let key = app.key("orders", "LOAD00000001.csv.gz");
+    app.put(&key, gzip(orders(300_000).as_bytes())).await;
+    let mut child = ChildGuard(command(&app, &[]).stderr(Stdio::piped()).spawn().unwrap());
+    let stderr = child.0.stderr.take().unwrap();
+    let mut saw_progress = false;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if line.contains("processed 20000/") {
+            saw_progress = true;
+            break;
+        }
+    }
+    assert!(saw_progress, "the delivery started");
+    send_signal(child.0.id(), "KILL");
+    child.0.wait().unwrap();
+    // Killed mid-transaction: nothing of the file, no ledger row.
+    assert_eq!(app.count("orders").await, 0);
+    assert!(app.ledger(&key).await.is_none());
+
+    let out = command(&app, &[]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(app.count("orders").await, 300_000);
+    let row = app.ledger(&key).await.unwrap();
+    assert_eq!(
+        (row.status.as_str(), row.creates, row.rows),
+        ("SUCCESS", 300_000, 300_000)
+    );
+    // And a third run has nothing to do.
+    let out = command(&app, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(app.count("orders").await, 300_000);
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_with_timeout(child: &mut std::process::Child, timeout: Duration) -> Option<i32> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    None
+}
