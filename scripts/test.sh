@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, and integration tests against the real Postgres, NATS and an
+# S3-compatible server (moto), each test in its own database and bucket. Extra arguments go to
+# `cargo test` (e.g. scripts/test.sh --test loader).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_services
+port=$(free_port)
+ensure_moto "$port"
+trap '[ -n "${MOTO_PID:-}" ] && kill "$MOTO_PID" 2>/dev/null || true' EXIT
+export PEO_S3_ENDPOINT="http://127.0.0.1:$port"
+
+cargo fmt --all -- --check || die "cargo fmt finds unformatted code: run cargo fmt"
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked "$@"
