@@ -13,11 +13,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Add new files to `db/` and here; never edit an applied one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_initial",
-    sql: include_str!("../../db/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_initial",
+        sql: include_str!("../../db/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_outbox",
+        sql: include_str!("../../db/0002_outbox.sql"),
+    },
+];
 
 /// FNV-1a of the migration text: detects an applied migration that was edited afterwards.
 pub fn checksum(sql: &str) -> String {
