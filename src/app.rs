@@ -6,6 +6,10 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::http;
+use crate::notifier::{NatsNotifier, OutboxRelay};
+use crate::source::Source;
+use crate::target::Target;
 use crate::loader::{Loader, LoaderSettings, RunSummary};
 use crate::metrics::Metrics;
 use crate::source::S3Source;
@@ -60,15 +64,7 @@ pub async fn build_loader(
         config.source.path,
         config.target.dbname(),
         config.target_schema,
-        {
-            let mut names: Vec<&String> = crate::target::Target::tables(&target).keys().collect();
-            names.sort();
-            names
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
+        table_names(&target)
     );
     Ok(Loader::new(
         source,
@@ -78,9 +74,8 @@ pub async fn build_loader(
     ))
 }
 
-/// Turns SIGINT and SIGTERM into a stop request.
-pub fn stop_on_signals() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
+/// Turns SIGINT and SIGTERM into a stop request on `stop`.
+pub fn stop_on_signals(stop: watch::Sender<bool>) {
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -96,9 +91,43 @@ pub fn stop_on_signals() -> watch::Receiver<bool> {
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
         info!("Signal received: stopping.");
-        let _ = tx.send(true);
+        let _ = stop.send(true);
     });
-    rx
+}
+
+/// The readiness probe: Postgres and the bucket both answer within [`http::READY_TIMEOUT`].
+fn ready_check(
+    target: Arc<std::sync::OnceLock<PgTarget>>,
+    source: S3Source,
+) -> http::ReadyCheck {
+    Arc::new(move || {
+        let target = target.clone();
+        let source = source.clone();
+        Box::pin(async move {
+            let Some(target) = target.get() else {
+                return Err("postgres: not connected yet".to_string());
+            };
+            let pg = tokio::time::timeout(http::READY_TIMEOUT, Target::ping(target));
+            let s3 = tokio::time::timeout(http::READY_TIMEOUT, Source::ping(&source));
+            let (pg, s3) = tokio::join!(pg, s3);
+            let mut problems = Vec::new();
+            match pg {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => problems.push(e.to_string()),
+                Err(_) => problems.push("postgres: no answer in time".to_string()),
+            }
+            match s3 {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => problems.push(e.to_string()),
+                Err(_) => problems.push("bucket: no answer in time".to_string()),
+            }
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems.join("; "))
+            }
+        })
+    })
 }
 
 /// Runs the loader as configured and returns the process exit code.
@@ -119,14 +148,89 @@ pub async fn run(config: Config) -> i32 {
         },
     );
     let metrics = Arc::new(Metrics::new());
-    let loader = match build_loader(&config, metrics).await {
-        Ok(loader) => loader,
+    let (stop_tx, stop) = watch::channel(false);
+    stop_on_signals(stop_tx.clone());
+
+    // The HTTP server comes up first, so /healthz answers while Postgres is still being reached.
+    let target_slot = Arc::new(std::sync::OnceLock::new());
+    let source = S3Source::new(&config.source);
+    let server = match http::serve(
+        config.metrics_addr,
+        metrics.clone(),
+        ready_check(target_slot.clone(), source.clone()),
+        stop.clone(),
+    )
+    .await
+    {
+        Ok((_, task)) => task,
+        Err(e) => {
+            error!(
+                "Cannot listen on {} (METRICS_BIND/METRICS_PORT): {e}",
+                config.metrics_addr
+            );
+            return exit::FAILED;
+        }
+    };
+
+    let target = match connect_target(&config).await {
+        Ok(target) => target,
         Err(e) => {
             error!("Cannot start: {e}");
             return exit::FAILED;
         }
     };
-    let summary: RunSummary = loader.run_until_stopped(stop_on_signals()).await;
+    let _ = target_slot.set(target.clone());
+    info!(
+        "Connected: bucket {} (path '{}'), postgres database {} (schema {}), tables: {}.",
+        config.source.bucket,
+        config.source.path,
+        config.target.dbname(),
+        config.target_schema,
+        table_names(&target)
+    );
+    let mut loader = Loader::new(
+        source,
+        target.clone(),
+        metrics.clone(),
+        LoaderSettings::from_config(&config),
+    );
+
+    let mut relay_task = None;
+    if let (true, Some(nats)) = (config.publishes(), &config.nats) {
+        match NatsNotifier::connect(nats).await {
+            Ok(notifier) => {
+                let relay = OutboxRelay::new(Arc::new(target.clone()), notifier, metrics.clone());
+                loader = loader.with_relay(relay.handle());
+                relay_task = Some(tokio::spawn(relay.run(stop.clone())));
+                info!(
+                    "Notifications go to {} on subject {}.",
+                    nats.server,
+                    crate::notifier::NotificationSettings {
+                        datasource: config.notification_datasource.clone(),
+                        process: config.notification_process.clone(),
+                        host: String::new(),
+                    }
+                    .subject()
+                );
+            }
+            Err(e) => {
+                error!("Cannot set up NATS: {e}");
+                return exit::FAILED;
+            }
+        }
+    }
+
+    let summary: RunSummary = loader.run_until_stopped(stop.clone()).await;
+    let _ = stop_tx.send(true);
+    if let Some(task) = relay_task {
+        if tokio::time::timeout(Duration::from_secs(15), task)
+            .await
+            .is_err()
+        {
+            warn!("The notification relay did not stop in time; pending messages stay in the outbox.");
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     if config.run_as_service {
         return exit::OK;
     }
@@ -148,6 +252,16 @@ pub async fn run(config: Config) -> i32 {
         );
         exit::FAILED
     }
+}
+
+fn table_names(target: &PgTarget) -> String {
+    let mut names: Vec<&String> = Target::tables(target).keys().collect();
+    names.sort();
+    names
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Generates the sample dataset and writes it to the bucket (created if missing). The generator

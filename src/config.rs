@@ -249,6 +249,15 @@ pub struct Config {
     pub log_level: String,
     /// How many table streams load at once (`PARALLELISM`, default: the number of cores).
     pub parallelism: usize,
+    /// Where the HTTP server (/metrics, /healthz, /readyz) listens: `METRICS_BIND` (default
+    /// 0.0.0.0) and `METRICS_PORT` (default 9100; 0 picks a free port).
+    pub metrics_addr: std::net::SocketAddr,
+    /// `NOTIFICATION_DATASOURCE` (default `paper-engine`): the `ds` of notifications and the first
+    /// token of their subject.
+    pub notification_datasource: String,
+    /// `NOTIFICATION_PROCESS` (default `orders`): the `id` of notifications; the subject is
+    /// `<datasource>.meta.<process>.change`.
+    pub notification_process: String,
 }
 
 fn parse_bool(var: &'static str, value: &str) -> Result<bool, ConfigError> {
@@ -323,6 +332,31 @@ impl Config {
                 }
             },
         };
+        let metrics_port = match get("METRICS_PORT") {
+            None => 9100,
+            Some(v) => v.trim().parse::<u16>().map_err(|_| {
+                ConfigError::new("METRICS_PORT", format!("`{v}` is not a port number (0-65535)"))
+            })?,
+        };
+        let metrics_bind = match get("METRICS_BIND") {
+            None => std::net::IpAddr::from([0, 0, 0, 0]),
+            Some(v) => v.trim().parse::<std::net::IpAddr>().map_err(|_| {
+                ConfigError::new("METRICS_BIND", format!("`{v}` is not an IP address"))
+            })?,
+        };
+        let token = |var: &'static str, default: &str| -> Result<String, ConfigError> {
+            let value = get(var).unwrap_or_else(|| default.to_string());
+            let value = value.trim().to_string();
+            if value.chars().any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>')) {
+                return Err(ConfigError::new(
+                    var,
+                    format!("`{value}` cannot be a NATS subject token (no spaces, '.', '*' or '>')"),
+                ));
+            }
+            Ok(value)
+        };
+        let notification_datasource = token("NOTIFICATION_DATASOURCE", "paper-engine")?;
+        let notification_process = token("NOTIFICATION_PROCESS", "orders")?;
         let config = Config {
             run_as_service,
             min_sleep,
@@ -335,6 +369,9 @@ impl Config {
             target_schema,
             log_level,
             parallelism,
+            metrics_addr: std::net::SocketAddr::new(metrics_bind, metrics_port),
+            notification_datasource,
+            notification_process,
         };
         config.validate()?;
         Ok(config)
@@ -447,6 +484,9 @@ mod tests {
         assert!(c.notifications);
         assert_eq!(c.target_schema, "paper_engine");
         assert_eq!(c.log_level, "info");
+        assert_eq!(c.metrics_addr.to_string(), "0.0.0.0:9100");
+        assert_eq!(c.notification_datasource, "paper-engine");
+        assert_eq!(c.notification_process, "orders");
         assert_eq!(c.source.bucket, "dms");
         assert_eq!(c.source.path, "data");
         assert_eq!(c.source.region, "us-east-1");
@@ -497,6 +537,10 @@ mod tests {
             (&[("TARGET_SCHEMA", "Bad-Name")], "TARGET_SCHEMA"),
             (&[("LOG_LEVEL", "loud!!")], "LOG_LEVEL"),
             (&[("PARALLELISM", "0")], "PARALLELISM"),
+            (&[("METRICS_PORT", "99999")], "METRICS_PORT"),
+            (&[("METRICS_BIND", "localhost:1")], "METRICS_BIND"),
+            (&[("NOTIFICATION_DATASOURCE", "a.b")], "NOTIFICATION_DATASOURCE"),
+            (&[("NOTIFICATION_PROCESS", "x y")], "NOTIFICATION_PROCESS"),
             (&[("SOURCE", "bucket_id=a bucket_key=b")], "SOURCE"),
             (&[("SOURCE", "bucket_name=x bucket_key=b")], "SOURCE"),
             (&[("SOURCE", "bucket_name=x bucket_id=a")], "SOURCE"),

@@ -6,9 +6,11 @@
 pub mod app;
 pub mod config;
 pub mod dms;
+pub mod http;
 pub mod loader;
 pub mod logging;
 pub mod metrics;
+pub mod notifier;
 pub mod sample;
 pub mod source;
 pub mod target;

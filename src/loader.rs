@@ -21,6 +21,7 @@ use crate::dms::{
     self, CsvScanner, DecodeError, DmsObject, FileKind, OpColumn, RawRecord, RowDecoder, TableSpec,
 };
 use crate::metrics::Metrics;
+use crate::notifier::{NotificationSettings, RelayHandle};
 use crate::source::{ObjectInfo, Source, SourceError};
 use crate::target::{
     Chunk, ChunkFailure, DeliveryPlan, DeliveryResult, DeliveryStatus, LedgerEntry, StreamSummary,
@@ -67,6 +68,11 @@ pub struct LoaderSettings {
     pub retry: RetryPolicy,
     /// Bytes of binary COPY data per message from the decoding thread to the COPY.
     pub chunk_bytes: usize,
+    /// Write change notifications to the outbox (None: notifications off, or dry run).
+    pub notification: Option<Arc<NotificationSettings>>,
+    /// How long a delivery waits for its notification to be acknowledged before it moves on
+    /// (the message stays in the outbox and goes out later either way).
+    pub publish_wait: Duration,
 }
 
 impl Default for LoaderSettings {
@@ -79,6 +85,8 @@ impl Default for LoaderSettings {
             max_sleep: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             chunk_bytes: 512 * 1024,
+            notification: None,
+            publish_wait: Duration::from_secs(2),
         }
     }
 }
@@ -91,6 +99,13 @@ impl LoaderSettings {
             parallelism: config.parallelism,
             min_sleep: Duration::from_secs_f64(config.min_sleep),
             max_sleep: Duration::from_secs_f64(config.max_sleep),
+            notification: config.publishes().then(|| {
+                Arc::new(NotificationSettings {
+                    datasource: config.notification_datasource.clone(),
+                    process: config.notification_process.clone(),
+                    host: gethostname::gethostname().to_string_lossy().into_owned(),
+                })
+            }),
             ..LoaderSettings::default()
         }
     }
@@ -223,6 +238,7 @@ pub struct Loader<S: Source, T: Target> {
     target: Arc<T>,
     metrics: Arc<Metrics>,
     settings: LoaderSettings,
+    relay: Option<RelayHandle>,
     warned: Mutex<HashSet<String>>,
 }
 
@@ -233,8 +249,15 @@ impl<S: Source, T: Target> Loader<S, T> {
             target: Arc::new(target),
             metrics,
             settings,
+            relay: None,
             warned: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Connects the loader to the outbox relay, so it can wake it after each commit.
+    pub fn with_relay(mut self, relay: RelayHandle) -> Self {
+        self.relay = Some(relay);
+        self
     }
 
     pub fn source(&self) -> &S {
@@ -406,6 +429,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                     FileKind::Cdc { .. } => "CDC",
                 },
                 started_at: chrono::Utc::now(),
+                notification: self.settings.notification.clone(),
             };
             let result = self.attempt(session, &mut plan, &file.object).await;
             if matches!(&result, Err(e) if e.is_retryable()) {
@@ -416,6 +440,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             }
             match result {
                 Ok((result, bytes)) => {
+                    self.announce(&plan, &result).await;
                     return self.delivered(plan, result, bytes, started.elapsed());
                 }
                 Err(AttemptError::Target(TargetError::Busy(_))) => {
@@ -454,6 +479,41 @@ impl<S: Source, T: Target> Loader<S, T> {
         tokio::time::sleep(wait).await;
     }
 
+    /// Logs the counts and what became of the change notification.
+    async fn announce(&self, plan: &DeliveryPlan, result: &DeliveryResult) {
+        let id = plan.id;
+        let c = result.counts;
+        info!(
+            "Delivery {id}: {} (create: {}, amend: {}, remove: {}).",
+            plan.table.name, c.creates, c.amends, c.removes
+        );
+        if self.settings.dry_run {
+            info!(
+                "Delivery {id}: dry run: {} rows read and applied, then rolled back; nothing persisted.",
+                result.rows
+            );
+            return;
+        }
+        info!("Delivery {id}: persisted to postgres.");
+        if plan.notification.is_none() {
+            return;
+        }
+        if c.creates + c.amends + c.removes == 0 {
+            info!("Delivery {id}: no net change, no message to publish.");
+            return;
+        }
+        let Some(relay) = &self.relay else {
+            info!("Delivery {id}: message written to the outbox.");
+            return;
+        };
+        relay.wake();
+        if relay.wait_published(id, self.settings.publish_wait).await {
+            info!("Delivery {id}: messages published.");
+        } else {
+            warn!("Delivery {id}: NATS has not acknowledged the message yet; it waits in the outbox and goes out when NATS answers.");
+        }
+    }
+
     fn delivered(
         &self,
         plan: DeliveryPlan,
@@ -464,18 +524,6 @@ impl<S: Source, T: Target> Loader<S, T> {
         let id = plan.id;
         let table = &plan.table.name;
         let c = result.counts;
-        info!(
-            "Delivery {id}: {table} (create: {}, amend: {}, remove: {}).",
-            c.creates, c.amends, c.removes
-        );
-        if self.settings.dry_run {
-            info!(
-                "Delivery {id}: dry run: {} rows read and applied, then rolled back; nothing persisted.",
-                result.rows
-            );
-        } else {
-            info!("Delivery {id}: persisted to postgres.");
-        }
         let status = if self.settings.dry_run {
             "dry_run"
         } else {
@@ -524,6 +572,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                     FileKind::Cdc { .. } => "CDC",
                 },
                 started_at: chrono::Utc::now(),
+                notification: None,
             };
             match self.target.record_failure(&plan, &message).await {
                 Ok(()) => info!(

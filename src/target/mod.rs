@@ -53,6 +53,8 @@ pub struct DeliveryPlan {
     /// `LOAD` or `CDC`.
     pub kind: &'static str,
     pub started_at: DateTime<Utc>,
+    /// Write a change notification to the outbox with the delivery (when it changes anything).
+    pub notification: Option<Arc<crate::notifier::NotificationSettings>>,
 }
 
 /// Net effect of a delivery, per distinct key of the file.
@@ -213,4 +215,29 @@ pub trait Target: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
     /// Answers whether the database is reachable (for readiness).
     fn ping(&self) -> impl Future<Output = Result<(), TargetError>> + Send;
+}
+
+/// A change notification waiting in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub delivery_id: i64,
+    pub subject: String,
+    pub payload: String,
+}
+
+/// The outbox of change notifications, written with the deliveries and read by the relay.
+pub trait Outbox: Send + Sync + 'static {
+    /// The oldest unpublished messages, in order.
+    fn pending_messages(
+        &self,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<OutboxMessage>, TargetError>> + Send;
+    fn mark_published(&self, id: i64) -> impl Future<Output = Result<(), TargetError>> + Send;
+    fn mark_failed(
+        &self,
+        id: i64,
+        error: &str,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send;
+    fn pending_count(&self) -> impl Future<Output = Result<i64, TargetError>> + Send;
 }

@@ -44,8 +44,12 @@ impl PgTarget {
         schema: &str,
         pool_size: usize,
     ) -> Result<Self, TargetError> {
+        let mut config = config.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
         let manager = Manager::from_config(
-            config.clone(),
+            config,
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -53,6 +57,10 @@ impl PgTarget {
         );
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(2))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .create_timeout(Some(std::time::Duration::from_secs(10)))
+            .recycle_timeout(Some(std::time::Duration::from_secs(5)))
+            .wait_timeout(Some(std::time::Duration::from_secs(60)))
             .build()
             .map_err(pool_error)?;
         let mut client = pool.get().await.map_err(pool_error)?;
@@ -307,6 +315,27 @@ impl PgTarget {
             )
             .await
             .map_err(TargetError::pg("record the delivery"))?;
+        if let Some(settings) = &plan.notification {
+            let change = crate::notifier::DeliveryChange {
+                delivery_id: plan.id,
+                key: &plan.key,
+                table: &spec.name,
+                rows: summary.rows,
+                counts,
+                max_event_id: summary.max_event_id,
+            };
+            if let Some(payload) =
+                crate::notifier::change_notification(settings, &change, chrono::Utc::now())
+            {
+                client
+                    .execute(
+                        &queries::insert_outbox(&self.schema),
+                        &[&plan.id, &settings.subject(), &payload],
+                    )
+                    .await
+                    .map_err(TargetError::pg("write the notification to the outbox"))?;
+            }
+        }
         Ok(DeliveryResult {
             counts,
             rows: summary.rows,
@@ -472,5 +501,54 @@ mod tests {
             Some(ColumnType::Bpchar(Some(12)))
         );
         assert_eq!(column_type("jsonb", -1), None);
+    }
+}
+
+impl super::Outbox for PgTarget {
+    async fn pending_messages(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<super::OutboxMessage>, TargetError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(&queries::outbox_pending(&self.schema), &[&limit])
+            .await
+            .map_err(TargetError::pg("read the outbox"))?;
+        Ok(rows
+            .iter()
+            .map(|r| super::OutboxMessage {
+                id: r.get(0),
+                delivery_id: r.get(1),
+                subject: r.get(2),
+                payload: r.get(3),
+            })
+            .collect())
+    }
+
+    async fn mark_published(&self, id: i64) -> Result<(), TargetError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(&queries::outbox_published(&self.schema), &[&id])
+            .await
+            .map_err(TargetError::pg("mark a notification published"))?;
+        Ok(())
+    }
+
+    async fn mark_failed(&self, id: i64, error: &str) -> Result<(), TargetError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(&queries::outbox_failed(&self.schema), &[&id, &error])
+            .await
+            .map_err(TargetError::pg("record a publishing failure"))?;
+        Ok(())
+    }
+
+    async fn pending_count(&self) -> Result<i64, TargetError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        Ok(client
+            .query_one(&queries::outbox_count(&self.schema), &[])
+            .await
+            .map_err(TargetError::pg("count the outbox"))?
+            .get(0))
     }
 }

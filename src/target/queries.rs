@@ -178,6 +178,42 @@ pub fn record_success(schema: &str) -> String {
     )
 }
 
+/// A change notification, written in the delivery's own transaction.
+pub fn insert_outbox(schema: &str) -> String {
+    format!(
+        "INSERT INTO {} (delivery_id, subject, payload) VALUES ($1, $2, $3)",
+        qualified(schema, "loader_outbox")
+    )
+}
+
+pub fn outbox_pending(schema: &str) -> String {
+    format!(
+        "SELECT id, delivery_id, subject, payload FROM {} WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        qualified(schema, "loader_outbox")
+    )
+}
+
+pub fn outbox_published(schema: &str) -> String {
+    format!(
+        "UPDATE {} SET published_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
+        qualified(schema, "loader_outbox")
+    )
+}
+
+pub fn outbox_failed(schema: &str) -> String {
+    format!(
+        "UPDATE {} SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+        qualified(schema, "loader_outbox")
+    )
+}
+
+pub fn outbox_count(schema: &str) -> String {
+    format!(
+        "SELECT count(*) FROM {} WHERE published_at IS NULL",
+        qualified(schema, "loader_outbox")
+    )
+}
+
 /// The ERROR row, written after the delivery's transaction rolled back.
 pub fn record_failure(schema: &str) -> String {
     let ledger = qualified(schema, "loader_deliveries");

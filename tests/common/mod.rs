@@ -137,6 +137,8 @@ pub async fn spawn_app() -> TestApp {
     env.insert("RUN_AS_SERVICE".to_string(), "false".to_string());
     env.insert("MIN_SLEEP".to_string(), "0".to_string());
     env.insert("MAX_SLEEP".to_string(), "0".to_string());
+    env.insert("METRICS_PORT".to_string(), "0".to_string());
+    env.insert("METRICS_BIND".to_string(), "127.0.0.1".to_string());
     let config = paper_engine_orders::config::SourceConfig::parse(&source).unwrap();
     let s3 = S3Source::new(&config);
     s3.ensure_bucket().await.unwrap();
