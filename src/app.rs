@@ -7,12 +7,12 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::http;
-use crate::notifier::{NatsNotifier, OutboxRelay};
-use crate::source::Source;
-use crate::target::Target;
 use crate::loader::{Loader, LoaderSettings, RunSummary};
 use crate::metrics::Metrics;
+use crate::notifier::{NatsNotifier, OutboxRelay};
 use crate::source::S3Source;
+use crate::source::Source;
+use crate::target::Target;
 use crate::target::{PgTarget, TargetError};
 
 /// Process exit codes.
@@ -96,7 +96,7 @@ pub fn stop_on_signals(stop: watch::Sender<bool>) {
 }
 
 /// The readiness probe: Postgres and the bucket both answer within [`http::READY_TIMEOUT`].
-fn ready_check(
+pub fn ready_check(
     target: Arc<std::sync::OnceLock<PgTarget>>,
     source: S3Source,
 ) -> http::ReadyCheck {
@@ -227,7 +227,9 @@ pub async fn run(config: Config) -> i32 {
             .await
             .is_err()
         {
-            warn!("The notification relay did not stop in time; pending messages stay in the outbox.");
+            warn!(
+                "The notification relay did not stop in time; pending messages stay in the outbox."
+            );
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;

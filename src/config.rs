@@ -335,7 +335,10 @@ impl Config {
         let metrics_port = match get("METRICS_PORT") {
             None => 9100,
             Some(v) => v.trim().parse::<u16>().map_err(|_| {
-                ConfigError::new("METRICS_PORT", format!("`{v}` is not a port number (0-65535)"))
+                ConfigError::new(
+                    "METRICS_PORT",
+                    format!("`{v}` is not a port number (0-65535)"),
+                )
             })?,
         };
         let metrics_bind = match get("METRICS_BIND") {
@@ -347,10 +350,15 @@ impl Config {
         let token = |var: &'static str, default: &str| -> Result<String, ConfigError> {
             let value = get(var).unwrap_or_else(|| default.to_string());
             let value = value.trim().to_string();
-            if value.chars().any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>')) {
+            if value
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>'))
+            {
                 return Err(ConfigError::new(
                     var,
-                    format!("`{value}` cannot be a NATS subject token (no spaces, '.', '*' or '>')"),
+                    format!(
+                        "`{value}` cannot be a NATS subject token (no spaces, '.', '*' or '>')"
+                    ),
                 ));
             }
             Ok(value)
@@ -539,7 +547,10 @@ mod tests {
             (&[("PARALLELISM", "0")], "PARALLELISM"),
             (&[("METRICS_PORT", "99999")], "METRICS_PORT"),
             (&[("METRICS_BIND", "localhost:1")], "METRICS_BIND"),
-            (&[("NOTIFICATION_DATASOURCE", "a.b")], "NOTIFICATION_DATASOURCE"),
+            (
+                &[("NOTIFICATION_DATASOURCE", "a.b")],
+                "NOTIFICATION_DATASOURCE",
+            ),
             (&[("NOTIFICATION_PROCESS", "x y")], "NOTIFICATION_PROCESS"),
             (&[("SOURCE", "bucket_id=a bucket_key=b")], "SOURCE"),
             (&[("SOURCE", "bucket_name=x bucket_key=b")], "SOURCE"),

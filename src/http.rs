@@ -47,7 +47,10 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match tokio::time::timeout(READY_TIMEOUT * 2, (state.ready)()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready\n".to_string()),
-        Ok(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+        Ok(Err(why)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the checks timed out\n".to_string(),

@@ -505,10 +505,7 @@ mod tests {
 }
 
 impl super::Outbox for PgTarget {
-    async fn pending_messages(
-        &self,
-        limit: i64,
-    ) -> Result<Vec<super::OutboxMessage>, TargetError> {
+    async fn pending_messages(&self, limit: i64) -> Result<Vec<super::OutboxMessage>, TargetError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
             .query(&queries::outbox_pending(&self.schema), &[&limit])
