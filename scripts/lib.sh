@@ -59,3 +59,14 @@ ensure_moto() {
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# promtool (Debian's prometheus package) checks the /metrics exposition in the tests.
+ensure_promtool() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    log "Installing promtool (Debian package prometheus)."
+    command -v apt-get >/dev/null || die "promtool is missing and apt-get is not available"
+    apt-get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
+        die "apt-get install prometheus failed"
+    command -v promtool >/dev/null 2>&1 || die "promtool is not on PATH after installing prometheus"
+}

@@ -392,19 +392,24 @@ impl Drop for Proxy {
 
 /// A plain HTTP/1.1 GET: (status, body).
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    try_http_get(port, path)
+        .await
+        .unwrap_or_else(|| panic!("GET {path} on port {port} failed"))
+}
+
+/// A plain HTTP/1.1 GET, or None if nothing answers.
+pub async fn try_http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
-        .unwrap();
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .ok()?
+        .ok()?;
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text
         .split_whitespace()
@@ -415,5 +420,5 @@ pub async fn http_get(port: u16, path: &str) -> (u16, String) {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
-    (status, body)
+    Some((status, body))
 }
