@@ -319,3 +319,121 @@ async fn dry_run_persists_nothing_and_reports_the_counts_of_a_real_run() {
     }
     assert_eq!(outcome.delivered.len(), manifest.files.len());
 }
+
+/// A bucket that fails the first opens: an HTTP 503, then a body cut off mid-stream.
+struct FlakySource {
+    inner: paper_engine_orders::source::S3Source,
+    opens: std::sync::atomic::AtomicU32,
+}
+
+struct CutReader {
+    inner: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+    left: usize,
+}
+
+impl tokio::io::AsyncRead for CutReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset by the bucket",
+            )));
+        }
+        let mut tmp = vec![0u8; self.left.min(buf.remaining())];
+        let mut limited = tokio::io::ReadBuf::new(&mut tmp);
+        let poll = self.inner.as_mut().poll_read(cx, &mut limited);
+        let n = limited.filled().len();
+        buf.put_slice(&tmp[..n]);
+        self.left -= n;
+        poll
+    }
+}
+
+impl paper_engine_orders::source::Source for FlakySource {
+    async fn list(
+        &self,
+    ) -> Result<
+        Vec<paper_engine_orders::source::ObjectInfo>,
+        paper_engine_orders::source::SourceError,
+    > {
+        self.inner.list().await
+    }
+    async fn open(
+        &self,
+        key: &str,
+    ) -> Result<paper_engine_orders::source::ObjectBody, paper_engine_orders::source::SourceError>
+    {
+        let n = self.opens.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n == 0 {
+            return Err(paper_engine_orders::source::SourceError::Request {
+                op: "GetObject",
+                what: key.to_string(),
+                status: Some(503),
+                code: Some("SlowDown".into()),
+                message: "injected".into(),
+            });
+        }
+        let mut body = self.inner.open(key).await?;
+        if n == 1 {
+            body.reader = Box::pin(CutReader {
+                inner: body.reader,
+                left: 3000,
+            });
+        }
+        Ok(body)
+    }
+    fn path(&self) -> &str {
+        paper_engine_orders::source::Source::path(&self.inner)
+    }
+    async fn ping(&self) -> Result<(), paper_engine_orders::source::SourceError> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_bucket_faults_are_retried_and_the_file_loads_once() {
+    let app = spawn_app().await;
+    // Big enough that a cut after 3000 compressed bytes falls mid-file.
+    let body: String = (1..=20_000)
+        .map(|i| format!("{i},S-{i},Strategy {i},ops,IBKR,ACTIVE,{i}.25,2022-09-01 10:00:00,2022-09-01 10:00:00,{i}\n"))
+        .collect();
+    let key = app
+        .put_csv("strategies", "LOAD00000001.csv.gz", &body)
+        .await;
+    let base = app.loader(&[]).await;
+    let flaky = FlakySource {
+        inner: base.source().clone(),
+        opens: std::sync::atomic::AtomicU32::new(0),
+    };
+    let loader = paper_engine_orders::loader::Loader::new(
+        flaky,
+        base.target().clone(),
+        base.metrics().clone(),
+        base.settings().clone(),
+    );
+    let outcome = loader.poll_once().await.unwrap();
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    assert_eq!(outcome.delivered.len(), 1);
+    assert_eq!(
+        loader
+            .source()
+            .opens
+            .load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+    let row = app.ledger(&key).await.unwrap();
+    assert_eq!(
+        (row.status.as_str(), row.creates, row.rows),
+        ("SUCCESS", 20_000, 20_000)
+    );
+    assert_eq!(app.count("strategies").await, 20_000);
+    assert_eq!(
+        loader.metrics().errors.with_label_values(&["source"]).get(),
+        2,
+        "both faults were counted"
+    );
+}

@@ -289,3 +289,72 @@ fn wait_with_timeout(child: &mut std::process::Child, timeout: Duration) -> Opti
     let _ = child.kill();
     None
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_on_logs_in_the_replaced_services_order_and_hides_nats_credentials() {
+    let app = spawn_app().await;
+    let key = app
+        .put_csv("strategies", "LOAD00000001.csv.gz", &strategies(4))
+        .await;
+    let ds = common::unique_name("peo-log");
+    let out = command(
+        &app,
+        &[
+            ("NOTIFICATIONS", "true"),
+            ("NATS", "nats://peo:Nats-Pass-42@127.0.0.1:4222"),
+            ("NOTIFICATION_DATASOURCE", &ds),
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("Nats-Pass-42"), "{stderr}");
+    let id = app.ledger(&key).await.unwrap().id;
+    let position = |text: String| {
+        stderr
+            .find(&text)
+            .unwrap_or_else(|| panic!("no `{text}` in:\n{stderr}"))
+    };
+    let order = [
+        position(format!("Delivery {id}: process_dbo {key}.")),
+        position(format!("Delivery {id}: persisted to postgres.")),
+        position(format!("Delivery {id}: messages published.")),
+        position(format!("Delivery {id}: prometheus counters incremented.")),
+        position(format!("Delivery {id}: processed (")),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{stderr}");
+    let published: Option<String> = app
+        .db
+        .query_one(
+            "SELECT published_at::text FROM paper_engine.loader_outbox WHERE delivery_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(published.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_table_folders_are_skipped_with_one_warning_each() {
+    let app = spawn_app().await;
+    app.put_csv("strategies", "LOAD00000001.csv.gz", &strategies(2))
+        .await;
+    app.put_csv("positions", "LOAD00000001.csv.gz", "1,2,3\n")
+        .await;
+    app.put_csv("positions", "20220922-095853123.csv.gz", "I,1,2,3\n")
+        .await;
+    app.put_csv("fills", "LOAD00000001.csv.gz", "1\n").await;
+    let out = command(&app, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(app.count("strategies").await, 2);
+    for table in ["positions", "fills"] {
+        let warnings = stderr
+            .lines()
+            .filter(|l| l.contains(" WARN ") && l.contains(&format!("dbo/{table}")))
+            .count();
+        assert_eq!(warnings, 1, "{table}: {stderr}");
+    }
+}

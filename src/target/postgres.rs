@@ -471,39 +471,6 @@ impl Target for PgTarget {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn catalog_types_map_with_their_modifiers() {
-        // numeric(18,4): typmod = ((18 << 16) | 4) + 4
-        assert_eq!(
-            column_type("numeric", ((18 << 16) | 4) + 4),
-            Some(ColumnType::Numeric {
-                precision: Some(18),
-                scale: Some(4)
-            })
-        );
-        assert_eq!(
-            column_type("numeric", -1),
-            Some(ColumnType::Numeric {
-                precision: None,
-                scale: None
-            })
-        );
-        assert_eq!(
-            column_type("varchar", 36),
-            Some(ColumnType::Varchar(Some(32)))
-        );
-        assert_eq!(
-            column_type("bpchar", 16),
-            Some(ColumnType::Bpchar(Some(12)))
-        );
-        assert_eq!(column_type("jsonb", -1), None);
-    }
-}
-
 impl super::Outbox for PgTarget {
     async fn pending_messages(&self, limit: i64) -> Result<Vec<super::OutboxMessage>, TargetError> {
         let client = self.pool.get().await.map_err(pool_error)?;
@@ -547,5 +514,38 @@ impl super::Outbox for PgTarget {
             .await
             .map_err(TargetError::pg("count the outbox"))?
             .get(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_types_map_with_their_modifiers() {
+        // numeric(18,4): typmod = ((18 << 16) | 4) + 4
+        assert_eq!(
+            column_type("numeric", ((18 << 16) | 4) + 4),
+            Some(ColumnType::Numeric {
+                precision: Some(18),
+                scale: Some(4)
+            })
+        );
+        assert_eq!(
+            column_type("numeric", -1),
+            Some(ColumnType::Numeric {
+                precision: None,
+                scale: None
+            })
+        );
+        assert_eq!(
+            column_type("varchar", 36),
+            Some(ColumnType::Varchar(Some(32)))
+        );
+        assert_eq!(
+            column_type("bpchar", 16),
+            Some(ColumnType::Bpchar(Some(12)))
+        );
+        assert_eq!(column_type("jsonb", -1), None);
     }
 }
