@@ -2,7 +2,23 @@
 mod common;
 
 use common::{spawn_app, TestApp};
-use paper_engine_orders::sample::{self, SampleSpec};
+use paper_engine_orders::sample::{self, FileSummary, SampleSpec};
+use paper_engine_orders::target::NetCounts;
+
+trait AsTargetCounts {
+    fn counts_as_target(&self) -> NetCounts;
+}
+
+impl AsTargetCounts for FileSummary {
+    fn counts_as_target(&self) -> NetCounts {
+        NetCounts {
+            creates: self.counts.creates,
+            amends: self.counts.amends,
+            removes: self.counts.removes,
+            unchanged: self.counts.unchanged,
+        }
+    }
+}
 
 /// Column names of a replicated table, in order, without the lineage columns.
 async fn columns(app: &TestApp, table: &str) -> Vec<String> {
@@ -304,18 +320,34 @@ async fn dry_run_persists_nothing_and_reports_the_counts_of_a_real_run() {
         .get(0);
     assert_eq!(ledger_rows, 0);
 
-    // In a dry run every file is applied against the untouched tables, so the LOAD files report
-    // what a real run reports; check those, and that the real run matches the manifest.
+    // A dry run applies each stream's files in order inside one rolled-back transaction, so
+    // every file (CDC included) reports exactly what the real run then records.
     let real = app.loader(&[]).await;
     app.drain(&real).await;
     for d in &outcome.delivered {
+        let row = app.ledger(&d.key).await.unwrap();
         let file = manifest.files.iter().find(|f| f.key == d.key).unwrap();
-        if file.key.contains("/LOAD") {
-            let row = app.ledger(&d.key).await.unwrap();
-            assert_eq!(d.result.counts.creates, row.creates as u64, "{}", d.key);
-            assert_eq!(d.result.counts.amends, row.amends as u64, "{}", d.key);
-            assert_eq!(d.result.rows, row.rows as u64, "{}", d.key);
-        }
+        let dry = d.result.counts;
+        assert_eq!(
+            (
+                dry.creates,
+                dry.amends,
+                dry.removes,
+                dry.unchanged,
+                d.result.rows
+            ),
+            (
+                row.creates as u64,
+                row.amends as u64,
+                row.removes as u64,
+                row.unchanged as u64,
+                row.rows as u64
+            ),
+            "{}",
+            d.key
+        );
+        assert_eq!(dry, file.counts_as_target(), "{}", d.key);
+        assert_eq!(d.result.max_event_id, row.max_event_id, "{}", d.key);
     }
     assert_eq!(outcome.delivered.len(), manifest.files.len());
 }
@@ -435,5 +467,27 @@ async fn transient_bucket_faults_are_retried_and_the_file_loads_once() {
         loader.metrics().errors.with_label_values(&["source"]).get(),
         2,
         "both faults were counted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loaders_starting_together_apply_the_migrations_once() {
+    let app = spawn_app().await;
+    let (a, b, c) = tokio::join!(app.loader(&[]), app.loader(&[]), app.loader(&[]));
+    for loader in [&a, &b, &c] {
+        assert_eq!(
+            paper_engine_orders::target::Target::tables(loader.target()).len(),
+            3
+        );
+    }
+    let applied = app
+        .rows("SELECT version, name FROM paper_engine.schema_migrations ORDER BY 1")
+        .await;
+    assert_eq!(
+        applied,
+        vec![
+            vec![Some("1".into()), Some("0001_initial".into())],
+            vec![Some("2".into()), Some("0002_outbox".into())],
+        ]
     );
 }
