@@ -292,6 +292,9 @@ pub enum DecodeError {
     /// Reading the input failed, e.g. corrupt or truncated gzip data.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// Not an error in the file: a delete in a full load cannot go straight into the table.
+    #[error("line {line}: a delete in a full-load file needs the staged apply")]
+    NeedsStaging { line: u64 },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -710,6 +713,18 @@ pub struct RowDecoder {
     op_column: OpColumn,
     detected: Option<bool>,
     event_id: Option<usize>,
+    layout: TupleLayout,
+}
+
+/// Which table the tuples are written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TupleLayout {
+    /// The staging table: `_seq`, `_op`, then every column.
+    Staging,
+    /// The target table itself (a full load into an empty table): every column, then the lineage
+    /// columns `_delivery_id` and `_loaded_at` (microseconds since 2000-01-01 UTC). Only inserts
+    /// can go straight in: a `D` row is a [`DecodeError::NeedsStaging`].
+    Direct { delivery_id: i64, loaded_at: i64 },
 }
 
 /// The name reported for the Op column in errors.
@@ -725,7 +740,13 @@ impl RowDecoder {
             op_column,
             detected: None,
             event_id,
+            layout: TupleLayout::Staging,
         }
+    }
+
+    /// Chooses the table the tuples are for (staging by default).
+    pub fn set_layout(&mut self, layout: TupleLayout) {
+        self.layout = layout;
     }
 
     /// The table spec this decoder encodes for.
@@ -812,10 +833,18 @@ impl RowDecoder {
 
         // A Postgres table has at most 1600 columns, so this fits.
         out.extend_from_slice(&((ncols + 2) as i16).to_be_bytes());
-        out.extend_from_slice(&8i32.to_be_bytes());
-        out.extend_from_slice(&seq.to_be_bytes());
-        out.extend_from_slice(&1i32.to_be_bytes());
-        out.extend_from_slice(op.as_str().as_bytes());
+        match self.layout {
+            TupleLayout::Staging => {
+                out.extend_from_slice(&8i32.to_be_bytes());
+                out.extend_from_slice(&seq.to_be_bytes());
+                out.extend_from_slice(&1i32.to_be_bytes());
+                out.extend_from_slice(op.as_str().as_bytes());
+            }
+            TupleLayout::Direct { .. } if op == Op::Delete => {
+                return Err(DecodeError::NeedsStaging { line: rec.line() });
+            }
+            TupleLayout::Direct { .. } => {}
+        }
 
         let mut event_id = None;
         for (i, col) in self.spec.columns.iter().enumerate() {
@@ -841,6 +870,16 @@ impl RowDecoder {
                     Err(_) => return Err(field_err(format!("invalid event_id {}", quote(value)))),
                 }
             }
+        }
+        if let TupleLayout::Direct {
+            delivery_id,
+            loaded_at,
+        } = self.layout
+        {
+            out.extend_from_slice(&8i32.to_be_bytes());
+            out.extend_from_slice(&delivery_id.to_be_bytes());
+            out.extend_from_slice(&8i32.to_be_bytes());
+            out.extend_from_slice(&loaded_at.to_be_bytes());
         }
         Ok(DecodedRow { op, event_id })
     }
@@ -1897,6 +1936,39 @@ mod tests {
             seq += 1;
         }
         Ok((rows, out))
+    }
+
+    #[test]
+    fn direct_layout_writes_columns_then_lineage_and_refuses_deletes() {
+        let spec = spec(vec![
+            col("id", ColumnType::Int4, false),
+            col("name", ColumnType::Text, true),
+        ]);
+        let mut decoder = RowDecoder::new(spec.clone(), OpColumn::Detect);
+        decoder.set_layout(TupleLayout::Direct {
+            delivery_id: 7,
+            loaded_at: 1_000,
+        });
+        let (_, bytes) = decode_all(&mut decoder, "I,1,a\nU,2,\n").unwrap();
+        let tuples = parse_tuples(&bytes);
+        assert_eq!(tuples.len(), 2);
+        for t in &tuples {
+            assert_eq!(t.len(), 4, "columns, _delivery_id, _loaded_at");
+            assert_eq!(t[2].as_deref(), Some(&7i64.to_be_bytes()[..]));
+            assert_eq!(t[3].as_deref(), Some(&1_000i64.to_be_bytes()[..]));
+        }
+        assert_eq!(tuples[0][0].as_deref(), Some(&1i32.to_be_bytes()[..]));
+        assert_eq!(tuples[1][1], None);
+
+        let mut decoder = RowDecoder::new(spec, OpColumn::Detect);
+        decoder.set_layout(TupleLayout::Direct {
+            delivery_id: 7,
+            loaded_at: 0,
+        });
+        match decode_all(&mut decoder, "I,1,a\nD,1,a\n") {
+            Err(DecodeError::NeedsStaging { line: 2 }) => {}
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Splits concatenated tuples into their fields (None = NULL).

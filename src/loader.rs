@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use rand::Rng;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::io::SyncIoBridge;
 use tracing::{error, info, warn};
 
 use crate::dms::{
     self, CsvScanner, DecodeError, DmsObject, FileKind, OpColumn, RawRecord, RowDecoder, TableSpec,
+    TupleLayout,
 };
 use crate::metrics::Metrics;
 use crate::notifier::{NotificationSettings, RelayHandle};
@@ -400,6 +401,8 @@ impl<S: Source, T: Target> Loader<S, T> {
     async fn deliver(&self, session: &mut Option<T::Session>, file: &PendingFile) -> FileOutcome {
         let table = self.target.tables()[&file.object.table].clone();
         let mut attempt = 0;
+        // A full load goes straight into an empty table unless it turns out it cannot.
+        let mut direct_allowed = matches!(file.object.kind, FileKind::Load { .. });
         loop {
             attempt += 1;
             let started = Instant::now();
@@ -430,6 +433,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                 },
                 started_at: chrono::Utc::now(),
                 notification: self.settings.notification.clone(),
+                direct_allowed,
             };
             let result = self.attempt(session, &mut plan, &file.object).await;
             if matches!(&result, Err(e) if e.is_retryable()) {
@@ -449,6 +453,13 @@ impl<S: Source, T: Target> Loader<S, T> {
                         table.name
                     );
                     return FileOutcome::LeftToAnother;
+                }
+                Err(AttemptError::Target(TargetError::NeedsStaging(_))) => {
+                    info!(
+                        "Delivery {id}: the full load has a repeated key or a delete; applying it through staging."
+                    );
+                    direct_allowed = false;
+                    attempt -= 1;
                 }
                 Err(AttemptError::Target(TargetError::AlreadyDelivered(_))) => {
                     info!(
@@ -573,6 +584,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                 },
                 started_at: chrono::Utc::now(),
                 notification: None,
+                direct_allowed: false,
             };
             match self.target.record_failure(&plan, &message).await {
                 Ok(()) => info!(
@@ -616,6 +628,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             plan.size = body.size;
         }
         let (tx, rx) = mpsc::channel::<Chunk>(4);
+        let (layout_tx, layout_rx) = oneshot::channel::<TupleLayout>();
         let bytes_read = body.bytes_read.clone();
         let job = DecodeJob {
             key: plan.key.clone(),
@@ -631,11 +644,15 @@ impl<S: Source, T: Target> Loader<S, T> {
             bytes_read: bytes_read.clone(),
         };
         let reader = SyncIoBridge::new(body.reader);
-        let decoder = tokio::task::spawn_blocking(move || job.run(reader, tx));
+        let decoder = tokio::task::spawn_blocking(move || job.run(reader, layout_rx, tx));
         let result = match session {
-            Some(s) => self.target.apply(s, plan, rx).await,
+            Some(s) => self.target.apply(s, plan, layout_tx, rx).await,
             None => match self.target.open_session(self.settings.dry_run).await {
-                Ok(s) => self.target.apply(session.insert(s), plan, rx).await,
+                Ok(s) => {
+                    self.target
+                        .apply(session.insert(s), plan, layout_tx, rx)
+                        .await
+                }
                 Err(e) => Err(e),
             },
         };
@@ -771,7 +788,16 @@ impl<R: Read> Read for WatchedReader<R> {
 
 impl DecodeJob {
     /// Runs on a blocking thread: bucket bytes -> gzip -> CSV -> binary COPY tuples -> channel.
-    fn run<R: Read>(self, reader: R, tx: mpsc::Sender<Chunk>) {
+    fn run<R: Read>(
+        self,
+        reader: R,
+        layout: oneshot::Receiver<TupleLayout>,
+        tx: mpsc::Sender<Chunk>,
+    ) {
+        // The Target decides, inside its transaction, which table the tuples are for.
+        let Ok(layout) = layout.blocking_recv() else {
+            return;
+        };
         let source_failed = Arc::new(AtomicBool::new(false));
         let watched = WatchedReader {
             inner: reader,
@@ -784,11 +810,16 @@ impl DecodeJob {
             Box::new(buffered)
         };
         let mut scanner = CsvScanner::new(input);
-        let result = self.decode(&mut scanner, &tx);
+        let result = self.decode(&mut scanner, layout, &tx);
         let message = match result {
             Ok(Some(summary)) => Chunk::End(summary),
             // The receiver is gone: the transaction failed and says why.
             Ok(None) => return,
+            Err(DecodeError::NeedsStaging { line }) => Chunk::Failed(ChunkFailure {
+                message: format!("{}: line {line}: a delete in a full load", self.key),
+                retryable: false,
+                needs_staging: true,
+            }),
             Err(e) => {
                 let retryable = source_failed.load(Ordering::Relaxed);
                 let message = match &e {
@@ -802,7 +833,11 @@ impl DecodeJob {
                     ),
                     other => format!("{}: {other}", self.key),
                 };
-                Chunk::Failed(ChunkFailure { message, retryable })
+                Chunk::Failed(ChunkFailure {
+                    message,
+                    retryable,
+                    needs_staging: false,
+                })
             }
         };
         let _ = tx.blocking_send(message);
@@ -811,10 +846,12 @@ impl DecodeJob {
     fn decode<R: Read>(
         &self,
         scanner: &mut CsvScanner<R>,
+        layout: TupleLayout,
         tx: &mpsc::Sender<Chunk>,
     ) -> Result<Option<StreamSummary>, DecodeError> {
         let mut record = RawRecord::new();
         let mut decoder = RowDecoder::new(self.spec.clone(), self.op_column);
+        decoder.set_layout(layout);
         let mut buf: Vec<u8> = Vec::with_capacity(self.chunk_bytes + 64 * 1024);
         let mut summary = StreamSummary::default();
         while scanner.next_record(&mut record)? {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::dms::TableSpec;
+use crate::dms::{TableSpec, TupleLayout};
 
 pub mod migrations;
 mod postgres;
@@ -55,6 +55,8 @@ pub struct DeliveryPlan {
     pub started_at: DateTime<Utc>,
     /// Write a change notification to the outbox with the delivery (when it changes anything).
     pub notification: Option<Arc<crate::notifier::NotificationSettings>>,
+    /// A full load may COPY straight into its table when the table is empty (one pass).
+    pub direct_allowed: bool,
 }
 
 /// Net effect of a delivery, per distinct key of the file.
@@ -89,6 +91,8 @@ pub struct ChunkFailure {
     pub message: String,
     /// A fault in reading (the connection to the bucket), not in the file itself.
     pub retryable: bool,
+    /// Not a fault: the file cannot go straight into the table (a delete in a full load).
+    pub needs_staging: bool,
 }
 
 /// The outcome of a committed (or, in dry run, rolled back) delivery.
@@ -118,6 +122,10 @@ pub enum TargetError {
     AlreadyDelivered(String),
     #[error("postgres schema: {0}")]
     Schema(String),
+    /// The full load could not go straight into the empty table (a duplicate key or a delete):
+    /// nothing was kept; apply it again through the staging table.
+    #[error("{0}: the full load needs the staged apply")]
+    NeedsStaging(String),
 }
 
 /// The database error's message, detail and position, without anything from the connection
@@ -170,7 +178,9 @@ impl TargetError {
             },
             TargetError::Pool(_) | TargetError::Busy(_) => true,
             TargetError::Input(f) => f.retryable,
-            TargetError::AlreadyDelivered(_) | TargetError::Schema(_) => false,
+            TargetError::AlreadyDelivered(_)
+            | TargetError::Schema(_)
+            | TargetError::NeedsStaging(_) => false,
         }
     }
 }
@@ -197,12 +207,14 @@ pub trait Target: Send + Sync + 'static {
         dry_run: bool,
     ) -> impl Future<Output = Result<Self::Session, TargetError>> + Send;
     /// Applies one file in one transaction together with its SUCCESS ledger row (in a dry run,
-    /// under a savepoint of the session's transaction). `chunks` carries the binary COPY tuples
-    /// and ends with `End` or `Failed`. On error nothing of the file remains.
+    /// under a savepoint of the session's transaction). It first says on `layout` which table the
+    /// decoder must write tuples for; `chunks` then carries the binary COPY tuples and ends with
+    /// `End` or `Failed`. On error nothing of the file remains.
     fn apply(
         &self,
         session: &mut Self::Session,
         plan: &DeliveryPlan,
+        layout: oneshot::Sender<TupleLayout>,
         chunks: mpsc::Receiver<Chunk>,
     ) -> impl Future<Output = Result<DeliveryResult, TargetError>> + Send;
     /// Ends a session (in a dry run: rolls everything back).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::SinkExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 
 use super::queries;
@@ -13,7 +13,9 @@ use super::{
     Chunk, DeliveryPlan, DeliveryResult, DeliveryStatus, LedgerEntry, NetCounts, StreamSummary,
     Target, TargetError,
 };
-use crate::dms::{Column, ColumnType, TableSpec, COPY_BINARY_HEADER, COPY_BINARY_TRAILER};
+use crate::dms::{
+    Column, ColumnType, TableSpec, TupleLayout, COPY_BINARY_HEADER, COPY_BINARY_TRAILER,
+};
 
 /// The loader's Postgres database.
 #[derive(Clone)]
@@ -207,13 +209,59 @@ impl Drop for PgSession {
     }
 }
 
+/// Microseconds from the Unix epoch to Postgres' (2000-01-01 UTC).
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// Streams the decoder's tuples into `COPY <sql>` and returns the decoder's summary.
+async fn copy_chunks(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    mut chunks: mpsc::Receiver<Chunk>,
+    plan: &DeliveryPlan,
+) -> Result<StreamSummary, TargetError> {
+    let sink = client
+        .copy_in::<_, Bytes>(sql)
+        .await
+        .map_err(TargetError::pg("start COPY"))?;
+    futures::pin_mut!(sink);
+    sink.send(Bytes::from_static(COPY_BINARY_HEADER))
+        .await
+        .map_err(TargetError::pg("COPY"))?;
+    let summary = loop {
+        match chunks.recv().await {
+            Some(Chunk::Data(bytes)) => sink.send(bytes).await.map_err(TargetError::pg("COPY"))?,
+            Some(Chunk::End(summary)) => break summary,
+            Some(Chunk::Failed(failure)) if failure.needs_staging => {
+                return Err(TargetError::NeedsStaging(plan.key.clone()))
+            }
+            Some(Chunk::Failed(failure)) => return Err(TargetError::Input(failure)),
+            None => {
+                return Err(TargetError::Input(super::ChunkFailure {
+                    message: format!("{}: the decoder stopped without a result", plan.key),
+                    retryable: true,
+                    needs_staging: false,
+                }))
+            }
+        }
+    };
+    sink.send(Bytes::from_static(COPY_BINARY_TRAILER))
+        .await
+        .map_err(TargetError::pg("COPY"))?;
+    sink.as_mut()
+        .finish()
+        .await
+        .map_err(TargetError::pg("COPY"))?;
+    Ok(summary)
+}
+
 impl PgTarget {
     /// The body of a delivery, inside a transaction (or savepoint) the caller opened.
     async fn apply_in_transaction(
         &self,
         client: &tokio_postgres::Client,
         plan: &DeliveryPlan,
-        mut chunks: mpsc::Receiver<Chunk>,
+        layout: oneshot::Sender<TupleLayout>,
+        chunks: mpsc::Receiver<Chunk>,
     ) -> Result<DeliveryResult, TargetError> {
         let spec = &plan.table;
         let stream = format!("{}.{}", self.schema, spec.name);
@@ -233,40 +281,42 @@ impl PgTarget {
         {
             return Err(TargetError::AlreadyDelivered(plan.key.clone()));
         }
+        let direct = plan.direct_allowed
+            && client
+                .query_one(&queries::is_empty(&self.schema, &spec.name), &[])
+                .await
+                .map_err(TargetError::pg("check whether the table is empty"))?
+                .get::<_, bool>(0);
+        if direct {
+            let loaded_at = plan.started_at.timestamp_micros() - POSTGRES_EPOCH_MICROS;
+            let _ = layout.send(TupleLayout::Direct {
+                delivery_id: plan.id,
+                loaded_at,
+            });
+            let summary = copy_chunks(
+                client,
+                &queries::copy_direct(&self.schema, spec),
+                chunks,
+                plan,
+            )
+            .await
+            .map_err(|e| match e.sqlstate() {
+                // A key twice in the file: it needs the staged apply after all.
+                Some("23505") => TargetError::NeedsStaging(plan.key.clone()),
+                _ => e,
+            })?;
+            let counts = NetCounts {
+                creates: summary.rows,
+                ..NetCounts::default()
+            };
+            return self.finish(client, plan, summary, counts).await;
+        }
+        let _ = layout.send(TupleLayout::Staging);
         client
             .batch_execute(&queries::create_stage(spec))
             .await
             .map_err(TargetError::pg("create the staging table"))?;
-        let sink = client
-            .copy_in::<_, Bytes>(queries::COPY_STAGE)
-            .await
-            .map_err(TargetError::pg("start COPY"))?;
-        futures::pin_mut!(sink);
-        sink.send(Bytes::from_static(COPY_BINARY_HEADER))
-            .await
-            .map_err(TargetError::pg("COPY"))?;
-        let summary: StreamSummary = loop {
-            match chunks.recv().await {
-                Some(Chunk::Data(bytes)) => {
-                    sink.send(bytes).await.map_err(TargetError::pg("COPY"))?
-                }
-                Some(Chunk::End(summary)) => break summary,
-                Some(Chunk::Failed(failure)) => return Err(TargetError::Input(failure)),
-                None => {
-                    return Err(TargetError::Input(super::ChunkFailure {
-                        message: format!("{}: the decoder stopped without a result", plan.key),
-                        retryable: true,
-                    }))
-                }
-            }
-        };
-        sink.send(Bytes::from_static(COPY_BINARY_TRAILER))
-            .await
-            .map_err(TargetError::pg("COPY"))?;
-        sink.as_mut()
-            .finish()
-            .await
-            .map_err(TargetError::pg("COPY"))?;
+        let summary = copy_chunks(client, queries::COPY_STAGE, chunks, plan).await?;
         let row = client
             .query_one(
                 &queries::apply_stage(&self.schema, spec),
@@ -288,6 +338,19 @@ impl PgTarget {
             removes: removes as u64,
             unchanged: (keys - creates - amends - removes).max(0) as u64,
         };
+        self.finish(client, plan, summary, counts).await
+    }
+
+    /// The end of every delivery: its ledger row (replacing an earlier ERROR row) and its change
+    /// notification in the outbox.
+    async fn finish(
+        &self,
+        client: &tokio_postgres::Client,
+        plan: &DeliveryPlan,
+        summary: StreamSummary,
+        counts: NetCounts,
+    ) -> Result<DeliveryResult, TargetError> {
+        let spec = &plan.table;
         client
             .execute(&queries::clear_failure(&self.schema), &[&plan.key])
             .await
@@ -303,9 +366,9 @@ impl PgTarget {
                     &spec.name,
                     &plan.kind,
                     &(summary.rows as i64),
-                    &creates,
-                    &amends,
-                    &removes,
+                    &(counts.creates as i64),
+                    &(counts.amends as i64),
+                    &(counts.removes as i64),
                     &(counts.unchanged as i64),
                     &summary.max_event_id,
                     &plan.started_at,
@@ -404,6 +467,7 @@ impl Target for PgTarget {
         &self,
         session: &mut PgSession,
         plan: &DeliveryPlan,
+        layout: oneshot::Sender<TupleLayout>,
         chunks: mpsc::Receiver<Chunk>,
     ) -> Result<DeliveryResult, TargetError> {
         let (begin, commit, rollback) = if session.dry_run {
@@ -417,7 +481,7 @@ impl Target for PgTarget {
         };
         session.run(begin, "begin the delivery").await?;
         match self
-            .apply_in_transaction(session.client(), plan, chunks)
+            .apply_in_transaction(session.client(), plan, layout, chunks)
             .await
         {
             Ok(result) => {

@@ -93,6 +93,26 @@ pub fn create_stage(spec: &TableSpec) -> String {
     )
 }
 
+/// Whether a table has no row at all.
+pub fn is_empty(schema: &str, table: &str) -> String {
+    format!(
+        "SELECT NOT EXISTS (SELECT 1 FROM {})",
+        qualified(schema, table)
+    )
+}
+
+/// COPY straight into the table (a full load into an empty table), lineage columns included.
+pub fn copy_direct(schema: &str, spec: &TableSpec) -> String {
+    let mut cols: Vec<String> = spec.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    cols.push("\"_delivery_id\"".into());
+    cols.push("\"_loaded_at\"".into());
+    format!(
+        "COPY {} ({}) FROM STDIN (FORMAT binary)",
+        qualified(schema, &spec.name),
+        cols.join(", ")
+    )
+}
+
 pub const COPY_STAGE: &str = "COPY \"_peo_stage\" FROM STDIN (FORMAT binary)";
 
 /// The set-based apply of the staged file, in one statement: keep the last change per key, delete
