@@ -172,28 +172,15 @@ pub async fn run(config: Config) -> i32 {
         }
     };
 
-    let target = match connect_target(&config).await {
-        Ok(target) => target,
+    let mut loader = match build_loader(&config, metrics.clone()).await {
+        Ok(loader) => loader,
         Err(e) => {
             error!("Cannot start: {e}");
             return exit::FAILED;
         }
     };
+    let target = loader.target().clone();
     let _ = target_slot.set(target.clone());
-    info!(
-        "Connected: bucket {} (path '{}'), postgres database {} (schema {}), tables: {}.",
-        config.source.bucket,
-        config.source.path,
-        config.target.dbname(),
-        config.target_schema,
-        table_names(&target)
-    );
-    let mut loader = Loader::new(
-        source,
-        target.clone(),
-        metrics.clone(),
-        LoaderSettings::from_config(&config),
-    );
 
     let mut relay_task = None;
     if let (true, Some(nats)) = (config.publishes(), &config.nats) {

@@ -421,20 +421,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                 "Delivery {id}: process_{} {}.",
                 file.object.schema, file.info.key
             );
-            let mut plan = DeliveryPlan {
-                id,
-                key: file.info.key.clone(),
-                etag: file.info.etag.clone(),
-                size: file.info.size,
-                table: table.clone(),
-                kind: match file.object.kind {
-                    FileKind::Load { .. } => "LOAD",
-                    FileKind::Cdc { .. } => "CDC",
-                },
-                started_at: chrono::Utc::now(),
-                notification: self.settings.notification.clone(),
-                direct_allowed,
-            };
+            let mut plan = self.plan_for(id, file, &table, direct_allowed);
             let result = self.attempt(session, &mut plan, &file.object).await;
             if matches!(&result, Err(e) if e.is_retryable()) {
                 // The connection may be gone: the next attempt starts a new session.
@@ -479,6 +466,30 @@ impl<S: Source, T: Target> Loader<S, T> {
         }
     }
 
+    /// A delivery of `file` starting now.
+    fn plan_for(
+        &self,
+        id: i64,
+        file: &PendingFile,
+        table: &Arc<TableSpec>,
+        direct_allowed: bool,
+    ) -> DeliveryPlan {
+        DeliveryPlan {
+            id,
+            key: file.info.key.clone(),
+            etag: file.info.etag.clone(),
+            size: file.info.size,
+            table: table.clone(),
+            kind: match file.object.kind {
+                FileKind::Load { .. } => "LOAD",
+                FileKind::Cdc { .. } => "CDC",
+            },
+            started_at: chrono::Utc::now(),
+            notification: self.settings.notification.clone(),
+            direct_allowed,
+        }
+    }
+
     async fn retry_later(&self, key: &str, id: i64, attempt: u32, err: &AttemptError) {
         let wait = self.settings.retry.backoff(attempt);
         self.metrics.errors.with_label_values(&[err.kind()]).inc();
@@ -509,7 +520,7 @@ impl<S: Source, T: Target> Loader<S, T> {
         if plan.notification.is_none() {
             return;
         }
-        if c.creates + c.amends + c.removes == 0 {
+        if !c.changed() {
             info!("Delivery {id}: no net change, no message to publish.");
             return;
         }
@@ -572,20 +583,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             .inc();
         error!("Delivery {id}: failed: {message}");
         if record && !self.settings.dry_run {
-            let plan = DeliveryPlan {
-                id,
-                key: file.info.key.clone(),
-                etag: file.info.etag.clone(),
-                size: file.info.size,
-                table: table.clone(),
-                kind: match file.object.kind {
-                    FileKind::Load { .. } => "LOAD",
-                    FileKind::Cdc { .. } => "CDC",
-                },
-                started_at: chrono::Utc::now(),
-                notification: None,
-                direct_allowed: false,
-            };
+            let plan = self.plan_for(id, file, table, false);
             match self.target.record_failure(&plan, &message).await {
                 Ok(()) => info!(
                     "Delivery {id}: recorded as ERROR; stream {} stops at this file.",

@@ -84,7 +84,7 @@ pub fn change_notification(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<String> {
     let c = change.counts;
-    if c.creates + c.amends + c.removes == 0 {
+    if !c.changed() {
         return None;
     }
     let mut stats = BTreeMap::new();

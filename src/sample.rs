@@ -108,21 +108,8 @@ impl Default for SampleSpec {
     }
 }
 
-/// Net effect of one file, counted per distinct key.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct NetCounts {
-    pub creates: u64,
-    pub amends: u64,
-    pub removes: u64,
-    pub unchanged: u64,
-}
-
-impl NetCounts {
-    /// Number of distinct keys the file touched.
-    pub fn keys(&self) -> u64 {
-        self.creates + self.amends + self.removes + self.unchanged
-    }
-}
+/// Net effect of one file, counted per distinct key: the same type the Target reports.
+pub use crate::target::NetCounts;
 
 /// Ground truth about one generated file.
 #[derive(Clone, Debug, serde::Serialize)]

@@ -59,6 +59,30 @@ fn parse_exposition(text: &str) -> HashMap<String, f64> {
     samples
 }
 
+type TestLoader = paper_engine_orders::loader::Loader<
+    paper_engine_orders::source::S3Source,
+    paper_engine_orders::target::PgTarget,
+>;
+
+/// A loader and the HTTP server over its metrics and readiness, as `app::run` wires them.
+async fn serve(
+    config: &paper_engine_orders::config::Config,
+) -> (TestLoader, std::net::SocketAddr, watch::Sender<bool>) {
+    let metrics = Arc::new(Metrics::new());
+    let loader = paper_engine_orders::app::build_loader(config, metrics.clone())
+        .await
+        .unwrap();
+    let (stop_tx, stop) = watch::channel(false);
+    let slot = Arc::new(std::sync::OnceLock::new());
+    slot.set(loader.target().clone()).unwrap();
+    let ready = paper_engine_orders::app::ready_check(slot, loader.source().clone());
+    let (addr, _server) =
+        paper_engine_orders::http::serve("127.0.0.1:0".parse().unwrap(), metrics, ready, stop)
+            .await
+            .unwrap();
+    (loader, addr, stop_tx)
+}
+
 fn promtool_check(text: &str) {
     let Ok(mut child) = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -101,23 +125,7 @@ async fn metrics_parse_and_equal_the_ledger_totals_after_a_load() {
     let manifest = paper_engine_orders::app::upload_sample(&app.s3, spec)
         .await
         .unwrap();
-    let config = app.config(&[]);
-    let metrics = Arc::new(Metrics::new());
-    let loader = paper_engine_orders::app::build_loader(&config, metrics.clone())
-        .await
-        .unwrap();
-    let (_stop_tx, stop) = watch::channel(false);
-    let slot = Arc::new(std::sync::OnceLock::new());
-    slot.set(loader.target().clone()).unwrap();
-    let ready = paper_engine_orders::app::ready_check(slot, loader.source().clone());
-    let (addr, _server) = paper_engine_orders::http::serve(
-        "127.0.0.1:0".parse().unwrap(),
-        metrics.clone(),
-        ready,
-        stop,
-    )
-    .await
-    .unwrap();
+    let (loader, addr, _stop) = serve(&app.config(&[])).await;
     app.drain(&loader).await;
     // One more pass refreshes the backlog gauge.
     loader.poll_once().await.unwrap();
@@ -213,19 +221,7 @@ async fn readyz_is_503_while_postgres_is_unreachable() {
     let proxy = Proxy::start(5432, true).await;
     let target = app.env["TARGET"].replace("port=5432", &format!("port={}", proxy.port));
     assert_ne!(target, app.env["TARGET"]);
-    let config = app.config(&[("TARGET", &target)]);
-    let metrics = Arc::new(Metrics::new());
-    let loader = paper_engine_orders::app::build_loader(&config, metrics.clone())
-        .await
-        .unwrap();
-    let (_stop_tx, stop) = watch::channel(false);
-    let slot = Arc::new(std::sync::OnceLock::new());
-    slot.set(loader.target().clone()).unwrap();
-    let ready = paper_engine_orders::app::ready_check(slot, loader.source().clone());
-    let (addr, _server) =
-        paper_engine_orders::http::serve("127.0.0.1:0".parse().unwrap(), metrics, ready, stop)
-            .await
-            .unwrap();
+    let (loader, addr, _stop) = serve(&app.config(&[("TARGET", &target)])).await;
     assert_eq!(http_get(addr.port(), "/readyz").await.0, 200);
 
     proxy.set_up(false);

@@ -68,6 +68,18 @@ pub struct NetCounts {
     pub unchanged: u64,
 }
 
+impl NetCounts {
+    /// Number of distinct keys the file touched.
+    pub fn keys(&self) -> u64 {
+        self.creates + self.amends + self.removes + self.unchanged
+    }
+
+    /// Whether the file changed anything (a notification is due).
+    pub fn changed(&self) -> bool {
+        self.creates + self.amends + self.removes > 0
+    }
+}
+
 /// What the decoder saw once the whole file was read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StreamSummary {

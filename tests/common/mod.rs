@@ -313,6 +313,19 @@ pub struct LedgerRow {
     pub id: i64,
 }
 
+impl LedgerRow {
+    /// (rows, creates, amends, removes, unchanged).
+    pub fn counts(&self) -> (i64, i64, i64, i64, i64) {
+        (
+            self.rows,
+            self.creates,
+            self.amends,
+            self.removes,
+            self.unchanged,
+        )
+    }
+}
+
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(bytes).unwrap();
