@@ -46,4 +46,6 @@ SELECT table_name AS "table", count(*) AS files, sum("rows") AS "rows", sum(crea
   FROM paper_engine.loader_deliveries WHERE status = 'SUCCESS'
  GROUP BY table_name ORDER BY 1;
 SQL
-[ -n "${MOTO_PID:-}" ] && log "moto_server (pid $MOTO_PID) keeps the bucket on port $S3_PORT; stop it with: kill $MOTO_PID"
+if [ -n "${MOTO_PID:-}" ]; then
+    log "moto_server (pid $MOTO_PID) keeps the bucket on port $S3_PORT; stop it with: kill $MOTO_PID"
+fi

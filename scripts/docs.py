@@ -702,7 +702,9 @@ def dot_erm(model: dict) -> str:
                 rows.append(f'<tr><td align="left" port="{q(c["name"])}"><b>PK</b> {q(c["name"])}</td></tr>')
             elif c["name"] in fks:
                 rows.append(f'<tr><td align="left" port="{q(c["name"])}"><i>FK</i> {q(c["name"])}</td></tr>')
-        rows.append(f'<tr><td align="left"><font point-size="9" color="#555555">+ {len(t["columns"]) - 1 - len(fks)} more attributes</font></td></tr>')
+        lineage = sum(c["name"].startswith("_") for c in t["columns"])
+        more = len(t["columns"]) - len(t["pk"]) - len(fks) - lineage
+        rows.append(f'<tr><td align="left"><font point-size="9" color="#555555">+ {more} more attributes, {lineage} lineage columns</font></td></tr>')
         out.append(f'  {name} [label=<<table border="1" cellborder="0" cellspacing="0" cellpadding="4" bgcolor="{COLOURS["replicated"]}">{"".join(rows)}</table>>];')
     for r in rels:
         # one (tail, the referenced entity) to many (head, the referencing entity)

@@ -81,6 +81,7 @@ if [ "$PDF" = 1 ]; then
     need pandoc pandoc
     need chromium chromium
     need pdfinfo poppler-utils
+    need pdftotext poppler-utils
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -101,6 +102,14 @@ if [ "$PDF" = 1 ]; then
     [ -s "$work/user_guide.pdf" ] || die "chromium wrote no PDF: $(tail -n 5 "$work/chromium.log")"
     size=$(stat -c %s "$work/user_guide.pdf")
     [ "$size" -lt 2000000 ] || die "docs/user_guide.pdf would be $size bytes (limit 2 MB)"
-    mv "$work/user_guide.pdf" docs/user_guide.pdf
-    log "docs: wrote docs/user_guide.pdf ($(pdfinfo docs/user_guide.pdf | sed -n 's/^Pages: *//p') pages, $size bytes)"
+    # Chromium stamps every PDF with its creation time: keep the committed file when its text and
+    # page count are the same, so an unchanged guide leaves no diff.
+    if [ -f docs/user_guide.pdf ] &&
+        cmp -s <(pdftotext -layout docs/user_guide.pdf - 2>/dev/null; pdfinfo docs/user_guide.pdf | grep '^Pages') \
+               <(pdftotext -layout "$work/user_guide.pdf" - 2>/dev/null; pdfinfo "$work/user_guide.pdf" | grep '^Pages'); then
+        log "docs: docs/user_guide.pdf unchanged."
+    else
+        mv "$work/user_guide.pdf" docs/user_guide.pdf
+        log "docs: wrote docs/user_guide.pdf ($(pdfinfo docs/user_guide.pdf | sed -n 's/^Pages: *//p') pages, $size bytes)"
+    fi
 fi

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_services
+# The generated docs (data specification tables, diagrams' .dot sources, message and variable
+# catalogues) must match db/ and src/.
+scripts/docs.sh --check
 ensure_promtool
 port=$(free_port)
 ensure_moto "$port"
