@@ -558,3 +558,53 @@ async fn full_loads_go_straight_in_and_fall_back_to_staging_when_they_must() {
         .await;
     assert_eq!(mismatched, vec![vec![Some("0".into())]]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_connection_lost_mid_copy_is_retried_and_leaves_one_complete_delivery() {
+    let app = spawn_app().await;
+    let proxy = common::Proxy::start(5432, true).await;
+    let body: String = (1..=400_000)
+        .map(|i| format!("{i},S-{i},Strategy {i},ops,IBKR,ACTIVE,{i}.5,2022-09-01 10:00:00,2022-09-01 10:00:00,{i}\n"))
+        .collect();
+    let key = app
+        .put_csv("strategies", "LOAD00000001.csv.gz", &body)
+        .await;
+    let target = app.env["TARGET"].replace("port=5432", &format!("port={}", proxy.port));
+    let loader = std::sync::Arc::new(app.loader(&[("TARGET", &target)]).await);
+    let running = {
+        let loader = loader.clone();
+        tokio::spawn(async move { loader.poll_once().await })
+    };
+    // Cut every connection once the COPY is under way, then let them back in.
+    let mut copying = false;
+    for _ in 0..300 {
+        let active: i64 = app
+            .db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND query LIKE 'COPY%' AND state = 'active'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if active > 0 {
+            copying = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(copying, "the COPY started");
+    proxy.set_up(false);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    proxy.set_up(true);
+    let outcome = running.await.unwrap().unwrap();
+    assert!(outcome.failed.is_empty(), "{outcome:?}");
+    assert_eq!(outcome.delivered.len(), 1);
+    assert_eq!(
+        app.ledger(&key).await.unwrap().counts(),
+        (400_000, 400_000, 0, 0, 0)
+    );
+    assert_eq!(app.count("strategies").await, 400_000);
+    assert!(loader.metrics().errors.with_label_values(&["target"]).get() >= 1);
+}
