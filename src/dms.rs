@@ -721,7 +721,7 @@ pub struct RowDecoder {
 pub enum TupleLayout {
     /// The staging table: `_seq`, `_op`, then every column.
     Staging,
-    /// The target table itself (a full load into an empty table): every column, then the lineage
+    /// The target table itself (a full-load file): every column, then the lineage
     /// columns `_delivery_id` and `_loaded_at` (microseconds since 2000-01-01 UTC). Only inserts
     /// can go straight in: a `D` row is a [`DecodeError::NeedsStaging`].
     Direct { delivery_id: i64, loaded_at: i64 },

@@ -401,7 +401,7 @@ impl<S: Source, T: Target> Loader<S, T> {
     async fn deliver(&self, session: &mut Option<T::Session>, file: &PendingFile) -> FileOutcome {
         let table = self.target.tables()[&file.object.table].clone();
         let mut attempt = 0;
-        // A full load goes straight into an empty table unless it turns out it cannot.
+        // A full-load file goes straight into its table unless it turns out it cannot.
         let mut direct_allowed = matches!(file.object.kind, FileKind::Load { .. });
         loop {
             attempt += 1;
@@ -443,7 +443,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                 }
                 Err(AttemptError::Target(TargetError::NeedsStaging(_))) => {
                     info!(
-                        "Delivery {id}: the full load has a repeated key or a delete; applying it through staging."
+                        "Delivery {id}: the full load repeats a key, meets an existing one or has a delete; applying it through staging."
                     );
                     direct_allowed = false;
                     attempt -= 1;

@@ -55,7 +55,8 @@ pub struct DeliveryPlan {
     pub started_at: DateTime<Utc>,
     /// Write a change notification to the outbox with the delivery (when it changes anything).
     pub notification: Option<Arc<crate::notifier::NotificationSettings>>,
-    /// A full load may COPY straight into its table when the table is empty (one pass).
+    /// A full-load file may COPY straight into its table (one pass); it falls back to the staged
+    /// apply when a key repeats or already exists.
     pub direct_allowed: bool,
 }
 
@@ -134,7 +135,8 @@ pub enum TargetError {
     AlreadyDelivered(String),
     #[error("postgres schema: {0}")]
     Schema(String),
-    /// The full load could not go straight into the empty table (a duplicate key or a delete):
+    /// The full load could not go straight into the table (a key repeated or already there, or a
+    /// delete):
     /// nothing was kept; apply it again through the staging table.
     #[error("{0}: the full load needs the staged apply")]
     NeedsStaging(String),

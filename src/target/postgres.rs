@@ -281,13 +281,10 @@ impl PgTarget {
         {
             return Err(TargetError::AlreadyDelivered(plan.key.clone()));
         }
-        let direct = plan.direct_allowed
-            && client
-                .query_one(&queries::is_empty(&self.schema, &spec.name), &[])
-                .await
-                .map_err(TargetError::pg("check whether the table is empty"))?
-                .get::<_, bool>(0);
-        if direct {
+        // A full-load file goes straight into its table: every row is a CREATE unless its key
+        // exists already, which the primary key reports (23505) and which sends the file through
+        // the staged apply instead. A normal full load (new keys, file after file) takes one pass.
+        if plan.direct_allowed {
             let loaded_at = plan.started_at.timestamp_micros() - POSTGRES_EPOCH_MICROS;
             let _ = layout.send(TupleLayout::Direct {
                 delivery_id: plan.id,

@@ -93,15 +93,7 @@ pub fn create_stage(spec: &TableSpec) -> String {
     )
 }
 
-/// Whether a table has no row at all.
-pub fn is_empty(schema: &str, table: &str) -> String {
-    format!(
-        "SELECT NOT EXISTS (SELECT 1 FROM {})",
-        qualified(schema, table)
-    )
-}
-
-/// COPY straight into the table (a full load into an empty table), lineage columns included.
+/// COPY straight into the table (a full-load file), lineage columns included.
 pub fn copy_direct(schema: &str, spec: &TableSpec) -> String {
     let mut cols: Vec<String> = spec.columns.iter().map(|c| quote_ident(&c.name)).collect();
     cols.push("\"_delivery_id\"".into());
