@@ -165,7 +165,7 @@ _NOT_MESSAGES = {
 # Files whose literals are data (sample dataset), metric help texts or SQL: only their log
 # macros can hold messages.
 _DATA_FILES = {"src/sample.rs", "src/metrics.rs", "src/target/queries.rs"}
-_SQL = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|WITH|SAVEPOINT|RELEASE|ROLLBACK|COMMIT|BEGIN|SET)\b")
+_SQL = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|SAVEPOINT|RELEASE|ROLLBACK|COMMIT|BEGIN|SET)\b")
 _LOG_MACROS = {"error!", "warn!", "tracing::error!", "tracing::warn!"}
 
 

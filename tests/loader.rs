@@ -544,6 +544,31 @@ async fn full_loads_go_straight_in_and_fall_back_to_staging_when_they_must() {
             .await,
         vec![vec![Some("2".into())]]
     );
+    // The indexes dropped for the bulk loads are all back, and enforce the key.
+    assert_eq!(
+        app.rows(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'paper_engine'
+                AND tablename IN ('strategies', 'orders', 'executions') ORDER BY 1"
+        )
+        .await,
+        [
+            "executions_order_id_idx",
+            "executions_pkey",
+            "orders_pkey",
+            "orders_strategy_id_idx",
+            "strategies_pkey"
+        ]
+        .iter()
+        .map(|n| vec![Some(n.to_string())])
+        .collect::<Vec<_>>()
+    );
+    assert!(app
+        .db
+        .batch_execute(
+            "INSERT INTO paper_engine.strategies SELECT * FROM paper_engine.strategies LIMIT 1"
+        )
+        .await
+        .is_err());
     // Both paths stamp the rows with their delivery and its start time.
     let mismatched = app
         .rows(

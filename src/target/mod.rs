@@ -182,7 +182,13 @@ impl TargetError {
     pub fn is_retryable(&self) -> bool {
         match self {
             TargetError::Postgres { source, .. } => match source.code() {
-                None => true,
+                // No SQLSTATE: transient only if the connection failed, not if, say, a parameter
+                // could not be encoded.
+                None => {
+                    source.is_closed()
+                        || std::error::Error::source(source)
+                            .is_some_and(|inner| inner.is::<std::io::Error>())
+                }
                 Some(code) => {
                     let c = code.code();
                     ["08", "40", "53", "57", "58"]

@@ -93,6 +93,29 @@ pub fn create_stage(spec: &TableSpec) -> String {
     )
 }
 
+/// Whether a table has no row at all.
+pub fn is_empty(schema: &str, table: &str) -> String {
+    format!(
+        "SELECT NOT EXISTS (SELECT 1 FROM {})",
+        qualified(schema, table)
+    )
+}
+
+/// The table's primary key and unique constraints (name, definition) and its other indexes
+/// (schema-qualified name, full CREATE INDEX statement), as the catalog prints them: what a bulk
+/// load into an empty table drops and rebuilds. `$1` is `"schema"."table"`.
+pub const TABLE_INDEXES: &str = "
+SELECT 'constraint', quote_ident(c.conname), pg_get_constraintdef(c.oid)
+  FROM pg_constraint c
+ WHERE c.conrelid = $1::text::regclass AND c.contype IN ('p', 'u')
+UNION ALL
+SELECT 'index', quote_ident(n.nspname) || '.' || quote_ident(i.relname), pg_get_indexdef(i.oid)
+  FROM pg_index x
+  JOIN pg_class i ON i.oid = x.indexrelid
+  JOIN pg_namespace n ON n.oid = i.relnamespace
+ WHERE x.indrelid = $1::text::regclass
+   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)";
+
 /// COPY straight into the table (a full-load file), lineage columns included.
 pub fn copy_direct(schema: &str, spec: &TableSpec) -> String {
     let mut cols: Vec<String> = spec.columns.iter().map(|c| quote_ident(&c.name)).collect();
