@@ -104,9 +104,9 @@ if [ "$PDF" = 1 ]; then
     [ "$size" -lt 2000000 ] || die "docs/user_guide.pdf would be $size bytes (limit 2 MB)"
     # Chromium stamps every PDF with its creation time: keep the committed file when its text and
     # page count are the same, so an unchanged guide leaves no diff.
+    pdf_text() { pdftotext -layout "$1" - 2>/dev/null; pdfinfo "$1" | grep '^Pages'; }
     if [ -f docs/user_guide.pdf ] &&
-        cmp -s <(pdftotext -layout docs/user_guide.pdf - 2>/dev/null; pdfinfo docs/user_guide.pdf | grep '^Pages') \
-               <(pdftotext -layout "$work/user_guide.pdf" - 2>/dev/null; pdfinfo "$work/user_guide.pdf" | grep '^Pages'); then
+        [ "$(pdf_text docs/user_guide.pdf)" = "$(pdf_text "$work/user_guide.pdf")" ]; then
         log "docs: docs/user_guide.pdf unchanged."
     else
         mv "$work/user_guide.pdf" docs/user_guide.pdf
