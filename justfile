@@ -20,3 +20,24 @@ test *ARGS:
 # Sample DMS data into a local bucket, loaded into Postgres, counts shown (SCALE=0.1 by default).
 demo:
     scripts/demo.sh
+
+# Regenerate the docs from the sources: data spec and user guide tables, diagrams, user guide PDF.
+docs *ARGS:
+    scripts/docs.sh {{ARGS}}
+
+# Fail if the generated docs (markdown, diagram sources) are out of date with db/ and src/.
+docs-check:
+    scripts/docs.sh --check
+
+# Re-execute notebooks/eda.ipynb on the demo database (loads the sample first if needed).
+eda:
+    scripts/eda.sh
+
+# Prepare release VERSION (X.Y.Z): Cargo.toml, Cargo.lock, CHANGELOG.md, docs; add --dry-run to preview.
+release VERSION *ARGS:
+    scripts/release.sh {{VERSION}} {{ARGS}}
+
+# Throughput benchmark, loader vs psql on this machine's Postgres (moto started by it); writes
+# docs/benchmarks.md and docs/benchmarks.png. `just bench --help` lists the options.
+bench *ARGS:
+    cargo bench --bench throughput -- {{ARGS}}
