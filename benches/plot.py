@@ -59,9 +59,10 @@ def main():
                            else "staged SQL upsert (psql)")
         ax.bar([x + width / 2 for x in xs], ref, width, yerr=ref_err, capsize=3,
                label=reference_label, color="#ff7f0e")
-        top = max(lo + ref) if lo else 1
-        for x, l, r in zip(xs, lo, ref):
-            ax.annotate(f"x{l / r:.2f}", (x, max(l, r) + top * 0.04), ha="center",
+        highs = [max(l + e, r + f) for l, e, r, f in zip(lo, lo_err[1], ref, ref_err[1])]
+        top = max(highs) if highs else 1
+        for x, l, r, high in zip(xs, lo, ref, highs):
+            ax.annotate(f"x{l / r:.2f}", (x, high + top * 0.04), ha="center",
                         fontsize=10, fontweight="bold")
         ax.axhline(0, color="black", linewidth=0.5)
         ax.set_xticks(xs)
