@@ -13,9 +13,19 @@ scripts/docs.sh --check
 ensure_promtool
 port=$(free_port)
 ensure_moto "$port"
-trap '[ -n "${MOTO_PID:-}" ] && kill "$MOTO_PID" 2>/dev/null || true' EXIT
+output=$(mktemp)
+trap '[ -n "${MOTO_PID:-}" ] && kill "$MOTO_PID" 2>/dev/null; rm -f "$output"' EXIT
 export PEO_S3_ENDPOINT="http://127.0.0.1:$port"
 
 cargo fmt --all -- --check || die "cargo fmt finds unformatted code: run cargo fmt"
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked "$@"
+# Unit and integration tests (no doc tests exist; benches are run by `just bench`, not here).
+[ $# -gt 0 ] || set -- --lib --bins --tests
+set +e
+cargo test --locked "$@" 2>&1 | tee "$output"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line with the totals over every test binary.
+awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i == "passed;") p += $(i - 1); if ($i == "failed;") f += $(i - 1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$output"
+exit "$status"
