@@ -18,7 +18,7 @@ use tokio_util::io::SyncIoBridge;
 use tracing::{error, info, warn};
 
 use crate::dms::{
-    self, CsvScanner, DecodeError, DmsObject, FileKind, OpColumn, RawRecord, RowDecoder, TableSpec,
+    self, CsvScanner, DecodeError, DmsObject, OpColumn, RawRecord, RowDecoder, TableSpec,
     TupleLayout,
 };
 use crate::metrics::Metrics;
@@ -402,7 +402,7 @@ impl<S: Source, T: Target> Loader<S, T> {
         let table = self.target.tables()[&file.object.table].clone();
         let mut attempt = 0;
         // A full-load file goes straight into its table unless it turns out it cannot.
-        let mut direct_allowed = matches!(file.object.kind, FileKind::Load { .. });
+        let mut direct_allowed = file.object.kind.is_load();
         loop {
             attempt += 1;
             let started = Instant::now();
@@ -480,9 +480,10 @@ impl<S: Source, T: Target> Loader<S, T> {
             etag: file.info.etag.clone(),
             size: file.info.size,
             table: table.clone(),
-            kind: match file.object.kind {
-                FileKind::Load { .. } => "LOAD",
-                FileKind::Cdc { .. } => "CDC",
+            kind: if file.object.kind.is_load() {
+                "LOAD"
+            } else {
+                "CDC"
             },
             started_at: chrono::Utc::now(),
             notification: self.settings.notification.clone(),
@@ -633,10 +634,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             id: plan.id,
             size: plan.size,
             gzip: matches!(object.compression, dms::Compression::Gzip),
-            op_column: match object.kind {
-                FileKind::Load { .. } => OpColumn::Detect,
-                FileKind::Cdc { .. } => OpColumn::Present,
-            },
+            op_column: object.kind.op_column(),
             spec: plan.table.clone(),
             chunk_bytes: self.settings.chunk_bytes,
             bytes_read: bytes_read.clone(),

@@ -193,10 +193,6 @@ impl NatsNotifier {
         })
     }
 
-    pub fn client(&self) -> &async_nats::Client {
-        &self.client
-    }
-
     async fn stream_captures(&self, subject: &str) -> bool {
         if let Some((captured, at)) = self.streams.lock().expect("not poisoned").get(subject) {
             if at.elapsed() < Duration::from_secs(30) {

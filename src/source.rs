@@ -209,38 +209,6 @@ impl S3Source {
             .map_err(|e| SourceError::from_sdk("PutObject", key.to_string(), e))?;
         Ok(())
     }
-
-    /// Deletes every object and then the bucket (test clean-up).
-    pub async fn delete_bucket(&self) -> Result<(), SourceError> {
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|e| SourceError::from_sdk("ListObjectsV2", self.bucket.clone(), e))?;
-            for object in page.contents() {
-                if let Some(key) = object.key() {
-                    self.client
-                        .delete_object()
-                        .bucket(&self.bucket)
-                        .key(key)
-                        .send()
-                        .await
-                        .map_err(|e| SourceError::from_sdk("DeleteObject", key.to_string(), e))?;
-                }
-            }
-        }
-        self.client
-            .delete_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .map_err(|e| SourceError::from_sdk("DeleteBucket", self.bucket.clone(), e))?;
-        Ok(())
-    }
 }
 
 impl Source for S3Source {

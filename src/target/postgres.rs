@@ -76,14 +76,6 @@ impl PgTarget {
             host: gethostname::gethostname().to_string_lossy().into_owned(),
         })
     }
-
-    pub fn schema(&self) -> &str {
-        &self.schema
-    }
-
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
 }
 
 /// Maps a catalog type (name and typmod) to a [`ColumnType`].
