@@ -295,6 +295,10 @@ pub enum DecodeError {
     /// Not an error in the file: a delete in a full load cannot go straight into the table.
     #[error("line {line}: a delete in a full-load file needs the staged apply")]
     NeedsStaging { line: u64 },
+    /// Not an error in the file: the temporary file for a change file's inserts could not be
+    /// written (`TMPDIR` full or missing).
+    #[error("setting inserts aside in TMPDIR failed: {0}")]
+    Spill(std::io::Error),
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,14 +19,14 @@ use tracing::{error, info, warn};
 
 use crate::dms::{
     self, CsvScanner, DecodeError, DmsObject, OpColumn, RawRecord, RowDecoder, TableSpec,
-    TupleLayout,
 };
 use crate::metrics::Metrics;
 use crate::notifier::{NotificationSettings, RelayHandle};
 use crate::source::{ObjectInfo, Source, SourceError};
+use crate::target::direct::InsertSplit;
 use crate::target::{
-    Chunk, ChunkFailure, DeliveryPlan, DeliveryResult, DeliveryStatus, LedgerEntry, StreamSummary,
-    Target, TargetError,
+    Chunk, ChunkFailure, DeliveryPlan, DeliveryResult, DeliveryStatus, Encoding, LedgerEntry,
+    StreamSummary, Target, TargetError,
 };
 
 /// How hard to retry a delivery that failed for a transient reason.
@@ -627,7 +627,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             plan.size = body.size;
         }
         let (tx, rx) = mpsc::channel::<Chunk>(4);
-        let (layout_tx, layout_rx) = oneshot::channel::<TupleLayout>();
+        let (layout_tx, layout_rx) = oneshot::channel::<Encoding>();
         let bytes_read = body.bytes_read.clone();
         let job = DecodeJob {
             key: plan.key.clone(),
@@ -787,11 +787,11 @@ impl DecodeJob {
     fn run<R: Read>(
         self,
         reader: R,
-        layout: oneshot::Receiver<TupleLayout>,
+        encoding: oneshot::Receiver<Encoding>,
         tx: mpsc::Sender<Chunk>,
     ) {
         // The Target decides, inside its transaction, which table the tuples are for.
-        let Ok(layout) = layout.blocking_recv() else {
+        let Ok(encoding) = encoding.blocking_recv() else {
             return;
         };
         let source_failed = Arc::new(AtomicBool::new(false));
@@ -806,7 +806,7 @@ impl DecodeJob {
             Box::new(buffered)
         };
         let mut scanner = CsvScanner::new(input);
-        let result = self.decode(&mut scanner, layout, &tx);
+        let result = self.decode(&mut scanner, encoding, &tx);
         let message = match result {
             Ok(Some(summary)) => Chunk::End(summary),
             // The receiver is gone: the transaction failed and says why.
@@ -817,7 +817,8 @@ impl DecodeJob {
                 needs_staging: true,
             }),
             Err(e) => {
-                let retryable = source_failed.load(Ordering::Relaxed);
+                let retryable =
+                    source_failed.load(Ordering::Relaxed) || matches!(e, DecodeError::Spill(_));
                 let message = match &e {
                     DecodeError::Io(io) if retryable => {
                         format!("{}: reading from the bucket failed: {io}", self.key)
@@ -842,17 +843,31 @@ impl DecodeJob {
     fn decode<R: Read>(
         &self,
         scanner: &mut CsvScanner<R>,
-        layout: TupleLayout,
+        encoding: Encoding,
         tx: &mpsc::Sender<Chunk>,
     ) -> Result<Option<StreamSummary>, DecodeError> {
         let mut record = RawRecord::new();
         let mut decoder = RowDecoder::new(self.spec.clone(), self.op_column);
-        decoder.set_layout(layout);
+        decoder.set_layout(encoding.layout);
+        let mut split = if encoding.split_inserts {
+            Some(InsertSplit::new(&self.spec).map_err(DecodeError::Spill)?)
+        } else {
+            None
+        };
         let mut buf: Vec<u8> = Vec::with_capacity(self.chunk_bytes + 64 * 1024);
         let mut summary = StreamSummary::default();
         while scanner.next_record(&mut record)? {
             summary.rows += 1;
+            let mark = buf.len();
             let row = decoder.decode(&record, summary.rows as i64, &mut buf)?;
+            if let Some(split) = split.as_mut() {
+                if split
+                    .route(row.op, &buf[mark..])
+                    .map_err(DecodeError::Spill)?
+                {
+                    buf.truncate(mark);
+                }
+            }
             if let Some(e) = row.event_id {
                 summary.max_event_id = Some(summary.max_event_id.map_or(e, |m| m.max(e)));
             }
@@ -880,6 +895,13 @@ impl DecodeJob {
         }
         if !buf.is_empty() && tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err() {
             return Ok(None);
+        }
+        if let Some(split) = split {
+            if let Some(inserts) = split.finish().map_err(DecodeError::Spill)? {
+                if tx.blocking_send(Chunk::Inserts(inserts)).is_err() {
+                    return Ok(None);
+                }
+            }
         }
         Ok(Some(summary))
     }

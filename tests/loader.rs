@@ -584,6 +584,119 @@ async fn full_loads_go_straight_in_and_fall_back_to_staging_when_they_must() {
     assert_eq!(mismatched, vec![vec![Some("0".into())]]);
 }
 
+/// The delivery of `key` in a list of passes.
+fn delivered<'a>(
+    passes: &'a [paper_engine_orders::loader::Outcome],
+    key: &str,
+) -> &'a paper_engine_orders::loader::Delivered {
+    passes
+        .iter()
+        .flat_map(|p| p.delivered.iter())
+        .find(|d| d.key == key)
+        .unwrap_or_else(|| panic!("{key} was not delivered: {passes:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdc_inserts_of_keys_touched_once_go_straight_in_and_the_rest_is_staged() {
+    let app = spawn_app().await;
+    let exec = |id: i32, exec_type: &str, event: i64| {
+        format!("{id},1,B-{id},{exec_type},1,10,1,0,,,2022-09-22 09:58:53,{event}\n")
+    };
+    let load = app
+        .put_csv(
+            "executions",
+            "LOAD00000001.csv.gz",
+            &format!("{}{}", exec(1, "NEW", 1), exec(2, "NEW", 2)),
+        )
+        .await;
+    // 3, 7, 8: inserted once (straight in). 4: inserted then updated (staged with its position,
+    // the update wins). 5: an update of a missing key, then an insert (the insert comes after a
+    // staged row of its key: staged, and it wins). 6: inserted then deleted (nothing, unchanged).
+    // 1: deleted.
+    let first = app
+        .put_csv(
+            "executions",
+            "20220922-095853123.csv.gz",
+            &format!(
+                "I,{}I,{}U,{}U,{}I,{}I,{}D,{}D,{}I,{}I,{}",
+                exec(3, "TRADE", 10),
+                exec(4, "NEW", 11),
+                exec(4, "TRADE", 12),
+                exec(5, "NEW", 13),
+                exec(5, "TRADE", 14),
+                exec(6, "NEW", 15),
+                exec(6, "NEW", 15),
+                exec(1, "NEW", 1),
+                exec(7, "TRADE", 16),
+                exec(8, "TRADE", 17),
+            ),
+        )
+        .await;
+    // 2 exists already: the direct COPY meets the primary key, is undone, and the whole file is
+    // staged (2 amended, 9 created).
+    let second = app
+        .put_csv(
+            "executions",
+            "20220922-095900000.csv.gz",
+            &format!("I,{}I,{}", exec(9, "TRADE", 18), exec(2, "TRADE", 19)),
+        )
+        .await;
+    let loader = app.loader(&[]).await;
+    let passes = app.drain(&loader).await;
+    assert!(passes.iter().all(|p| p.failed.is_empty()), "{passes:?}");
+
+    assert_eq!(delivered(&passes, &load).result.direct_rows, 2);
+    assert_eq!(delivered(&passes, &first).result.direct_rows, 3);
+    assert_eq!(delivered(&passes, &second).result.direct_rows, 0);
+    // rows, creates, amends, removes, unchanged
+    assert_eq!(app.ledger(&first).await.unwrap().counts(), (10, 5, 0, 1, 1));
+    assert_eq!(app.ledger(&second).await.unwrap().counts(), (2, 1, 1, 0, 0));
+    assert_eq!(
+        app.rows(
+            "SELECT execution_id, exec_type, event_id FROM paper_engine.executions ORDER BY 1"
+        )
+        .await,
+        [
+            (2, "TRADE", 19),
+            (3, "TRADE", 10),
+            (4, "TRADE", 12),
+            (5, "TRADE", 14),
+            (7, "TRADE", 16),
+            (8, "TRADE", 17),
+            (9, "TRADE", 18)
+        ]
+        .iter()
+        .map(|(id, t, e)| vec![
+            Some(id.to_string()),
+            Some(t.to_string()),
+            Some(e.to_string())
+        ])
+        .collect::<Vec<_>>()
+    );
+    // Straight in or staged, rows carry their delivery and its start time.
+    let lineage = app
+        .rows(
+            "SELECT e.execution_id, d.object_key FROM paper_engine.executions e
+               JOIN paper_engine.loader_deliveries d
+                 ON d.id = e._delivery_id AND d.started_at = e._loaded_at
+              ORDER BY 1",
+        )
+        .await;
+    let keys: Vec<&str> = lineage.iter().map(|r| r[1].as_deref().unwrap()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            second.as_str(),
+            first.as_str(),
+            first.as_str(),
+            first.as_str(),
+            first.as_str(),
+            first.as_str(),
+            second.as_str()
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_connection_lost_mid_copy_is_retried_and_leaves_one_complete_delivery() {
     let app = spawn_app().await;

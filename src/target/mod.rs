@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::dms::{TableSpec, TupleLayout};
 
+pub mod direct;
 pub mod migrations;
 mod postgres;
 pub mod queries;
@@ -88,11 +89,31 @@ pub struct StreamSummary {
     pub max_event_id: Option<i64>,
 }
 
-/// A message from the decoding thread to the COPY: binary tuples, then exactly one `End` or
+/// How the decoder encodes a file: the Target decides it inside the delivery's transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Encoding {
+    pub layout: TupleLayout,
+    /// Set the `I` rows aside for a COPY straight into the table ([`direct`]); with
+    /// [`TupleLayout::Staging`] only.
+    pub split_inserts: bool,
+}
+
+impl Encoding {
+    pub fn staging() -> Self {
+        Encoding {
+            layout: TupleLayout::Staging,
+            split_inserts: false,
+        }
+    }
+}
+
+/// A message from the decoding thread to the COPY: binary tuples, then, with
+/// [`Encoding::split_inserts`], the set-aside inserts (if any), then exactly one `End` or
 /// `Failed`.
 #[derive(Debug)]
 pub enum Chunk {
     Data(Bytes),
+    Inserts(direct::DirectInserts),
     End(StreamSummary),
     /// The file is bad (or could not be read): the message names the file, line and column.
     Failed(ChunkFailure),
@@ -114,6 +135,8 @@ pub struct DeliveryResult {
     pub counts: NetCounts,
     pub rows: u64,
     pub max_event_id: Option<i64>,
+    /// Rows COPYed straight into the table (one pass), not through the staging table.
+    pub direct_rows: u64,
 }
 
 /// A failure at the Postgres edge.
@@ -227,14 +250,14 @@ pub trait Target: Send + Sync + 'static {
         dry_run: bool,
     ) -> impl Future<Output = Result<Self::Session, TargetError>> + Send;
     /// Applies one file in one transaction together with its SUCCESS ledger row (in a dry run,
-    /// under a savepoint of the session's transaction). It first says on `layout` which table the
-    /// decoder must write tuples for; `chunks` then carries the binary COPY tuples and ends with
-    /// `End` or `Failed`. On error nothing of the file remains.
+    /// under a savepoint of the session's transaction). It first says on `encoding` which table
+    /// the decoder must write tuples for; `chunks` then carries the binary COPY tuples and ends
+    /// with `End` or `Failed`. On error nothing of the file remains.
     fn apply(
         &self,
         session: &mut Self::Session,
         plan: &DeliveryPlan,
-        layout: oneshot::Sender<TupleLayout>,
+        encoding: oneshot::Sender<Encoding>,
         chunks: mpsc::Receiver<Chunk>,
     ) -> impl Future<Output = Result<DeliveryResult, TargetError>> + Send;
     /// Ends a session (in a dry run: rolls everything back).

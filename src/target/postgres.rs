@@ -8,10 +8,11 @@ use futures::SinkExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 
+use super::direct::{self, DirectInserts, Replay};
 use super::queries;
 use super::{
-    Chunk, DeliveryPlan, DeliveryResult, DeliveryStatus, LedgerEntry, NetCounts, StreamSummary,
-    Target, TargetError,
+    Chunk, DeliveryPlan, DeliveryResult, DeliveryStatus, Encoding, LedgerEntry, NetCounts,
+    StreamSummary, Target, TargetError,
 };
 use crate::dms::{
     Column, ColumnType, TableSpec, TupleLayout, COPY_BINARY_HEADER, COPY_BINARY_TRAILER,
@@ -201,16 +202,20 @@ impl Drop for PgSession {
     }
 }
 
+/// Size of the COPY chunks of a replay of set-aside inserts.
+const CHUNK_BYTES: usize = 512 * 1024;
+
 /// Microseconds from the Unix epoch to Postgres' (2000-01-01 UTC).
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-/// Streams the decoder's tuples into `COPY <sql>` and returns the decoder's summary.
+/// Streams the decoder's tuples into `COPY <sql>` and returns the decoder's summary and the
+/// inserts it set aside, if any.
 async fn copy_chunks(
     client: &tokio_postgres::Client,
     sql: &str,
     mut chunks: mpsc::Receiver<Chunk>,
     plan: &DeliveryPlan,
-) -> Result<StreamSummary, TargetError> {
+) -> Result<(StreamSummary, Option<DirectInserts>), TargetError> {
     let sink = client
         .copy_in::<_, Bytes>(sql)
         .await
@@ -219,9 +224,11 @@ async fn copy_chunks(
     sink.send(Bytes::from_static(COPY_BINARY_HEADER))
         .await
         .map_err(TargetError::pg("COPY"))?;
+    let mut inserts = None;
     let summary = loop {
         match chunks.recv().await {
             Some(Chunk::Data(bytes)) => sink.send(bytes).await.map_err(TargetError::pg("COPY"))?,
+            Some(Chunk::Inserts(set_aside)) => inserts = Some(set_aside),
             Some(Chunk::End(summary)) => break summary,
             Some(Chunk::Failed(failure)) if failure.needs_staging => {
                 return Err(TargetError::NeedsStaging(plan.key.clone()))
@@ -243,7 +250,7 @@ async fn copy_chunks(
         .finish()
         .await
         .map_err(TargetError::pg("COPY"))?;
-    Ok(summary)
+    Ok((summary, inserts))
 }
 
 impl PgTarget {
@@ -252,7 +259,7 @@ impl PgTarget {
         &self,
         client: &tokio_postgres::Client,
         plan: &DeliveryPlan,
-        layout: oneshot::Sender<TupleLayout>,
+        encoding: oneshot::Sender<Encoding>,
         chunks: mpsc::Receiver<Chunk>,
     ) -> Result<DeliveryResult, TargetError> {
         let spec = &plan.table;
@@ -291,11 +298,14 @@ impl PgTarget {
                 Vec::new()
             };
             let loaded_at = plan.started_at.timestamp_micros() - POSTGRES_EPOCH_MICROS;
-            let _ = layout.send(TupleLayout::Direct {
-                delivery_id: plan.id,
-                loaded_at,
+            let _ = encoding.send(Encoding {
+                layout: TupleLayout::Direct {
+                    delivery_id: plan.id,
+                    loaded_at,
+                },
+                split_inserts: false,
             });
-            let summary = copy_chunks(
+            let (summary, _) = copy_chunks(
                 client,
                 &queries::copy_direct(&self.schema, spec),
                 chunks,
@@ -323,36 +333,127 @@ impl PgTarget {
                 creates: summary.rows,
                 ..NetCounts::default()
             };
-            return self.finish(client, plan, summary, counts).await;
+            return self.finish(client, plan, summary, counts, summary.rows).await;
         }
-        let _ = layout.send(TupleLayout::Staging);
+        // A change file's inserts of keys it touches only once go straight into the table
+        // (see `direct`); everything else, and any file when the key cannot be compared by its
+        // bytes, takes the staged apply.
+        let split_inserts = plan.kind == "CDC" && direct::key_is_canonical(spec);
+        let _ = encoding.send(Encoding {
+            layout: TupleLayout::Staging,
+            split_inserts,
+        });
         client
             .batch_execute(&queries::create_stage(spec))
             .await
             .map_err(TargetError::pg("create the staging table"))?;
-        let summary = copy_chunks(client, queries::COPY_STAGE, chunks, plan).await?;
-        let row = client
-            .query_one(
-                &queries::apply_stage(&self.schema, spec),
-                &[&plan.id, &plan.started_at],
-            )
-            .await
-            .map_err(TargetError::pg("apply the staged rows"))?;
+        let (summary, inserts) = copy_chunks(client, queries::COPY_STAGE, chunks, plan).await?;
+        let direct_rows = match inserts {
+            Some(inserts) => self.copy_inserts(client, plan, Arc::new(inserts)).await?,
+            None => 0,
+        };
+        let mut counts = NetCounts {
+            creates: direct_rows,
+            ..NetCounts::default()
+        };
+        if summary.rows > direct_rows {
+            let row = client
+                .query_one(
+                    &queries::apply_stage(&self.schema, spec),
+                    &[&plan.id, &plan.started_at],
+                )
+                .await
+                .map_err(TargetError::pg("apply the staged rows"))?;
+            let keys: i64 = row.get(0);
+            let creates: i64 = row.get(1);
+            let amends: i64 = row.get(2);
+            let removes: i64 = row.get(3);
+            counts.creates += creates as u64;
+            counts.amends = amends as u64;
+            counts.removes = removes as u64;
+            counts.unchanged = (keys - creates - amends - removes).max(0) as u64;
+        }
         client
             .batch_execute("DROP TABLE \"_peo_stage\"")
             .await
             .map_err(TargetError::pg("drop the staging table"))?;
-        let keys: i64 = row.get(0);
-        let creates: i64 = row.get(1);
-        let amends: i64 = row.get(2);
-        let removes: i64 = row.get(3);
-        let counts = NetCounts {
-            creates: creates as u64,
-            amends: amends as u64,
-            removes: removes as u64,
-            unchanged: (keys - creates - amends - removes).max(0) as u64,
+        self.finish(client, plan, summary, counts, direct_rows)
+            .await
+    }
+
+    /// COPYs the inserts the decoder set aside straight into the table (those whose key was
+    /// staged after them go to the staging table instead); returns how many went straight in.
+    /// If one of their keys exists already, that COPY is undone and they are all staged.
+    async fn copy_inserts(
+        &self,
+        client: &tokio_postgres::Client,
+        plan: &DeliveryPlan,
+        inserts: Arc<DirectInserts>,
+    ) -> Result<u64, TargetError> {
+        let spec = &plan.table;
+        let loaded_at = plan.started_at.timestamp_micros() - POSTGRES_EPOCH_MICROS;
+        let direct = Replay::Direct {
+            delivery_id: plan.id,
+            loaded_at,
         };
-        self.finish(client, plan, summary, counts).await
+        client
+            .batch_execute("SAVEPOINT direct_inserts")
+            .await
+            .map_err(TargetError::pg("open a savepoint"))?;
+        let copied = copy_chunks(
+            client,
+            &queries::copy_direct(&self.schema, spec),
+            inserts.replay(direct, CHUNK_BYTES),
+            plan,
+        )
+        .await;
+        match copied {
+            Ok((summary, _)) => {
+                client
+                    .batch_execute("RELEASE SAVEPOINT direct_inserts")
+                    .await
+                    .map_err(TargetError::pg("release a savepoint"))?;
+                if summary.rows < inserts.rows() {
+                    copy_chunks(
+                        client,
+                        queries::COPY_STAGE,
+                        inserts.replay(Replay::Staged, CHUNK_BYTES),
+                        plan,
+                    )
+                    .await?;
+                }
+                tracing::debug!(
+                    "Delivery {}: {} inserts straight into the table, {} staged.",
+                    plan.id,
+                    summary.rows,
+                    inserts.rows() - summary.rows
+                );
+                Ok(summary.rows)
+            }
+            Err(e) if e.sqlstate() == Some("23505") => {
+                // A key that exists already (or twice in the file): stage them all.
+                client
+                    .batch_execute(
+                        "ROLLBACK TO SAVEPOINT direct_inserts; RELEASE SAVEPOINT direct_inserts",
+                    )
+                    .await
+                    .map_err(TargetError::pg("roll back to a savepoint"))?;
+                copy_chunks(
+                    client,
+                    queries::COPY_STAGE,
+                    inserts.replay(Replay::All, CHUNK_BYTES),
+                    plan,
+                )
+                .await?;
+                tracing::debug!(
+                    "Delivery {}: an insert met an existing key; all {} inserts staged.",
+                    plan.id,
+                    inserts.rows()
+                );
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Drops the table's indexes and unique constraints; returns the statements that rebuild
@@ -396,6 +497,7 @@ impl PgTarget {
         plan: &DeliveryPlan,
         summary: StreamSummary,
         counts: NetCounts,
+        direct_rows: u64,
     ) -> Result<DeliveryResult, TargetError> {
         let spec = &plan.table;
         client
@@ -450,6 +552,7 @@ impl PgTarget {
             counts,
             rows: summary.rows,
             max_event_id: summary.max_event_id,
+            direct_rows,
         })
     }
 }
@@ -514,7 +617,7 @@ impl Target for PgTarget {
         &self,
         session: &mut PgSession,
         plan: &DeliveryPlan,
-        layout: oneshot::Sender<TupleLayout>,
+        encoding: oneshot::Sender<Encoding>,
         chunks: mpsc::Receiver<Chunk>,
     ) -> Result<DeliveryResult, TargetError> {
         let (begin, commit, rollback) = if session.dry_run {
@@ -528,7 +631,7 @@ impl Target for PgTarget {
         };
         session.run(begin, "begin the delivery").await?;
         match self
-            .apply_in_transaction(session.client(), plan, layout, chunks)
+            .apply_in_transaction(session.client(), plan, encoding, chunks)
             .await
         {
             Ok(result) => {
