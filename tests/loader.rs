@@ -597,7 +597,7 @@ fn delivered<'a>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cdc_inserts_of_keys_touched_once_go_straight_in_and_the_rest_is_staged() {
+async fn cdc_new_keys_go_straight_in_with_their_last_row_and_the_rest_is_staged() {
     let app = spawn_app().await;
     let exec = |id: i32, exec_type: &str, event: i64| {
         format!("{id},1,B-{id},{exec_type},1,10,1,0,,,2022-09-22 09:58:53,{event}\n")
@@ -609,10 +609,10 @@ async fn cdc_inserts_of_keys_touched_once_go_straight_in_and_the_rest_is_staged(
             &format!("{}{}", exec(1, "NEW", 1), exec(2, "NEW", 2)),
         )
         .await;
-    // 3, 7, 8: inserted once (straight in). 4: inserted then updated (staged with its position,
-    // the update wins). 5: an update of a missing key, then an insert (the insert comes after a
-    // staged row of its key: staged, and it wins). 6: inserted then deleted (nothing, unchanged).
-    // 1: deleted.
+    // New keys (first row an insert) go straight in with their last row: 3, 7, 8 inserted once,
+    // 4 inserted then updated (the update's values). 5: an update of a missing key, then an
+    // insert (not a new key: staged, the insert wins). 6: inserted then deleted (the delete is
+    // staged: nothing, unchanged). 1: deleted.
     let first = app
         .put_csv(
             "executions",
@@ -641,16 +641,32 @@ async fn cdc_inserts_of_keys_touched_once_go_straight_in_and_the_rest_is_staged(
             &format!("I,{}I,{}", exec(9, "TRADE", 18), exec(2, "TRADE", 19)),
         )
         .await;
+    // An insert of the existing key 3 then its delete: the delete is staged and removes it;
+    // 10 is new.
+    let third = app
+        .put_csv(
+            "executions",
+            "20220922-095910000.csv.gz",
+            &format!(
+                "I,{}D,{}I,{}",
+                exec(3, "NEW", 20),
+                exec(3, "NEW", 20),
+                exec(10, "TRADE", 21)
+            ),
+        )
+        .await;
     let loader = app.loader(&[]).await;
     let passes = app.drain(&loader).await;
     assert!(passes.iter().all(|p| p.failed.is_empty()), "{passes:?}");
 
     assert_eq!(delivered(&passes, &load).result.direct_rows, 2);
-    assert_eq!(delivered(&passes, &first).result.direct_rows, 3);
+    assert_eq!(delivered(&passes, &first).result.direct_rows, 4);
     assert_eq!(delivered(&passes, &second).result.direct_rows, 0);
+    assert_eq!(delivered(&passes, &third).result.direct_rows, 1);
     // rows, creates, amends, removes, unchanged
     assert_eq!(app.ledger(&first).await.unwrap().counts(), (10, 5, 0, 1, 1));
     assert_eq!(app.ledger(&second).await.unwrap().counts(), (2, 1, 1, 0, 0));
+    assert_eq!(app.ledger(&third).await.unwrap().counts(), (3, 1, 0, 1, 0));
     assert_eq!(
         app.rows(
             "SELECT execution_id, exec_type, event_id FROM paper_engine.executions ORDER BY 1"
@@ -658,12 +674,12 @@ async fn cdc_inserts_of_keys_touched_once_go_straight_in_and_the_rest_is_staged(
         .await,
         [
             (2, "TRADE", 19),
-            (3, "TRADE", 10),
             (4, "TRADE", 12),
             (5, "TRADE", 14),
             (7, "TRADE", 16),
             (8, "TRADE", 17),
-            (9, "TRADE", 18)
+            (9, "TRADE", 18),
+            (10, "TRADE", 21)
         ]
         .iter()
         .map(|(id, t, e)| vec![
@@ -691,8 +707,8 @@ async fn cdc_inserts_of_keys_touched_once_go_straight_in_and_the_rest_is_staged(
             first.as_str(),
             first.as_str(),
             first.as_str(),
-            first.as_str(),
-            second.as_str()
+            second.as_str(),
+            third.as_str()
         ]
     );
 }

@@ -1,27 +1,33 @@
 //! Direct inserts: the rows of a change file that can go straight into their table.
 //!
-//! Most rows of an append-heavy table's change file (`executions`) insert a key that does not
-//! exist yet and that the file never touches again. Staging such a row (COPY into the temp table,
-//! sort, upsert by speculative insertion) costs Postgres two passes more than a plain COPY into
-//! the table. So, while it decodes a CDC file, the decoder:
+//! Most keys of a change file are new: an order is inserted and then updated a few times within
+//! the minute, an execution is inserted once. Staging their rows (COPY into the temp table, sort,
+//! upsert by speculative insertion) costs Postgres two passes more than a plain COPY of each new
+//! key's last version into the table. So, while it decodes a CDC file, the decoder sorts keys in
+//! two kinds, by their first row in the file:
 //!
-//! - sets every `I` row aside in a temporary file ([`InsertSplit::route`]), unless a staged row of
-//!   the same key came before it;
-//! - sends every other row to the staging table as usual, and remembers its key in a fixed-size
-//!   Bloom filter ([`KeyFilter`]).
+//! - a **new** key starts with an `I`: all its rows are set aside in a temporary file
+//!   ([`InsertSplit::route`]) and an exact map remembers the position of its last row;
+//! - any other key starts with a `U` or `D` (it exists already, or should): all its rows go to the
+//!   staging table as usual, and its key goes into a fixed-size Bloom filter ([`KeyFilter`]).
 //!
-//! At the end of the file the Target replays the set-aside rows ([`DirectInserts::replay`]): those
-//! whose key was staged after them go to the staging table as well (with their position in the
-//! file, so the last change per key still wins); the others are COPYed straight into the table
-//! with their lineage. Their keys are disjoint from the staged keys, so the order between the two
-//! parts does not matter, and each of them is one CREATE. If one of them exists already (the
-//! primary key answers 23505), the direct COPY is rolled back to its savepoint and every
-//! set-aside row is staged: the staged apply stays the reference behaviour. A false positive of
-//! the filter only stages a row that could have gone straight in.
+//! At the end of the file the Target replays the set-aside rows ([`DirectInserts::replay`]). For
+//! each new key only the last row counts: an `I` or `U` is COPYed straight into the table with its
+//! lineage (one CREATE), a `D` goes to the staging table (a delete of a key that should not exist:
+//! counted as unchanged, exactly as the staged apply counts an insert-then-delete). Rows of a key
+//! the filter says was staged (a false positive, or the map was full) all go to the staging table
+//! with their position in the file, so the last change per key still wins. The two parts touch
+//! disjoint keys, so their order does not matter. If a key of the direct COPY exists already (the
+//! source sent an `I` for an existing row; the primary key answers 23505), that COPY is rolled
+//! back to its savepoint and every set-aside row is staged: the staged apply is always the
+//! reference behaviour, and the fallback for anything unexpected.
 //!
-//! Memory stays bounded whatever the file size: the filter is 4 MiB and the set-aside rows are
-//! on disk (`TMPDIR`), as binary COPY tuples.
+//! Memory stays bounded whatever the file size: the filter is 4 MiB, the map holds at most
+//! [`MAX_NEW_KEYS`] keys (~13 MiB; later new keys are staged), and the set-aside rows are on disk
+//! (`TMPDIR`), as binary COPY tuples.
+use std::collections::HashMap;
 use std::fs::File;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
@@ -31,10 +37,12 @@ use tokio::sync::mpsc;
 use super::{Chunk, ChunkFailure, StreamSummary};
 use crate::dms::{ColumnType, Op, TableSpec};
 
-/// Bits in the key filter: 2^25 (4 MiB). With 4 probes a key, one million staged keys give a
-/// false-positive rate of about 0.02%, five million about 5%.
-const FILTER_BITS_LOG2: u32 = 25;
-const PROBES: u64 = 4;
+/// Words (64 bits each) in the key filter: 2^19, 4 MiB.
+const FILTER_WORDS_LOG2: u32 = 19;
+
+/// The most new keys one file tracks: 7/8 of 2^19, so the map never grows past 2^19 buckets
+/// (~13 MiB). Beyond it, a file's further new keys take the staged apply.
+pub const MAX_NEW_KEYS: usize = (1 << 19) / 8 * 7;
 
 /// Bytes of a staging tuple before its first column: the field count (2), `_seq` (4 + 8) and
 /// `_op` (4 + 1).
@@ -61,37 +69,99 @@ pub fn key_is_canonical(spec: &TableSpec) -> bool {
     })
 }
 
-/// A Bloom filter of keys (their 64-bit hashes): "maybe seen" or "certainly not seen".
+/// A key's identity: its binary fields themselves when they fit in 15 bytes (every integer key),
+/// else two independent 64-bit hashes of them (a 128-bit fingerprint).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KeyId(u64, u64);
+
+impl Hash for KeyId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.mixed());
+    }
+}
+
+impl KeyId {
+    fn mixed(&self) -> u64 {
+        splitmix(self.0 ^ self.1.rotate_left(29))
+    }
+}
+
+/// The map's hasher: `KeyId` hashes itself well, this only passes the value on.
+#[derive(Default)]
+struct PassHasher(u64);
+
+impl Hasher for PassHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type NewKeys = HashMap<KeyId, u32, BuildHasherDefault<PassHasher>>;
+
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn fnv(seed: u64, parts: &[&[u8]]) -> u64 {
+    let mut h = seed;
+    for part in parts {
+        for &b in *part {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    splitmix(h)
+}
+
+/// A blocked Bloom filter of keys: "maybe seen" or "certainly not seen". The four bits of a key
+/// are in one 64-bit word, so a lookup costs one cache miss.
 pub struct KeyFilter {
-    bits: Vec<u64>,
+    words: Vec<u64>,
     mask: u64,
 }
 
 impl KeyFilter {
-    fn new(bits_log2: u32) -> Self {
+    fn new(words_log2: u32) -> Self {
         KeyFilter {
-            bits: vec![0; 1 << (bits_log2 - 6)],
-            mask: (1u64 << bits_log2) - 1,
+            words: vec![0; 1 << words_log2],
+            mask: (1u64 << words_log2) - 1,
         }
     }
 
-    fn probes(&self, hash: u64) -> impl Iterator<Item = u64> + '_ {
-        let step = hash.rotate_left(32) | 1;
-        (0..PROBES).map(move |i| hash.wrapping_add(i.wrapping_mul(step)) & self.mask)
+    fn locate(&self, hash: u64) -> (usize, u64) {
+        let word = ((hash >> 32) & self.mask) as usize;
+        let bits = (0..4).fold(0u64, |acc, i| acc | 1 << ((hash >> (6 * i)) & 63));
+        (word, bits)
     }
 
-    pub fn insert(&mut self, hash: u64) {
-        let step = hash.rotate_left(32) | 1;
-        for i in 0..PROBES {
-            let bit = hash.wrapping_add(i.wrapping_mul(step)) & self.mask;
-            self.bits[(bit >> 6) as usize] |= 1 << (bit & 63);
-        }
+    fn insert(&mut self, hash: u64) {
+        let (word, bits) = self.locate(hash);
+        self.words[word] |= bits;
     }
 
-    pub fn contains(&self, hash: u64) -> bool {
-        self.probes(hash)
-            .all(|bit| self.bits[(bit >> 6) as usize] & (1 << (bit & 63)) != 0)
+    fn contains(&self, hash: u64) -> bool {
+        let (word, bits) = self.locate(hash);
+        self.words[word] & bits == bits
     }
+}
+
+/// What a replay needs of a staging tuple.
+struct TupleHead {
+    key: KeyId,
+    seq: i64,
+    op: u8,
 }
 
 /// Where the key columns are in a staging tuple.
@@ -111,11 +181,13 @@ impl KeyFields {
         }
     }
 
-    /// The hash of the key of a staging tuple (`_seq`, `_op`, columns...), from the bytes of its
-    /// key fields (length and value). `None` if the tuple is cut short.
-    fn hash(&self, tuple: &[u8]) -> Option<u64> {
-        let mut spans = [(0usize, 0usize); 8];
-        let mut many = Vec::new();
+    /// The key, position and op of a staging tuple (`_seq`, `_op`, columns...). `None` if the
+    /// tuple is cut short.
+    fn head(&self, tuple: &[u8]) -> Option<TupleHead> {
+        let seq = i64::from_be_bytes(tuple.get(6..14)?.try_into().ok()?);
+        let op = *tuple.get(18)?;
+        let mut spans = [(0usize, 0usize); 4];
+        let mut more = Vec::new();
         let mut pos = STAGE_PREFIX;
         for column in 0..=self.last {
             let len = i32::from_be_bytes(tuple.get(pos..pos + 4)?.try_into().ok()?);
@@ -126,49 +198,47 @@ impl KeyFields {
             if column < spans.len() {
                 spans[column] = (pos, end);
             } else {
-                many.resize(column + 1, (0, 0));
-                many[column] = (pos, end);
+                more.resize(column + 1, (0, 0));
+                more[column] = (pos, end);
             }
             pos = end;
         }
-        let mut h = Fnv::default();
-        for &k in &self.key {
-            let (start, end) = if k < spans.len() { spans[k] } else { many[k] };
-            h.write(&tuple[start..end]);
-        }
-        Some(h.finish())
-    }
-}
-
-/// FNV-1a, then a SplitMix64 finaliser so every bit of the hash depends on every input byte.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        let mut z = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        let field = |k: usize| {
+            let (start, end) = if k < spans.len() { spans[k] } else { more[k] };
+            &tuple[start..end]
+        };
+        let total: usize = self.key.iter().map(|&k| field(k).len()).sum();
+        let key = if total <= 15 {
+            // Exact: the length, then the bytes (length prefixes included), in 16 bytes.
+            let mut packed = [0u8; 16];
+            packed[0] = total as u8;
+            let mut at = 1;
+            for &k in &self.key {
+                let f = field(k);
+                packed[at..at + f.len()].copy_from_slice(f);
+                at += f.len();
+            }
+            KeyId(
+                u64::from_le_bytes(packed[..8].try_into().ok()?),
+                u64::from_le_bytes(packed[8..].try_into().ok()?),
+            )
+        } else {
+            let parts: Vec<&[u8]> = self.key.iter().map(|&k| field(k)).collect();
+            // Low byte 0xff: never equal to a packed id (whose low byte is at most 15).
+            KeyId(
+                fnv(0xcbf2_9ce4_8422_2325, &parts) | 0xff,
+                fnv(0x84222325_cbf29ce4, &parts),
+            )
+        };
+        Some(TupleHead { key, seq, op })
     }
 }
 
 /// The decoder's side: routes each staging tuple either to the staging COPY or aside.
 pub struct InsertSplit {
     keys: KeyFields,
-    filter: KeyFilter,
+    staged: KeyFilter,
+    new_keys: NewKeys,
     spill: BufWriter<File>,
     rows: u64,
 }
@@ -179,7 +249,8 @@ impl InsertSplit {
     pub fn new(spec: &TableSpec) -> std::io::Result<Self> {
         Ok(InsertSplit {
             keys: KeyFields::new(spec),
-            filter: KeyFilter::new(FILTER_BITS_LOG2),
+            staged: KeyFilter::new(FILTER_WORDS_LOG2),
+            new_keys: NewKeys::default(),
             spill: BufWriter::with_capacity(256 * 1024, tempfile::tempfile()?),
             rows: 0,
         })
@@ -188,17 +259,34 @@ impl InsertSplit {
     /// Routes one staging tuple: `true` if it was set aside (the caller drops it from its staging
     /// chunk), `false` if it stays staged.
     pub fn route(&mut self, op: Op, tuple: &[u8]) -> std::io::Result<bool> {
-        let Some(hash) = self.keys.hash(tuple) else {
+        let Some(head) = self.keys.head(tuple) else {
             return Ok(false);
         };
-        if op == Op::Insert && !self.filter.contains(hash) {
+        let Ok(seq) = u32::try_from(head.seq) else {
+            // Past 4 billion rows: stage the rest (their keys too, so no row of a set-aside key
+            // is left behind).
+            self.staged.insert(head.key.mixed());
+            return Ok(false);
+        };
+        let hash = head.key.mixed();
+        let aside = if self.staged.contains(hash) {
+            false
+        } else if let Some(last) = self.new_keys.get_mut(&head.key) {
+            *last = seq;
+            true
+        } else if op == Op::Insert && self.new_keys.len() < MAX_NEW_KEYS {
+            self.new_keys.insert(head.key, seq);
+            true
+        } else {
+            false
+        };
+        if aside {
             self.spill.write_all(tuple)?;
             self.rows += 1;
-            Ok(true)
         } else {
-            self.filter.insert(hash);
-            Ok(false)
+            self.staged.insert(hash);
         }
+        Ok(aside)
     }
 
     /// The set-aside rows, once the file is read: `None` if there are none.
@@ -212,7 +300,8 @@ impl InsertSplit {
             file,
             rows: self.rows,
             keys: self.keys,
-            filter: self.filter,
+            staged: self.staged,
+            new_keys: self.new_keys,
         }))
     }
 }
@@ -221,6 +310,7 @@ impl std::fmt::Debug for InsertSplit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InsertSplit")
             .field("rows", &self.rows)
+            .field("new_keys", &self.new_keys.len())
             .finish_non_exhaustive()
     }
 }
@@ -228,26 +318,39 @@ impl std::fmt::Debug for InsertSplit {
 /// Which of the set-aside rows a replay sends, and for which table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Replay {
-    /// The rows whose key was never staged, as tuples of the table itself with their lineage.
+    /// The last row of each new key when it is an `I` or `U`, as a tuple of the table itself
+    /// with its lineage.
     Direct { delivery_id: i64, loaded_at: i64 },
-    /// The rows whose key was staged after them, as staging tuples.
+    /// Every row of a key the filter says was staged, and the last row of each new key when it
+    /// is a `D`, as staging tuples.
     Staged,
     /// Every row, as staging tuples (the fallback when the direct COPY met an existing key).
     All,
 }
 
-/// The Target's side: the set-aside rows of one file and the filter of its staged keys.
+/// Where one set-aside row goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Destination {
+    Direct,
+    Staged,
+    /// A new key's earlier version, superseded by a later row in the file.
+    Nowhere,
+}
+
+/// The Target's side: the set-aside rows of one file and what the decoder learnt of their keys.
 pub struct DirectInserts {
     file: File,
     rows: u64,
     keys: KeyFields,
-    filter: KeyFilter,
+    staged: KeyFilter,
+    new_keys: NewKeys,
 }
 
 impl std::fmt::Debug for DirectInserts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DirectInserts")
             .field("rows", &self.rows)
+            .field("new_keys", &self.new_keys.len())
             .finish_non_exhaustive()
     }
 }
@@ -256,6 +359,24 @@ impl DirectInserts {
     /// How many rows were set aside.
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    fn destination(&self, head: &TupleHead) -> Destination {
+        if self.staged.contains(head.key.mixed()) {
+            return Destination::Staged;
+        }
+        match self.new_keys.get(&head.key) {
+            Some(&last) if i64::from(last) == head.seq => {
+                if head.op == b'D' {
+                    Destination::Staged
+                } else {
+                    Destination::Direct
+                }
+            }
+            Some(_) => Destination::Nowhere,
+            // Every set-aside key is in the map; a row without one is staged, to be safe.
+            None => Destination::Staged,
+        }
     }
 
     /// Streams the rows `mode` selects as COPY chunks of about `chunk_bytes`, from a blocking
@@ -296,20 +417,23 @@ impl DirectInserts {
         let mut sent = 0u64;
         for _ in 0..self.rows {
             read_tuple(&mut reader, &mut tuple)?;
-            let staged_later = match mode {
-                Replay::All => true,
+            let destination = match mode {
+                Replay::All => Destination::Staged,
                 _ => {
-                    let hash = self.keys.hash(&tuple).ok_or_else(|| {
+                    let head = self.keys.head(&tuple).ok_or_else(|| {
                         std::io::Error::new(std::io::ErrorKind::InvalidData, "a cut tuple")
                     })?;
-                    self.filter.contains(hash)
+                    self.destination(&head)
                 }
             };
-            match mode {
-                Replay::Direct {
-                    delivery_id,
-                    loaded_at,
-                } if !staged_later => {
+            match (mode, destination) {
+                (
+                    Replay::Direct {
+                        delivery_id,
+                        loaded_at,
+                    },
+                    Destination::Direct,
+                ) => {
                     // Same field count: `_seq` and `_op` out, `_delivery_id` and `_loaded_at` in.
                     buf.extend_from_slice(&tuple[..2]);
                     buf.extend_from_slice(&tuple[STAGE_PREFIX..]);
@@ -318,7 +442,9 @@ impl DirectInserts {
                     buf.extend_from_slice(&8i32.to_be_bytes());
                     buf.extend_from_slice(&loaded_at.to_be_bytes());
                 }
-                Replay::Staged | Replay::All if staged_later => buf.extend_from_slice(&tuple),
+                (Replay::Staged | Replay::All, Destination::Staged) => {
+                    buf.extend_from_slice(&tuple)
+                }
                 _ => continue,
             }
             sent += 1;
@@ -333,6 +459,13 @@ impl DirectInserts {
             return Ok(None);
         }
         Ok(Some(sent))
+    }
+
+    /// Whether some set-aside rows go to the staging table, given how many went straight in:
+    /// every set-aside row belongs to a new key, and each new key sends exactly one row straight
+    /// in unless it is staged (filter) or its last row is a delete.
+    pub fn stages_some(&self, direct_rows: u64) -> bool {
+        direct_rows < self.new_keys.len() as u64
     }
 }
 
@@ -396,22 +529,53 @@ mod tests {
 
     #[test]
     fn the_filter_never_forgets_a_key() {
-        let mut filter = KeyFilter::new(16);
-        for k in 0..5_000u64 {
-            filter.insert(k.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut filter = KeyFilter::new(12);
+        let hash = |k: u64| splitmix(k);
+        for k in 0..2_000u64 {
+            filter.insert(hash(k));
         }
-        for k in 0..5_000u64 {
-            assert!(filter.contains(k.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
-        }
-        let false_positives = (5_000..105_000u64)
-            .filter(|k| filter.contains(k.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        assert!((0..2_000u64).all(|k| filter.contains(hash(k))));
+        let false_positives = (2_000..102_000u64)
+            .filter(|&k| filter.contains(hash(k)))
             .count();
-        // 5,000 keys in 65,536 bits with 4 probes: about 0.1% expected.
-        assert!(false_positives < 1_000, "{false_positives}");
+        // 2,000 keys in 4,096 words, 4 bits each: about 0.01% expected.
+        assert!(false_positives < 100, "{false_positives}");
     }
 
-    /// Encodes `rows` (op, v, k) as the decoder would, routes them, and returns what each replay
-    /// mode sends (decoded back to (seq or delivery, v, k) triples).
+    fn head_of(spec: &Arc<TableSpec>, line: &str, seq: i64) -> TupleHead {
+        let keys = KeyFields::new(spec);
+        let mut decoder = RowDecoder::new(spec.clone(), crate::dms::OpColumn::Present);
+        let mut scanner = crate::dms::CsvScanner::new(line.as_bytes());
+        let mut rec = RawRecord::new();
+        assert!(scanner.next_record(&mut rec).unwrap());
+        let mut tuple = Vec::new();
+        decoder.decode(&rec, seq, &mut tuple).unwrap();
+        keys.head(&tuple).unwrap()
+    }
+
+    #[test]
+    fn key_ids_are_exact_for_short_keys_and_fingerprints_for_long_ones() {
+        let ints = spec();
+        let a = head_of(&ints, "I,x,42\n", 7);
+        assert_eq!((a.seq, a.op), (7, b'I'));
+        assert_eq!(a.key, head_of(&ints, "D,other value,42\n", 9).key);
+        assert_ne!(a.key, head_of(&ints, "I,x,43\n", 7).key);
+        // A text key longer than 15 bytes is fingerprinted; never equal to a packed one.
+        let mut text = (*spec()).clone();
+        text.columns[1].ty = ColumnType::Text;
+        let text = Arc::new(text);
+        let long = head_of(&text, "I,x,a-rather-long-client-order-id\n", 1);
+        let short = head_of(&text, "I,x,short\n", 1);
+        assert_eq!(long.key.0 & 0xff, 0xff);
+        assert!(short.key.0 & 0xff <= 15);
+        let same = head_of(&text, "U,y,a-rather-long-client-order-id\n", 2);
+        assert_eq!(long.key, same.key);
+        let other = head_of(&text, "U,y,a-rather-long-client-order-iD\n", 2);
+        assert_ne!(long.key, other.key);
+    }
+
+    /// Encodes `rows` (op, v, k) as the decoder would and routes them; returns the positions
+    /// (1-based) that stayed staged and the set-aside rows.
     fn split(rows: &[(&str, Option<&str>, i64)]) -> (Vec<i64>, Option<DirectInserts>) {
         let spec = spec();
         let mut decoder = RowDecoder::new(spec.clone(), crate::dms::OpColumn::Present);
@@ -431,7 +595,7 @@ mod tests {
         (staged, split.finish().unwrap())
     }
 
-    async fn replayed(inserts: &Arc<DirectInserts>, mode: Replay) -> (Vec<Vec<u8>>, u64) {
+    async fn replayed(inserts: &Arc<DirectInserts>, mode: Replay) -> Vec<Vec<u8>> {
         let mut rx = inserts.replay(mode, 64);
         let mut bytes = Vec::new();
         loop {
@@ -446,7 +610,7 @@ mod tests {
                         tuples.push(t);
                     }
                     assert_eq!(tuples.len() as u64, summary.rows);
-                    return (tuples, summary.rows);
+                    return tuples;
                 }
                 Chunk::Failed(f) => panic!("{}", f.message),
                 Chunk::Inserts(_) => panic!("a replay sends no set-aside inserts"),
@@ -454,34 +618,38 @@ mod tests {
         }
     }
 
-    fn last_i64(tuple: &[u8]) -> i64 {
-        i64::from_be_bytes(tuple[tuple.len() - 8..].try_into().unwrap())
-    }
-
     fn seq(tuple: &[u8]) -> i64 {
         i64::from_be_bytes(tuple[6..14].try_into().unwrap())
     }
 
-    #[tokio::test]
-    async fn inserts_of_keys_staged_before_them_stay_staged() {
-        // key 1: U then I (the insert must come after the staged update: staged);
-        // key 2: I then U (set aside, staged at replay with its position);
-        // key 3: I only (direct); key 4: D (staged); key 5: I, I (both aside, direct: 23505 later).
-        let (staged, inserts) = split(&[
-            ("U", Some("a"), 1),
-            ("I", Some("b"), 1),
-            ("I", Some("c"), 2),
-            ("U", Some("d"), 2),
-            ("I", None, 3),
-            ("D", Some("e"), 4),
-            ("I", Some("f"), 5),
-            ("I", Some("g"), 5),
-        ]);
-        assert_eq!(staged, vec![1, 2, 4, 6]);
-        let inserts = Arc::new(inserts.unwrap());
-        assert_eq!(inserts.rows(), 4);
+    /// A table tuple (v, k, _delivery_id, _loaded_at) as (v, k, delivery, loaded).
+    fn table_row(t: &[u8]) -> (Option<String>, i64, i64, i64) {
+        let n = t.len();
+        let int = |at: usize| i64::from_be_bytes(t[at..at + 8].try_into().unwrap());
+        let len = i32::from_be_bytes(t[2..6].try_into().unwrap());
+        let v = (len >= 0).then(|| String::from_utf8(t[6..6 + len as usize].to_vec()).unwrap());
+        (v, int(n - 32), int(n - 20), int(n - 8))
+    }
 
-        let (direct, n) = replayed(
+    #[tokio::test]
+    async fn new_keys_go_straight_in_with_their_last_row_and_the_rest_is_staged() {
+        let (staged, inserts) = split(&[
+            ("U", Some("a"), 1), // 1: starts with an update: staged
+            ("I", Some("b"), 1), // 2: a staged key: staged
+            ("I", Some("c"), 2), // 3: new key 2, superseded by 4
+            ("U", Some("d"), 2), // 4: key 2's last row: straight in
+            ("I", None, 3),      // 5: new key 3, inserted once: straight in
+            ("D", Some("e"), 4), // 6: starts with a delete: staged
+            ("I", Some("f"), 5), // 7: new key 5, superseded by 8
+            ("I", Some("g"), 5), // 8: key 5's last row: straight in
+            ("I", Some("h"), 6), // 9: new key 6, superseded by 10
+            ("D", Some("h"), 6), // 10: key 6's last row is a delete: staged
+        ]);
+        assert_eq!(staged, vec![1, 2, 6]);
+        let inserts = Arc::new(inserts.unwrap());
+        assert_eq!(inserts.rows(), 7);
+
+        let direct = replayed(
             &inserts,
             Replay::Direct {
                 delivery_id: 77,
@@ -489,29 +657,51 @@ mod tests {
             },
         )
         .await;
-        assert_eq!(n, 3);
-        // Table tuples: v, k, _delivery_id, _loaded_at.
-        let keys: Vec<i64> = direct
-            .iter()
-            .map(|t| i64::from_be_bytes(t[t.len() - 32..t.len() - 24].try_into().unwrap()))
-            .collect();
-        assert_eq!(keys, vec![3, 5, 5]);
-        assert!(direct.iter().all(|t| last_i64(t) == 123));
+        assert_eq!(
+            direct.iter().map(|t| table_row(t)).collect::<Vec<_>>(),
+            vec![
+                (Some("d".into()), 2, 77, 123),
+                (None, 3, 77, 123),
+                (Some("g".into()), 5, 77, 123)
+            ]
+        );
         assert!(direct.iter().all(|t| t[0..2] == 4i16.to_be_bytes()));
-        // v is NULL for key 3.
-        assert_eq!(direct[0][2..6], (-1i32).to_be_bytes());
+        assert!(inserts.stages_some(3));
 
-        let (later, n) = replayed(&inserts, Replay::Staged).await;
-        assert_eq!(n, 1);
-        assert_eq!(seq(&later[0]), 3);
-        assert_eq!(last_i64(&later[0]), 2);
+        let later = replayed(&inserts, Replay::Staged).await;
+        assert_eq!(later.iter().map(|t| seq(t)).collect::<Vec<_>>(), vec![10]);
+        assert_eq!(later[0][18], b'D');
 
-        let (all, n) = replayed(&inserts, Replay::All).await;
-        assert_eq!(n, 4);
+        let all = replayed(&inserts, Replay::All).await;
         assert_eq!(
             all.iter().map(|t| seq(t)).collect::<Vec<_>>(),
-            vec![3, 5, 7, 8]
+            vec![3, 4, 5, 7, 8, 9, 10]
         );
+    }
+
+    #[tokio::test]
+    async fn a_staged_key_takes_its_set_aside_rows_with_it() {
+        let (staged, inserts) = split(&[("I", Some("a"), 1), ("I", Some("b"), 2)]);
+        assert!(staged.is_empty());
+        let mut inserts = inserts.unwrap();
+        // As if the filter answered "staged" for key 1 (a false positive, or a full map).
+        inserts
+            .staged
+            .insert(head_of(&spec(), "I,a,1\n", 1).key.mixed());
+        let inserts = Arc::new(inserts);
+        let direct = replayed(
+            &inserts,
+            Replay::Direct {
+                delivery_id: 1,
+                loaded_at: 0,
+            },
+        )
+        .await;
+        assert_eq!(direct.len(), 1);
+        assert_eq!(table_row(&direct[0]).1, 2);
+        assert!(inserts.stages_some(1));
+        let later = replayed(&inserts, Replay::Staged).await;
+        assert_eq!(later.iter().map(|t| seq(t)).collect::<Vec<_>>(), vec![1]);
     }
 
     #[test]

@@ -333,7 +333,9 @@ impl PgTarget {
                 creates: summary.rows,
                 ..NetCounts::default()
             };
-            return self.finish(client, plan, summary, counts, summary.rows).await;
+            return self
+                .finish(client, plan, summary, counts, summary.rows)
+                .await;
         }
         // A change file's inserts of keys it touches only once go straight into the table
         // (see `direct`); everything else, and any file when the key cannot be compared by its
@@ -413,7 +415,7 @@ impl PgTarget {
                     .batch_execute("RELEASE SAVEPOINT direct_inserts")
                     .await
                     .map_err(TargetError::pg("release a savepoint"))?;
-                if summary.rows < inserts.rows() {
+                if inserts.stages_some(summary.rows) {
                     copy_chunks(
                         client,
                         queries::COPY_STAGE,
@@ -423,10 +425,10 @@ impl PgTarget {
                     .await?;
                 }
                 tracing::debug!(
-                    "Delivery {}: {} inserts straight into the table, {} staged.",
+                    "Delivery {}: {} of {} set-aside rows straight into the table.",
                     plan.id,
                     summary.rows,
-                    inserts.rows() - summary.rows
+                    inserts.rows()
                 );
                 Ok(summary.rows)
             }
