@@ -161,7 +161,6 @@ impl KeyFilter {
 struct TupleHead {
     key: KeyId,
     seq: i64,
-    op: u8,
 }
 
 /// Where the key columns are in a staging tuple.
@@ -181,11 +180,10 @@ impl KeyFields {
         }
     }
 
-    /// The key, position and op of a staging tuple (`_seq`, `_op`, columns...). `None` if the
+    /// The key and position of a staging tuple (`_seq`, `_op`, columns...). `None` if the
     /// tuple is cut short.
     fn head(&self, tuple: &[u8]) -> Option<TupleHead> {
         let seq = i64::from_be_bytes(tuple.get(6..14)?.try_into().ok()?);
-        let op = *tuple.get(18)?;
         let mut spans = [(0usize, 0usize); 4];
         let mut more = Vec::new();
         let mut pos = STAGE_PREFIX;
@@ -230,7 +228,7 @@ impl KeyFields {
                 fnv(0x84222325_cbf29ce4, &parts),
             )
         };
-        Some(TupleHead { key, seq, op })
+        Some(TupleHead { key, seq })
     }
 }
 
@@ -281,6 +279,10 @@ impl InsertSplit {
             false
         };
         if aside {
+            // A record: the tuple's length and key, then the tuple.
+            self.spill.write_all(&(tuple.len() as u32).to_le_bytes())?;
+            self.spill.write_all(&head.key.0.to_le_bytes())?;
+            self.spill.write_all(&head.key.1.to_le_bytes())?;
             self.spill.write_all(tuple)?;
             self.rows += 1;
         } else {
@@ -299,9 +301,9 @@ impl InsertSplit {
         Ok(Some(DirectInserts {
             file,
             rows: self.rows,
-            keys: self.keys,
             staged: self.staged,
             new_keys: self.new_keys,
+            leftovers: std::sync::Mutex::new(None),
         }))
     }
 }
@@ -339,11 +341,14 @@ enum Destination {
 
 /// The Target's side: the set-aside rows of one file and what the decoder learnt of their keys.
 pub struct DirectInserts {
+    /// Records of `[u32 LE tuple length][key id: 2 x u64 LE][staging tuple]`.
     file: File,
     rows: u64,
-    keys: KeyFields,
     staged: KeyFilter,
     new_keys: NewKeys,
+    /// Written by the `Direct` replay: the staging tuples of the rows bound for the staging
+    /// table, and how many, for the `Staged` replay.
+    leftovers: std::sync::Mutex<Option<(File, u64)>>,
 }
 
 impl std::fmt::Debug for DirectInserts {
@@ -361,13 +366,14 @@ impl DirectInserts {
         self.rows
     }
 
-    fn destination(&self, head: &TupleHead) -> Destination {
-        if self.staged.contains(head.key.mixed()) {
+    fn destination(&self, key: KeyId, tuple: &[u8]) -> Destination {
+        if self.staged.contains(key.mixed()) {
             return Destination::Staged;
         }
-        match self.new_keys.get(&head.key) {
-            Some(&last) if i64::from(last) == head.seq => {
-                if head.op == b'D' {
+        let seq = i64::from_be_bytes(tuple[6..14].try_into().expect("8 bytes"));
+        match self.new_keys.get(&key) {
+            Some(&last) if i64::from(last) == seq => {
+                if tuple[18] == b'D' {
                     Destination::Staged
                 } else {
                     Destination::Direct
@@ -409,90 +415,133 @@ impl DirectInserts {
         chunk_bytes: usize,
         tx: &mpsc::Sender<Chunk>,
     ) -> std::io::Result<Option<u64>> {
-        let mut handle = self.file.try_clone()?;
-        handle.seek(SeekFrom::Start(0))?;
-        let mut reader = BufReader::with_capacity(256 * 1024, handle);
-        let mut tuple = Vec::with_capacity(4096);
+        let send = |buf: &mut Vec<u8>| {
+            let full = std::mem::replace(buf, Vec::with_capacity(chunk_bytes + 64 * 1024));
+            tx.blocking_send(Chunk::Data(Bytes::from(full))).is_ok()
+        };
         let mut buf: Vec<u8> = Vec::with_capacity(chunk_bytes + 64 * 1024);
-        let mut sent = 0u64;
-        for _ in 0..self.rows {
-            read_tuple(&mut reader, &mut tuple)?;
-            let destination = match mode {
-                Replay::All => Destination::Staged,
-                _ => {
-                    let head = self.keys.head(&tuple).ok_or_else(|| {
-                        std::io::Error::new(std::io::ErrorKind::InvalidData, "a cut tuple")
-                    })?;
-                    self.destination(&head)
-                }
+        if mode == Replay::Staged {
+            // The leftovers are staging tuples already: send them as they are.
+            let taken = self.leftovers.lock().expect("not poisoned").take();
+            let Some((mut file, rows)) = taken else {
+                return Err(std::io::Error::other(
+                    "the staged replay ran before the direct one",
+                ));
             };
-            match (mode, destination) {
-                (
-                    Replay::Direct {
-                        delivery_id,
-                        loaded_at,
-                    },
-                    Destination::Direct,
-                ) => {
-                    // Same field count: `_seq` and `_op` out, `_delivery_id` and `_loaded_at` in.
-                    buf.extend_from_slice(&tuple[..2]);
-                    buf.extend_from_slice(&tuple[STAGE_PREFIX..]);
-                    buf.extend_from_slice(&8i32.to_be_bytes());
-                    buf.extend_from_slice(&delivery_id.to_be_bytes());
-                    buf.extend_from_slice(&8i32.to_be_bytes());
-                    buf.extend_from_slice(&loaded_at.to_be_bytes());
+            file.seek(SeekFrom::Start(0))?;
+            loop {
+                buf.resize(chunk_bytes, 0);
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
                 }
-                (Replay::Staged | Replay::All, Destination::Staged) => {
-                    buf.extend_from_slice(&tuple)
-                }
-                _ => continue,
-            }
-            sent += 1;
-            if buf.len() >= chunk_bytes {
-                let full = std::mem::replace(&mut buf, Vec::with_capacity(chunk_bytes + 64 * 1024));
-                if tx.blocking_send(Chunk::Data(Bytes::from(full))).is_err() {
+                buf.truncate(n);
+                if !send(&mut buf) {
                     return Ok(None);
                 }
             }
+            return Ok(Some(rows));
         }
-        if !buf.is_empty() && tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err() {
+        let mut handle = self.file.try_clone()?;
+        handle.seek(SeekFrom::Start(0))?;
+        let mut reader = BufReader::with_capacity(256 * 1024, handle);
+        let mut leftovers = match mode {
+            Replay::Direct { .. } => {
+                Some(BufWriter::with_capacity(64 * 1024, tempfile::tempfile()?))
+            }
+            _ => None,
+        };
+        let mut left = 0u64;
+        let mut record = [0u8; 20];
+        let mut tuple = Vec::with_capacity(4096);
+        let mut sent = 0u64;
+        for _ in 0..self.rows {
+            reader.read_exact(&mut record)?;
+            let len = u32::from_le_bytes(record[..4].try_into().expect("4 bytes")) as usize;
+            let key = KeyId(
+                u64::from_le_bytes(record[4..12].try_into().expect("8 bytes")),
+                u64::from_le_bytes(record[12..].try_into().expect("8 bytes")),
+            );
+            tuple.resize(len, 0);
+            reader.read_exact(&mut tuple)?;
+            if tuple.len() < STAGE_PREFIX {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a cut tuple",
+                ));
+            }
+            match mode {
+                Replay::All => buf.extend_from_slice(&tuple),
+                Replay::Direct {
+                    delivery_id,
+                    loaded_at,
+                } => match self.destination(key, &tuple) {
+                    Destination::Direct => {
+                        // Same field count: `_seq` and `_op` out, `_delivery_id` and
+                        // `_loaded_at` in.
+                        buf.extend_from_slice(&tuple[..2]);
+                        buf.extend_from_slice(&tuple[STAGE_PREFIX..]);
+                        buf.extend_from_slice(&8i32.to_be_bytes());
+                        buf.extend_from_slice(&delivery_id.to_be_bytes());
+                        buf.extend_from_slice(&8i32.to_be_bytes());
+                        buf.extend_from_slice(&loaded_at.to_be_bytes());
+                    }
+                    Destination::Staged => {
+                        if let Some(w) = leftovers.as_mut() {
+                            w.write_all(&tuple)?;
+                        }
+                        left += 1;
+                        continue;
+                    }
+                    Destination::Nowhere => continue,
+                },
+                Replay::Staged => unreachable!("handled above"),
+            }
+            sent += 1;
+            if buf.len() >= chunk_bytes && !send(&mut buf) {
+                return Ok(None);
+            }
+        }
+        if !buf.is_empty() && !send(&mut buf) {
             return Ok(None);
+        }
+        if let Some(w) = leftovers {
+            let file = w.into_inner().map_err(|e| e.into_error())?;
+            *self.leftovers.lock().expect("not poisoned") = Some((file, left));
         }
         Ok(Some(sent))
     }
 
-    /// Whether some set-aside rows go to the staging table, given how many went straight in:
-    /// every set-aside row belongs to a new key, and each new key sends exactly one row straight
-    /// in unless it is staged (filter) or its last row is a delete.
-    pub fn stages_some(&self, direct_rows: u64) -> bool {
-        direct_rows < self.new_keys.len() as u64
+    /// Whether the `Direct` replay left rows for the staging table (the `Staged` replay).
+    pub fn stages_some(&self) -> bool {
+        matches!(*self.leftovers.lock().expect("not poisoned"), Some((_, n)) if n > 0)
     }
-}
-
-/// Reads one binary COPY tuple (field count, then length-prefixed fields) into `out`.
-fn read_tuple(reader: &mut impl Read, out: &mut Vec<u8>) -> std::io::Result<()> {
-    out.clear();
-    let mut count = [0u8; 2];
-    reader.read_exact(&mut count)?;
-    out.extend_from_slice(&count);
-    for _ in 0..i16::from_be_bytes(count).max(0) {
-        let mut len = [0u8; 4];
-        reader.read_exact(&mut len)?;
-        out.extend_from_slice(&len);
-        let n = i32::from_be_bytes(len);
-        if n > 0 {
-            let start = out.len();
-            out.resize(start + n as usize, 0);
-            reader.read_exact(&mut out[start..])?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::dms::{Column, RawRecord, RowDecoder};
+
+    /// Reads one binary COPY tuple (field count, then length-prefixed fields) into `out`.
+    fn read_tuple(reader: &mut impl Read, out: &mut Vec<u8>) -> std::io::Result<()> {
+        out.clear();
+        let mut count = [0u8; 2];
+        reader.read_exact(&mut count)?;
+        out.extend_from_slice(&count);
+        for _ in 0..i16::from_be_bytes(count).max(0) {
+            let mut len = [0u8; 4];
+            reader.read_exact(&mut len)?;
+            out.extend_from_slice(&len);
+            let n = i32::from_be_bytes(len);
+            if n > 0 {
+                let start = out.len();
+                out.resize(start + n as usize, 0);
+                reader.read_exact(&mut out[start..])?;
+            }
+        }
+        Ok(())
+    }
 
     fn spec() -> Arc<TableSpec> {
         Arc::new(TableSpec {
@@ -557,7 +606,7 @@ mod tests {
     fn key_ids_are_exact_for_short_keys_and_fingerprints_for_long_ones() {
         let ints = spec();
         let a = head_of(&ints, "I,x,42\n", 7);
-        assert_eq!((a.seq, a.op), (7, b'I'));
+        assert_eq!(a.seq, 7);
         assert_eq!(a.key, head_of(&ints, "D,other value,42\n", 9).key);
         assert_ne!(a.key, head_of(&ints, "I,x,43\n", 7).key);
         // A text key longer than 15 bytes is fingerprinted; never equal to a packed one.
@@ -666,7 +715,7 @@ mod tests {
             ]
         );
         assert!(direct.iter().all(|t| t[0..2] == 4i16.to_be_bytes()));
-        assert!(inserts.stages_some(3));
+        assert!(inserts.stages_some());
 
         let later = replayed(&inserts, Replay::Staged).await;
         assert_eq!(later.iter().map(|t| seq(t)).collect::<Vec<_>>(), vec![10]);
@@ -699,7 +748,7 @@ mod tests {
         .await;
         assert_eq!(direct.len(), 1);
         assert_eq!(table_row(&direct[0]).1, 2);
-        assert!(inserts.stages_some(1));
+        assert!(inserts.stages_some());
         let later = replayed(&inserts, Replay::Staged).await;
         assert_eq!(later.iter().map(|t| seq(t)).collect::<Vec<_>>(), vec![1]);
     }

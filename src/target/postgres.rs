@@ -415,7 +415,7 @@ impl PgTarget {
                     .batch_execute("RELEASE SAVEPOINT direct_inserts")
                     .await
                     .map_err(TargetError::pg("release a savepoint"))?;
-                if inserts.stages_some(summary.rows) {
+                if inserts.stages_some() {
                     copy_chunks(
                         client,
                         queries::COPY_STAGE,
