@@ -5,7 +5,7 @@
 //! [`Loader::run_until_stopped`] loops around it in service mode, or drains once in one-shot
 //! mode.
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -383,8 +383,15 @@ impl<S: Source, T: Target> Loader<S, T> {
     async fn deliver_stream(&self, files: Vec<PendingFile>) -> Vec<FileOutcome> {
         let mut outcomes = Vec::new();
         let mut session = None;
-        for file in files {
-            let outcome = self.deliver(&mut session, &file).await;
+        let mut ahead: Option<Prefetch> = None;
+        for (i, file) in files.iter().enumerate() {
+            let current = ahead.take();
+            // The next change file is read and decoded while this one is applied (Postgres
+            // is the busy side then); a stop below drops it, which cancels it.
+            if let Some(next) = files.get(i + 1) {
+                ahead = self.prefetch(next).await;
+            }
+            let outcome = self.deliver(&mut session, file, current).await;
             let stop = matches!(outcome, FileOutcome::Failed(_) | FileOutcome::LeftToAnother);
             outcomes.push(outcome);
             if stop {
@@ -398,7 +405,12 @@ impl<S: Source, T: Target> Loader<S, T> {
     }
 
     /// Delivers one file, retrying transient faults with backoff.
-    async fn deliver(&self, session: &mut Option<T::Session>, file: &PendingFile) -> FileOutcome {
+    async fn deliver(
+        &self,
+        session: &mut Option<T::Session>,
+        file: &PendingFile,
+        mut ahead: Option<Prefetch>,
+    ) -> FileOutcome {
         let table = self.target.tables()[&file.object.table].clone();
         let mut attempt = 0;
         // A full-load file goes straight into its table unless it turns out it cannot.
@@ -422,7 +434,10 @@ impl<S: Source, T: Target> Loader<S, T> {
                 file.object.schema, file.info.key
             );
             let mut plan = self.plan_for(id, file, &table, direct_allowed);
-            let result = self.attempt(session, &mut plan, &file.object).await;
+            // Only the first attempt uses what was decoded ahead; a retry reads the file again.
+            let result = self
+                .attempt(session, &mut plan, &file.object, ahead.take())
+                .await;
             if matches!(&result, Err(e) if e.is_retryable()) {
                 // The connection may be gone: the next attempt starts a new session.
                 if let Some(old) = session.take() {
@@ -607,14 +622,73 @@ impl<S: Source, T: Target> Loader<S, T> {
         })
     }
 
-    /// One attempt: stream the object through the decoder into the Target's transaction.
-    /// Returns the result and the compressed bytes read.
+    /// Starts reading and decoding `file` ahead of its turn, when the Target can say now how it
+    /// will want it (change files). `None` if not, or if the bucket does not answer now (the
+    /// file is then read when its turn comes, with the usual retries).
+    async fn prefetch(&self, file: &PendingFile) -> Option<Prefetch> {
+        if file.object.kind.is_load() {
+            return None;
+        }
+        let table = self.target.tables().get(&file.object.table)?.clone();
+        let encoding = self.target.cdc_encoding(&table)?;
+        let body = self.source.open(&file.info.key).await.ok()?;
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (tx, mut rx) = mpsc::channel::<Chunk>(4);
+        let (encoding_tx, encoding_rx) = oneshot::channel::<Encoding>();
+        let _ = encoding_tx.send(encoding);
+        let job = DecodeJob {
+            key: file.info.key.clone(),
+            id: None,
+            size: body.size.max(file.info.size),
+            gzip: matches!(file.object.compression, dms::Compression::Gzip),
+            op_column: file.object.kind.op_column(),
+            spec: table,
+            chunk_bytes: self.settings.chunk_bytes,
+            bytes_read: body.bytes_read.clone(),
+        };
+        let reader = SyncIoBridge::new(body.reader);
+        tokio::task::spawn_blocking(move || job.run(reader, encoding_rx, tx));
+        // The tuples go to a temporary file (memory stays bounded whatever the file size).
+        let stop = cancel.clone();
+        let tape = tokio::task::spawn_blocking(move || -> std::io::Result<Tape> {
+            let mut data = std::io::BufWriter::with_capacity(256 * 1024, tempfile::tempfile()?);
+            let mut tail = Vec::new();
+            while let Some(chunk) = rx.blocking_recv() {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(std::io::Error::other("cancelled"));
+                }
+                match chunk {
+                    Chunk::Data(bytes) => data.write_all(&bytes)?,
+                    other => tail.push(other),
+                }
+            }
+            let data = data.into_inner().map_err(|e| e.into_error())?;
+            Ok(Tape { data, tail })
+        });
+        Some(Prefetch {
+            encoding,
+            etag: body.etag,
+            size: body.size,
+            bytes_read: body.bytes_read,
+            cancel,
+            tape,
+        })
+    }
+
+    /// One attempt: stream the object through the decoder into the Target's transaction (or
+    /// play what was decoded ahead). Returns the result and the compressed bytes read.
     async fn attempt(
         &self,
         session: &mut Option<T::Session>,
         plan: &mut DeliveryPlan,
         object: &DmsObject,
+        ahead: Option<Prefetch>,
     ) -> Result<(DeliveryResult, u64), AttemptError> {
+        if let Some(ahead) = ahead {
+            if let Some(played) = self.play(session, plan, ahead).await {
+                return played;
+            }
+        }
         let body = self
             .source
             .open(&plan.key)
@@ -631,7 +705,7 @@ impl<S: Source, T: Target> Loader<S, T> {
         let bytes_read = body.bytes_read.clone();
         let job = DecodeJob {
             key: plan.key.clone(),
-            id: plan.id,
+            id: Some(plan.id),
             size: plan.size,
             gzip: matches!(object.compression, dms::Compression::Gzip),
             op_column: object.kind.op_column(),
@@ -641,7 +715,52 @@ impl<S: Source, T: Target> Loader<S, T> {
         };
         let reader = SyncIoBridge::new(body.reader);
         let decoder = tokio::task::spawn_blocking(move || job.run(reader, layout_rx, tx));
-        let result = match session {
+        let result = self.apply(session, plan, layout_tx, rx).await;
+        // The decoder ends on its own once the channel is closed.
+        let _ = decoder.await;
+        let result = result.map_err(AttemptError::Target)?;
+        Ok((result, bytes_read.load(Ordering::Relaxed)))
+    }
+
+    /// Applies a file decoded ahead; `None` if the decoding ahead did not finish (then the file is
+    /// read again).
+    async fn play(
+        &self,
+        session: &mut Option<T::Session>,
+        plan: &mut DeliveryPlan,
+        mut ahead: Prefetch,
+    ) -> Option<Result<(DeliveryResult, u64), AttemptError>> {
+        let tape = (&mut ahead.tape).await.ok()?.ok()?;
+        let (encoding, bytes_read) = (ahead.encoding, ahead.bytes_read.clone());
+        if !ahead.etag.is_empty() {
+            plan.etag = std::mem::take(&mut ahead.etag);
+        }
+        if ahead.size > 0 {
+            plan.size = ahead.size;
+        }
+        let (tx, rx) = mpsc::channel::<Chunk>(4);
+        let (layout_tx, layout_rx) = oneshot::channel::<Encoding>();
+        let chunk_bytes = self.settings.chunk_bytes;
+        let player =
+            tokio::task::spawn_blocking(move || tape.play(encoding, layout_rx, tx, chunk_bytes));
+        let result = self.apply(session, plan, layout_tx, rx).await;
+        let _ = player.await;
+        Some(
+            result
+                .map(|r| (r, bytes_read.load(Ordering::Relaxed)))
+                .map_err(AttemptError::Target),
+        )
+    }
+
+    /// The Target's apply in the stream's session (opened on first use).
+    async fn apply(
+        &self,
+        session: &mut Option<T::Session>,
+        plan: &DeliveryPlan,
+        layout_tx: oneshot::Sender<Encoding>,
+        rx: mpsc::Receiver<Chunk>,
+    ) -> Result<DeliveryResult, TargetError> {
+        match session {
             Some(s) => self.target.apply(s, plan, layout_tx, rx).await,
             None => match self.target.open_session(self.settings.dry_run).await {
                 Ok(s) => {
@@ -651,11 +770,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                 }
                 Err(e) => Err(e),
             },
-        };
-        // The decoder ends on its own once the channel is closed.
-        let _ = decoder.await;
-        let result = result.map_err(AttemptError::Target)?;
-        Ok((result, bytes_read.load(Ordering::Relaxed)))
+        }
     }
 
     /// Service mode: poll until `stop` turns true; no sleep while files are pending.
@@ -755,10 +870,89 @@ pub fn format_elapsed(d: Duration) -> String {
     )
 }
 
+/// A change file being read and decoded ahead of its turn. Dropping it cancels the decoding.
+struct Prefetch {
+    encoding: Encoding,
+    etag: String,
+    size: u64,
+    bytes_read: Arc<AtomicU64>,
+    cancel: Arc<AtomicBool>,
+    tape: tokio::task::JoinHandle<std::io::Result<Tape>>,
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What a decoder sent, kept for later: the tuples in a temporary file, then the rest (the
+/// set-aside inserts, and `End` or `Failed`) as sent.
+struct Tape {
+    data: std::fs::File,
+    tail: Vec<Chunk>,
+}
+
+impl Tape {
+    /// Runs on a blocking thread: sends the tuples in chunks of `chunk_bytes`, then the rest, as
+    /// the decoder would have; a Target asking for another encoding gets a retryable failure.
+    fn play(
+        mut self,
+        encoding: Encoding,
+        asked: oneshot::Receiver<Encoding>,
+        tx: mpsc::Sender<Chunk>,
+        chunk_bytes: usize,
+    ) {
+        let Ok(asked) = asked.blocking_recv() else {
+            return;
+        };
+        if asked != encoding {
+            let _ = tx.blocking_send(Chunk::Failed(ChunkFailure {
+                message: "the file was decoded ahead for another table layout".into(),
+                retryable: true,
+                needs_staging: false,
+            }));
+            return;
+        }
+        let played = (|| -> std::io::Result<bool> {
+            self.data.seek(std::io::SeekFrom::Start(0))?;
+            loop {
+                let mut buf = vec![0u8; chunk_bytes];
+                let n = self.data.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(true);
+                }
+                buf.truncate(n);
+                if tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err() {
+                    return Ok(false);
+                }
+            }
+        })();
+        match played {
+            Ok(true) => {
+                for chunk in self.tail {
+                    if tx.blocking_send(chunk).is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let _ = tx.blocking_send(Chunk::Failed(ChunkFailure {
+                    message: format!("reading the file decoded ahead back from TMPDIR: {e}"),
+                    retryable: true,
+                    needs_staging: false,
+                }));
+            }
+        }
+    }
+}
+
 /// Everything the decoding thread needs.
 struct DecodeJob {
     key: String,
-    id: i64,
+    /// The delivery, for progress lines; `None` when decoding ahead (quiet).
+    id: Option<i64>,
     size: u64,
     gzip: bool,
     op_column: OpColumn,
@@ -878,7 +1072,7 @@ impl DecodeJob {
                     return Ok(None);
                 }
             }
-            if summary.rows % 10_000 == 0 {
+            if let (Some(id), true) = (self.id, summary.rows % 10_000 == 0) {
                 let read = self.bytes_read.load(Ordering::Relaxed).max(1);
                 let estimate = if read >= self.size {
                     summary.rows
@@ -887,7 +1081,7 @@ impl DecodeJob {
                 };
                 info!(
                     "Delivery {}: processed {}/{}...",
-                    self.id,
+                    id,
                     summary.rows,
                     estimate.max(summary.rows)
                 );

@@ -495,7 +495,7 @@ impl DirectInserts {
                     }
                     Destination::Nowhere => continue,
                 },
-                Replay::Staged => unreachable!("handled above"),
+                Replay::Staged => unreachable!(),
             }
             sent += 1;
             if buf.len() >= chunk_bytes && !send(&mut buf) {

@@ -260,6 +260,10 @@ pub trait Target: Send + Sync + 'static {
         encoding: oneshot::Sender<Encoding>,
         chunks: mpsc::Receiver<Chunk>,
     ) -> impl Future<Output = Result<DeliveryResult, TargetError>> + Send;
+    /// The encoding [`Target::apply`] will ask for a change file of `table`, when it is known
+    /// before the transaction opens, so the loader may decode the file ahead of its turn (while
+    /// the file before it is applied). `None`: decode it only when its turn comes.
+    fn cdc_encoding(&self, table: &TableSpec) -> Option<Encoding>;
     /// Ends a session (in a dry run: rolls everything back).
     fn close_session(&self, session: Self::Session) -> impl Future<Output = ()> + Send;
     /// Records a failed delivery (an ERROR ledger row) so the stream stops at this file.

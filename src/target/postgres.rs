@@ -337,13 +337,12 @@ impl PgTarget {
                 .finish(client, plan, summary, counts, summary.rows)
                 .await;
         }
-        // A change file's inserts of keys it touches only once go straight into the table
-        // (see `direct`); everything else, and any file when the key cannot be compared by its
-        // bytes, takes the staged apply.
-        let split_inserts = plan.kind == "CDC" && direct::key_is_canonical(spec);
-        let _ = encoding.send(Encoding {
-            layout: TupleLayout::Staging,
-            split_inserts,
+        // A change file's new keys go straight into the table (see `direct`); everything else,
+        // and any file when the key cannot be compared by its bytes, takes the staged apply.
+        let _ = encoding.send(if plan.kind == "CDC" {
+            cdc_encoding(spec)
+        } else {
+            Encoding::staging()
         });
         client
             .batch_execute(&queries::create_stage(spec))
@@ -559,8 +558,20 @@ impl PgTarget {
     }
 }
 
+/// How every change file of `spec`'s table is decoded.
+fn cdc_encoding(spec: &TableSpec) -> Encoding {
+    Encoding {
+        layout: TupleLayout::Staging,
+        split_inserts: direct::key_is_canonical(spec),
+    }
+}
+
 impl Target for PgTarget {
     type Session = PgSession;
+
+    fn cdc_encoding(&self, table: &TableSpec) -> Option<Encoding> {
+        Some(cdc_encoding(table))
+    }
 
     fn tables(&self) -> &HashMap<String, Arc<TableSpec>> {
         &self.tables
