@@ -22,9 +22,10 @@
 //! back to its savepoint and every set-aside row is staged: the staged apply is always the
 //! reference behaviour, and the fallback for anything unexpected.
 //!
-//! Memory stays bounded whatever the file size: the filter is 4 MiB, the map holds at most
-//! [`MAX_NEW_KEYS`] keys (~13 MiB; later new keys are staged), and the set-aside rows are on disk
-//! (`TMPDIR`), as binary COPY tuples.
+//! Memory stays bounded whatever the file size: the filter is 1 MiB, the map of new keys at most
+//! 6 MiB (393,216 keys of a single integer column, 229,376 of other keys; a file's further new
+//! keys are staged), both are freed once the direct COPY is sent, and the set-aside rows are on
+//! disk (`TMPDIR`), as binary COPY tuples.
 use std::collections::HashMap;
 use std::fs::File;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -37,12 +38,18 @@ use tokio::sync::mpsc;
 use super::{Chunk, ChunkFailure, StreamSummary};
 use crate::dms::{ColumnType, Op, TableSpec};
 
-/// Words (64 bits each) in the key filter: 2^19, 4 MiB.
-const FILTER_WORDS_LOG2: u32 = 19;
+/// Words (64 bits each) in the key filter: 2^17, 1 MiB. 300,000 staged keys set about 9 of a
+/// word's 64 bits: a false positive (a new key staged for nothing) about once in 2,500 keys.
+const FILTER_WORDS_LOG2: u32 = 17;
 
-/// The most new keys one file tracks: 7/8 of 2^19, so the map never grows past 2^19 buckets
-/// (~13 MiB). Beyond it, a file's further new keys take the staged apply.
-pub const MAX_NEW_KEYS: usize = (1 << 19) / 8 * 7;
+/// Slots of the map of new keys of a single integer column: 2^19 (12 bytes each, 6 MiB), filled
+/// to 3/4 at most.
+const INT_SLOTS_LOG2: u32 = 19;
+const INT_MAX_KEYS: usize = (1 << INT_SLOTS_LOG2) / 4 * 3;
+
+/// The most new keys of other kinds one file tracks: 7/8 of 2^18, so the map never grows past
+/// 2^18 buckets (~6.5 MiB).
+const WIDE_MAX_KEYS: usize = (1 << 18) / 8 * 7;
 
 /// Bytes of a staging tuple before its first column: the field count (2), `_seq` (4 + 8) and
 /// `_op` (4 + 1).
@@ -106,7 +113,104 @@ impl Hasher for PassHasher {
     }
 }
 
-type NewKeys = HashMap<KeyId, u32, BuildHasherDefault<PassHasher>>;
+/// The new keys of a file and the position of their last row so far (positions start at 1).
+enum NewKeys {
+    /// A single integer key column (the usual case): an open-addressing table of values.
+    Int {
+        keys: Vec<u64>,
+        /// 0: an empty slot.
+        last: Vec<u32>,
+        len: usize,
+    },
+    Wide(HashMap<KeyId, u32, BuildHasherDefault<PassHasher>>),
+}
+
+/// What [`NewKeys::touch`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Touch {
+    /// The key was new already: its last row is now this one.
+    Updated,
+    /// The key is new from this row on.
+    Inserted,
+    /// The key is not (and could not be made) a new key.
+    Absent,
+}
+
+impl NewKeys {
+    fn new(int_key: bool) -> Self {
+        if int_key {
+            NewKeys::Int {
+                keys: vec![0; 1 << INT_SLOTS_LOG2],
+                last: vec![0; 1 << INT_SLOTS_LOG2],
+                len: 0,
+            }
+        } else {
+            NewKeys::Wide(HashMap::default())
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            NewKeys::Int { len, .. } => *len,
+            NewKeys::Wide(map) => map.len(),
+        }
+    }
+
+    /// Records `seq` as the last row of `key` if it is a new key, or makes it one when `insert`
+    /// (there is room and the row is an insert).
+    fn touch(&mut self, key: KeyId, seq: u32, insert: bool) -> Touch {
+        match self {
+            NewKeys::Int { keys, last, len } => {
+                let mask = keys.len() - 1;
+                let mut i = (splitmix(key.0) as usize) & mask;
+                while last[i] != 0 {
+                    if keys[i] == key.0 {
+                        last[i] = seq;
+                        return Touch::Updated;
+                    }
+                    i = (i + 1) & mask;
+                }
+                if insert && *len < INT_MAX_KEYS {
+                    keys[i] = key.0;
+                    last[i] = seq;
+                    *len += 1;
+                    Touch::Inserted
+                } else {
+                    Touch::Absent
+                }
+            }
+            NewKeys::Wide(map) => {
+                if let Some(l) = map.get_mut(&key) {
+                    *l = seq;
+                    Touch::Updated
+                } else if insert && map.len() < WIDE_MAX_KEYS {
+                    map.insert(key, seq);
+                    Touch::Inserted
+                } else {
+                    Touch::Absent
+                }
+            }
+        }
+    }
+
+    /// The position of the last row of a new key.
+    fn last(&self, key: KeyId) -> Option<u32> {
+        match self {
+            NewKeys::Int { keys, last, .. } => {
+                let mask = keys.len() - 1;
+                let mut i = (splitmix(key.0) as usize) & mask;
+                while last[i] != 0 {
+                    if keys[i] == key.0 {
+                        return Some(last[i]);
+                    }
+                    i = (i + 1) & mask;
+                }
+                None
+            }
+            NewKeys::Wide(map) => map.get(&key).copied(),
+        }
+    }
+}
 
 fn splitmix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -170,6 +274,8 @@ struct KeyFields {
     key: Vec<usize>,
     /// The highest of them: fields after it need not be walked.
     last: usize,
+    /// One integer column: its value is the key's id.
+    int_key: bool,
 }
 
 impl KeyFields {
@@ -177,6 +283,11 @@ impl KeyFields {
         KeyFields {
             key: spec.key.clone(),
             last: spec.key.iter().copied().max().unwrap_or(0),
+            int_key: spec.key.len() == 1
+                && matches!(
+                    spec.columns[spec.key[0]].ty,
+                    ColumnType::Int2 | ColumnType::Int4 | ColumnType::Int8
+                ),
         }
     }
 
@@ -206,7 +317,17 @@ impl KeyFields {
             &tuple[start..end]
         };
         let total: usize = self.key.iter().map(|&k| field(k).len()).sum();
-        let key = if total <= 15 {
+        let key = if self.int_key {
+            // The value, sign-extended (a key column is never NULL).
+            let f = field(self.key[0]);
+            let v = match f.len() - 4 {
+                2 => i64::from(i16::from_be_bytes(f[4..].try_into().ok()?)),
+                4 => i64::from(i32::from_be_bytes(f[4..].try_into().ok()?)),
+                8 => i64::from_be_bytes(f[4..].try_into().ok()?),
+                _ => return None,
+            };
+            KeyId(v as u64, 0)
+        } else if total <= 15 {
             // Exact: the length, then the bytes (length prefixes included), in 16 bytes.
             let mut packed = [0u8; 16];
             packed[0] = total as u8;
@@ -248,7 +369,7 @@ impl InsertSplit {
         Ok(InsertSplit {
             keys: KeyFields::new(spec),
             staged: KeyFilter::new(FILTER_WORDS_LOG2),
-            new_keys: NewKeys::default(),
+            new_keys: NewKeys::new(KeyFields::new(spec).int_key),
             spill: BufWriter::with_capacity(256 * 1024, tempfile::tempfile()?),
             rows: 0,
         })
@@ -267,17 +388,8 @@ impl InsertSplit {
             return Ok(false);
         };
         let hash = head.key.mixed();
-        let aside = if self.staged.contains(hash) {
-            false
-        } else if let Some(last) = self.new_keys.get_mut(&head.key) {
-            *last = seq;
-            true
-        } else if op == Op::Insert && self.new_keys.len() < MAX_NEW_KEYS {
-            self.new_keys.insert(head.key, seq);
-            true
-        } else {
-            false
-        };
+        let aside = !self.staged.contains(hash)
+            && self.new_keys.touch(head.key, seq, op == Op::Insert) != Touch::Absent;
         if aside {
             // A record: the tuple's length and key, then the tuple.
             self.spill.write_all(&(tuple.len() as u32).to_le_bytes())?;
@@ -301,8 +413,11 @@ impl InsertSplit {
         Ok(Some(DirectInserts {
             file,
             rows: self.rows,
-            staged: self.staged,
-            new_keys: self.new_keys,
+            new_keys: self.new_keys.len(),
+            keys: std::sync::Mutex::new(Some(Keys {
+                staged: self.staged,
+                new_keys: self.new_keys,
+            })),
             leftovers: std::sync::Mutex::new(None),
         }))
     }
@@ -344,35 +459,28 @@ pub struct DirectInserts {
     /// Records of `[u32 LE tuple length][key id: 2 x u64 LE][staging tuple]`.
     file: File,
     rows: u64,
-    staged: KeyFilter,
-    new_keys: NewKeys,
+    new_keys: usize,
+    /// What the decoder learnt of the keys; taken (and freed) by the `Direct` replay.
+    keys: std::sync::Mutex<Option<Keys>>,
     /// Written by the `Direct` replay: the staging tuples of the rows bound for the staging
     /// table, and how many, for the `Staged` replay.
     leftovers: std::sync::Mutex<Option<(File, u64)>>,
 }
 
-impl std::fmt::Debug for DirectInserts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DirectInserts")
-            .field("rows", &self.rows)
-            .field("new_keys", &self.new_keys.len())
-            .finish_non_exhaustive()
-    }
+/// The staged keys (maybe) and the new keys (exactly) of a file.
+struct Keys {
+    staged: KeyFilter,
+    new_keys: NewKeys,
 }
 
-impl DirectInserts {
-    /// How many rows were set aside.
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
+impl Keys {
     fn destination(&self, key: KeyId, tuple: &[u8]) -> Destination {
         if self.staged.contains(key.mixed()) {
             return Destination::Staged;
         }
         let seq = i64::from_be_bytes(tuple[6..14].try_into().expect("8 bytes"));
-        match self.new_keys.get(&key) {
-            Some(&last) if i64::from(last) == seq => {
+        match self.new_keys.last(key) {
+            Some(last) if i64::from(last) == seq => {
                 if tuple[18] == b'D' {
                     Destination::Staged
                 } else {
@@ -383,6 +491,22 @@ impl DirectInserts {
             // Every set-aside key is in the map; a row without one is staged, to be safe.
             None => Destination::Staged,
         }
+    }
+}
+
+impl std::fmt::Debug for DirectInserts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectInserts")
+            .field("rows", &self.rows)
+            .field("new_keys", &self.new_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DirectInserts {
+    /// How many rows were set aside.
+    pub fn rows(&self) -> u64 {
+        self.rows
     }
 
     /// Streams the rows `mode` selects as COPY chunks of about `chunk_bytes`, from a blocking
@@ -445,6 +569,16 @@ impl DirectInserts {
         let mut handle = self.file.try_clone()?;
         handle.seek(SeekFrom::Start(0))?;
         let mut reader = BufReader::with_capacity(256 * 1024, handle);
+        let keys = match mode {
+            Replay::Direct { .. } => Some(
+                self.keys
+                    .lock()
+                    .expect("not poisoned")
+                    .take()
+                    .ok_or_else(|| std::io::Error::other("the direct replay ran twice"))?,
+            ),
+            _ => None,
+        };
         let mut leftovers = match mode {
             Replay::Direct { .. } => {
                 Some(BufWriter::with_capacity(64 * 1024, tempfile::tempfile()?))
@@ -475,7 +609,7 @@ impl DirectInserts {
                 Replay::Direct {
                     delivery_id,
                     loaded_at,
-                } => match self.destination(key, &tuple) {
+                } => match keys.as_ref().expect("taken above").destination(key, &tuple) {
                     Destination::Direct => {
                         // Same field count: `_seq` and `_op` out, `_delivery_id` and
                         // `_loaded_at` in.
@@ -734,9 +868,9 @@ mod tests {
         assert!(staged.is_empty());
         let mut inserts = inserts.unwrap();
         // As if the filter answered "staged" for key 1 (a false positive, or a full map).
-        inserts
-            .staged
-            .insert(head_of(&spec(), "I,a,1\n", 1).key.mixed());
+        let hash = head_of(&spec(), "I,a,1\n", 1).key.mixed();
+        let keys = inserts.keys.get_mut().unwrap().as_mut().unwrap();
+        keys.staged.insert(hash);
         let inserts = Arc::new(inserts);
         let direct = replayed(
             &inserts,
@@ -751,6 +885,32 @@ mod tests {
         assert!(inserts.stages_some());
         let later = replayed(&inserts, Replay::Staged).await;
         assert_eq!(later.iter().map(|t| seq(t)).collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[test]
+    fn the_map_of_new_keys_is_exact_and_bounded() {
+        for int_key in [true, false] {
+            let mut keys = NewKeys::new(int_key);
+            let id = |k: u64| KeyId(k.wrapping_mul(if int_key { 1 } else { 0x9e37 }), k);
+            let max = if int_key { INT_MAX_KEYS } else { WIDE_MAX_KEYS };
+            // Not an insert: never becomes a new key.
+            assert_eq!(keys.touch(id(5), 1, false), Touch::Absent);
+            for k in 0..max as u64 {
+                assert_eq!(keys.touch(id(k), 1 + k as u32, true), Touch::Inserted);
+            }
+            assert_eq!(keys.len(), max);
+            // Full: no more new keys, but known ones still move on.
+            assert_eq!(keys.touch(id(max as u64), 1, true), Touch::Absent);
+            assert_eq!(keys.touch(id(7), 4_000_000, false), Touch::Updated);
+            assert_eq!(keys.last(id(7)), Some(4_000_000));
+            assert_eq!(keys.last(id(8)), Some(9));
+            assert_eq!(keys.last(id(max as u64)), None);
+            // Negative values are keys like any other.
+            let mut keys = NewKeys::new(int_key);
+            assert_eq!(keys.touch(id(-1i64 as u64), 3, true), Touch::Inserted);
+            assert_eq!(keys.last(id(-1i64 as u64)), Some(3));
+            assert_eq!(keys.last(id(1)), None);
+        }
     }
 
     #[test]
