@@ -40,4 +40,4 @@ release VERSION *ARGS:
 # Throughput benchmark, loader vs psql on this machine's Postgres (moto started by it); writes
 # docs/benchmarks.md and docs/benchmarks.png. `just bench --help` lists the options.
 bench *ARGS:
-    cargo bench --bench throughput -- {{ARGS}}
+    scripts/bench.sh {{ARGS}}

@@ -584,6 +584,88 @@ async fn full_loads_go_straight_in_and_fall_back_to_staging_when_they_must() {
     assert_eq!(mismatched, vec![vec![Some("0".into())]]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_load_file_as_big_as_its_table_rebuilds_the_indexes() {
+    let app = spawn_app().await;
+    let s = |id: i32| {
+        format!("{id},S-{id},Strategy {id},ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,{id}\n")
+    };
+    let file = |ids: std::ops::RangeInclusive<i32>| ids.map(s).collect::<String>();
+    let index_oids = || async {
+        app.rows(
+            "SELECT indexrelid::regclass::text || ':' || indexrelid::text FROM pg_index
+              WHERE indrelid = 'paper_engine.strategies'::regclass ORDER BY 1",
+        )
+        .await
+    };
+    let loader = app.loader(&[]).await;
+    let first = app
+        .put_csv("strategies", "LOAD00000001.csv.gz", &file(1..=200))
+        .await;
+    app.drain(&loader).await;
+    let after_first = index_oids().await;
+    // As many rows as the table holds: indexes dropped, COPY, rebuilt (new index OIDs).
+    let second = app
+        .put_csv("strategies", "LOAD00000002.csv.gz", &file(201..=450))
+        .await;
+    app.drain(&loader).await;
+    let after_second = index_oids().await;
+    assert_ne!(after_first, after_second);
+    // A small file into a big table: indexes kept (same OIDs).
+    let third = app
+        .put_csv("strategies", "LOAD00000003.csv.gz", &file(451..=460))
+        .await;
+    app.drain(&loader).await;
+    assert_eq!(index_oids().await, after_second);
+    // A big file with a key the table holds: the rebuilt primary key refuses it, the file is
+    // applied through staging instead (nothing of the first try kept), indexes back in place.
+    let fourth = app
+        .put_csv(
+            "strategies",
+            "LOAD00000004.csv.gz",
+            &format!("{}{}", s(3), file(461..=1100)),
+        )
+        .await;
+    let passes = app.drain(&loader).await;
+    assert!(passes.iter().all(|p| p.failed.is_empty()), "{passes:?}");
+
+    assert_eq!(
+        app.ledger(&first).await.unwrap().counts(),
+        (200, 200, 0, 0, 0)
+    );
+    assert_eq!(
+        app.ledger(&second).await.unwrap().counts(),
+        (250, 250, 0, 0, 0)
+    );
+    assert_eq!(
+        app.ledger(&third).await.unwrap().counts(),
+        (10, 10, 0, 0, 0)
+    );
+    assert_eq!(
+        app.ledger(&fourth).await.unwrap().counts(),
+        (641, 640, 0, 0, 1)
+    );
+    assert_eq!(delivered(&passes, &fourth).result.direct_rows, 0);
+    assert_eq!(
+        app.rows("SELECT count(*), count(DISTINCT strategy_id) FROM paper_engine.strategies")
+            .await,
+        vec![vec![Some("1100".into()), Some("1100".into())]]
+    );
+    let names: Vec<String> = index_oids()
+        .await
+        .into_iter()
+        .map(|r| r[0].clone().unwrap().split(':').next().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["paper_engine.strategies_pkey".to_string()]);
+    assert!(app
+        .db
+        .batch_execute(
+            "INSERT INTO paper_engine.strategies SELECT * FROM paper_engine.strategies LIMIT 1"
+        )
+        .await
+        .is_err());
+}
+
 /// The delivery of `key` in a list of passes.
 fn delivered<'a>(
     passes: &'a [paper_engine_orders::loader::Outcome],

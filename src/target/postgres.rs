@@ -284,13 +284,20 @@ impl PgTarget {
         // exists already, which the primary key reports (23505) and which sends the file through
         // the staged apply instead. A normal full load (new keys, file after file) takes one pass.
         if plan.direct_allowed {
-            // Into an empty table, the indexes are dropped and rebuilt after the COPY (in this
-            // transaction): one sort beats a B-tree insert per row. It locks the table against
-            // readers for the length of this file's load.
+            // Into an empty table, or one no bigger than the file, the indexes are dropped and
+            // rebuilt after the COPY (in this transaction): one sort beats a B-tree insert per
+            // row. It locks the table against readers for the length of this file's load.
             let rebuild = if client
-                .query_one(&queries::is_empty(&self.schema, &spec.name), &[])
+                .query_one(
+                    &queries::rebuild_indexes(&self.schema, &spec.name),
+                    &[
+                        &(plan.size as f64),
+                        &spec.name,
+                        &queries::qualified(&self.schema, &spec.name),
+                    ],
+                )
                 .await
-                .map_err(TargetError::pg("check whether the table is empty"))?
+                .map_err(TargetError::pg("check whether to rebuild the indexes"))?
                 .get::<_, bool>(0)
             {
                 self.drop_indexes(client, spec).await?

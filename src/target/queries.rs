@@ -93,11 +93,23 @@ pub fn create_stage(spec: &TableSpec) -> String {
     )
 }
 
-/// Whether a table has no row at all.
-pub fn is_empty(schema: &str, table: &str) -> String {
+/// Whether a full-load file should be COPYed with the table's indexes dropped and rebuilt after
+/// it: when the table is empty, or when the file holds about as many rows as the table or more
+/// (one sort of everything beats a b-tree insert per row then). The file's rows are estimated from
+/// its size (`$1`, bytes) and the rows per byte of the table's earlier full-load files (`$2` is the
+/// table's name in the ledger); the table's from `pg_class.reltuples` (unknown: no rebuild); `$3`
+/// is `"schema"."table"`.
+pub fn rebuild_indexes(schema: &str, table: &str) -> String {
+    let target = qualified(schema, table);
+    let ledger = qualified(schema, "loader_deliveries");
     format!(
-        "SELECT NOT EXISTS (SELECT 1 FROM {})",
-        qualified(schema, table)
+        "SELECT NOT EXISTS (SELECT 1 FROM {target})
+             OR coalesce($1::float8 * (SELECT sum(rows)::float8 / nullif(sum(size), 0)
+                                         FROM {ledger}
+                                        WHERE table_name = $2 AND kind = 'LOAD'
+                                          AND status = 'SUCCESS'), 0)
+                >= (SELECT CASE WHEN reltuples < 0 THEN 'Infinity'::float8 ELSE reltuples END
+                      FROM pg_class WHERE oid = $3::text::regclass)"
     )
 }
 
