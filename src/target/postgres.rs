@@ -415,53 +415,46 @@ impl PgTarget {
             plan,
         )
         .await;
-        match copied {
+        // Which set-aside rows go to the staging table after all: those the direct COPY left
+        // (`Staged`), or every one if it met an existing key (`All`).
+        let (direct_rows, restage) = match copied {
             Ok((summary, _)) => {
                 client
                     .batch_execute("RELEASE SAVEPOINT direct_inserts")
                     .await
                     .map_err(TargetError::pg("release a savepoint"))?;
-                if inserts.stages_some() {
-                    copy_chunks(
-                        client,
-                        queries::COPY_STAGE,
-                        inserts.replay(Replay::Staged, CHUNK_BYTES),
-                        plan,
-                    )
-                    .await?;
-                }
-                tracing::debug!(
-                    "Delivery {}: {} of {} set-aside rows straight into the table.",
-                    plan.id,
+                (
                     summary.rows,
-                    inserts.rows()
-                );
-                Ok(summary.rows)
+                    inserts.stages_some().then_some(Replay::Staged),
+                )
             }
             Err(e) if e.sqlstate() == Some("23505") => {
-                // A key that exists already (or twice in the file): stage them all.
+                // A key that exists already: stage them all.
                 client
                     .batch_execute(
                         "ROLLBACK TO SAVEPOINT direct_inserts; RELEASE SAVEPOINT direct_inserts",
                     )
                     .await
                     .map_err(TargetError::pg("roll back to a savepoint"))?;
-                copy_chunks(
-                    client,
-                    queries::COPY_STAGE,
-                    inserts.replay(Replay::All, CHUNK_BYTES),
-                    plan,
-                )
-                .await?;
-                tracing::debug!(
-                    "Delivery {}: an insert met an existing key; all {} inserts staged.",
-                    plan.id,
-                    inserts.rows()
-                );
-                Ok(0)
+                (0, Some(Replay::All))
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        };
+        if let Some(mode) = restage {
+            copy_chunks(
+                client,
+                queries::COPY_STAGE,
+                inserts.replay(mode, CHUNK_BYTES),
+                plan,
+            )
+            .await?;
         }
+        tracing::debug!(
+            "Delivery {}: {direct_rows} of {} set-aside rows straight into the table.",
+            plan.id,
+            inserts.rows()
+        );
+        Ok(direct_rows)
     }
 
     /// Drops the table's indexes and unique constraints; returns the statements that rebuild
