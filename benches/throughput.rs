@@ -1333,13 +1333,7 @@ fn bench_scale(ctx: &Ctx, index: usize, scale: f64) -> Result<ScaleResult> {
                 );
                 Ok(())
             };
-            if round % 2 == 0 {
-                run_loader()?;
-                run_reference()?;
-            } else {
-                run_reference()?;
-                run_loader()?;
-            }
+            in_turn(round, &mut run_loader, &mut run_reference)?;
             series.reference.push(secs);
             ctx.check(&db, &defs, Some(full_rows), FULL, n_full)?;
         }
@@ -1395,13 +1389,7 @@ fn bench_scale(ctx: &Ctx, index: usize, scale: f64) -> Result<ScaleResult> {
             );
             Ok(())
         };
-        if round % 2 == 0 {
-            run_loader()?;
-            run_reference()?;
-        } else {
-            run_reference()?;
-            run_loader()?;
-        }
+        in_turn(round, &mut run_loader, &mut run_reference)?;
         cdc.reference.push(secs);
         ctx.check(&db, &defs, None, CDC, n_cdc)?;
     }
@@ -1811,6 +1799,22 @@ fn render(
     }
     let _ = writeln!(md, "{END_MARK}");
     md
+}
+
+/// Runs the loader and the reference of one round, the loader first in even rounds and the
+/// reference first in odd ones, so neither always meets the other's after-effects.
+fn in_turn(
+    round: usize,
+    loader: &mut impl FnMut() -> Result<()>,
+    reference: &mut impl FnMut() -> Result<()>,
+) -> Result<()> {
+    if round.is_multiple_of(2) {
+        loader()?;
+        reference()
+    } else {
+        reference()?;
+        loader()
+    }
 }
 
 /// Replaces the generated block of the report, keeping everything around it.

@@ -5,7 +5,7 @@
 //! [`Loader::run_until_stopped`] loops around it in service mode, or drains once in one-shot
 //! mode.
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufReader, Read, Seek, Write};
+use std::io::{BufReader, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,8 +25,8 @@ use crate::notifier::{NotificationSettings, RelayHandle};
 use crate::source::{ObjectInfo, Source, SourceError};
 use crate::target::direct::InsertSplit;
 use crate::target::{
-    Chunk, ChunkFailure, DeliveryPlan, DeliveryResult, DeliveryStatus, Encoding, LedgerEntry,
-    StreamSummary, Target, TargetError,
+    send_file, Chunk, ChunkFailure, DeliveryPlan, DeliveryResult, DeliveryStatus, Encoding,
+    LedgerEntry, StreamSummary, Target, TargetError,
 };
 
 /// How hard to retry a delivery that failed for a transient reason.
@@ -622,6 +622,28 @@ impl<S: Source, T: Target> Loader<S, T> {
         })
     }
 
+    /// The decoding thread's job for `object` (`id`: the delivery, `None` when decoding ahead).
+    fn decode_job(
+        &self,
+        key: &str,
+        id: Option<i64>,
+        size: u64,
+        object: &DmsObject,
+        spec: Arc<TableSpec>,
+        bytes_read: &Arc<AtomicU64>,
+    ) -> DecodeJob {
+        DecodeJob {
+            key: key.to_string(),
+            id,
+            size,
+            gzip: matches!(object.compression, dms::Compression::Gzip),
+            op_column: object.kind.op_column(),
+            spec,
+            chunk_bytes: self.settings.chunk_bytes,
+            bytes_read: bytes_read.clone(),
+        }
+    }
+
     /// Starts reading and decoding `file` ahead of its turn, when the Target can say now how it
     /// will want it (change files). `None` if not, or if the bucket does not answer now (the
     /// file is then read when its turn comes, with the usual retries).
@@ -636,16 +658,14 @@ impl<S: Source, T: Target> Loader<S, T> {
         let (tx, mut rx) = mpsc::channel::<Chunk>(4);
         let (encoding_tx, encoding_rx) = oneshot::channel::<Encoding>();
         let _ = encoding_tx.send(encoding);
-        let job = DecodeJob {
-            key: file.info.key.clone(),
-            id: None,
-            size: body.size.max(file.info.size),
-            gzip: matches!(file.object.compression, dms::Compression::Gzip),
-            op_column: file.object.kind.op_column(),
-            spec: table,
-            chunk_bytes: self.settings.chunk_bytes,
-            bytes_read: body.bytes_read.clone(),
-        };
+        let job = self.decode_job(
+            &file.info.key,
+            None,
+            body.size.max(file.info.size),
+            &file.object,
+            table,
+            &body.bytes_read,
+        );
         let reader = SyncIoBridge::new(body.reader);
         tokio::task::spawn_blocking(move || job.run(reader, encoding_rx, tx));
         // The tuples go to a temporary file (memory stays bounded whatever the file size).
@@ -703,16 +723,14 @@ impl<S: Source, T: Target> Loader<S, T> {
         let (tx, rx) = mpsc::channel::<Chunk>(4);
         let (layout_tx, layout_rx) = oneshot::channel::<Encoding>();
         let bytes_read = body.bytes_read.clone();
-        let job = DecodeJob {
-            key: plan.key.clone(),
-            id: Some(plan.id),
-            size: plan.size,
-            gzip: matches!(object.compression, dms::Compression::Gzip),
-            op_column: object.kind.op_column(),
-            spec: plan.table.clone(),
-            chunk_bytes: self.settings.chunk_bytes,
-            bytes_read: bytes_read.clone(),
-        };
+        let job = self.decode_job(
+            &plan.key,
+            Some(plan.id),
+            plan.size,
+            object,
+            plan.table.clone(),
+            &bytes_read,
+        );
         let reader = SyncIoBridge::new(body.reader);
         let decoder = tokio::task::spawn_blocking(move || job.run(reader, layout_rx, tx));
         let result = self.apply(session, plan, layout_tx, rx).await;
@@ -914,21 +932,7 @@ impl Tape {
             }));
             return;
         }
-        let played = (|| -> std::io::Result<bool> {
-            self.data.seek(std::io::SeekFrom::Start(0))?;
-            loop {
-                let mut buf = vec![0u8; chunk_bytes];
-                let n = self.data.read(&mut buf)?;
-                if n == 0 {
-                    return Ok(true);
-                }
-                buf.truncate(n);
-                if tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err() {
-                    return Ok(false);
-                }
-            }
-        })();
-        match played {
+        match send_file(&mut self.data, chunk_bytes, &tx) {
             Ok(true) => {
                 for chunk in self.tail {
                     if tx.blocking_send(chunk).is_err() {

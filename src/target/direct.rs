@@ -552,19 +552,8 @@ impl DirectInserts {
                     "the staged replay ran before the direct one",
                 ));
             };
-            file.seek(SeekFrom::Start(0))?;
-            loop {
-                buf.resize(chunk_bytes, 0);
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                buf.truncate(n);
-                if !send(&mut buf) {
-                    return Ok(None);
-                }
-            }
-            return Ok(Some(rows));
+            let sent = super::send_file(&mut file, chunk_bytes, tx)?;
+            return Ok(sent.then_some(rows));
         }
         let mut handle = self.file.try_clone()?;
         handle.seek(SeekFrom::Start(0))?;

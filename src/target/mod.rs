@@ -119,6 +119,28 @@ pub enum Chunk {
     Failed(ChunkFailure),
 }
 
+/// Sends a file of COPY tuples, from its start, as `Data` chunks of `chunk_bytes` (from a
+/// blocking thread). `Ok(false)` if the receiver went away.
+pub fn send_file(
+    file: &mut std::fs::File,
+    chunk_bytes: usize,
+    tx: &mpsc::Sender<Chunk>,
+) -> std::io::Result<bool> {
+    use std::io::{Read, Seek};
+    file.seek(std::io::SeekFrom::Start(0))?;
+    loop {
+        let mut buf = vec![0u8; chunk_bytes];
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        buf.truncate(n);
+        if tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err() {
+            return Ok(false);
+        }
+    }
+}
+
 /// Why the decoding thread stopped early.
 #[derive(Debug, Clone)]
 pub struct ChunkFailure {

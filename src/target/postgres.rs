@@ -208,6 +208,12 @@ const CHUNK_BYTES: usize = 512 * 1024;
 /// Microseconds from the Unix epoch to Postgres' (2000-01-01 UTC).
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
+/// The rows' `_loaded_at` (the delivery's start) in binary COPY form: microseconds since
+/// 2000-01-01 UTC.
+fn loaded_at(plan: &DeliveryPlan) -> i64 {
+    plan.started_at.timestamp_micros() - POSTGRES_EPOCH_MICROS
+}
+
 /// Streams the decoder's tuples into `COPY <sql>` and returns the decoder's summary and the
 /// inserts it set aside, if any.
 async fn copy_chunks(
@@ -304,7 +310,7 @@ impl PgTarget {
             } else {
                 Vec::new()
             };
-            let loaded_at = plan.started_at.timestamp_micros() - POSTGRES_EPOCH_MICROS;
+            let loaded_at = loaded_at(plan);
             let _ = encoding.send(Encoding {
                 layout: TupleLayout::Direct {
                     delivery_id: plan.id,
@@ -399,7 +405,7 @@ impl PgTarget {
         inserts: Arc<DirectInserts>,
     ) -> Result<u64, TargetError> {
         let spec = &plan.table;
-        let loaded_at = plan.started_at.timestamp_micros() - POSTGRES_EPOCH_MICROS;
+        let loaded_at = loaded_at(plan);
         let direct = Replay::Direct {
             delivery_id: plan.id,
             loaded_at,
