@@ -11,6 +11,7 @@ pub mod loader;
 pub mod logging;
 pub mod metrics;
 pub mod notifier;
+pub mod report;
 pub mod sample;
 pub mod source;
 pub mod target;

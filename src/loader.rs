@@ -22,6 +22,7 @@ use crate::dms::{
 };
 use crate::metrics::Metrics;
 use crate::notifier::{NotificationSettings, RelayHandle};
+use crate::report::RunTotals;
 use crate::source::{ObjectInfo, Source, SourceError};
 use crate::target::direct::InsertSplit;
 use crate::target::{
@@ -151,18 +152,35 @@ impl Outcome {
     }
 }
 
-/// Totals over a one-shot run.
+/// Totals over a one-shot run or a dry run.
 #[derive(Clone, Debug, Default)]
 pub struct RunSummary {
     pub delivered: usize,
     pub failed: Vec<Failed>,
     pub blocked: Vec<(String, String)>,
+    /// Per table: files, rows, net counts and errors.
+    pub totals: RunTotals,
 }
 
 impl RunSummary {
     /// A one-shot run succeeded if nothing failed and no stream is stopped at a bad file.
     pub fn is_success(&self) -> bool {
         self.failed.is_empty() && self.blocked.is_empty()
+    }
+
+    /// Adds a pass's deliveries and (in one-shot and dry runs) its failures.
+    fn add(&mut self, outcome: &Outcome, with_failures: bool) {
+        self.delivered += outcome.delivered.len();
+        for d in &outcome.delivered {
+            self.totals.table(&d.table).add_delivery(&d.result);
+        }
+        if with_failures {
+            for f in &outcome.failed {
+                self.totals.table(&f.table).errors += 1;
+            }
+            self.failed.extend(outcome.failed.iter().cloned());
+        }
+        self.blocked = outcome.blocked.clone();
     }
 }
 
@@ -326,13 +344,21 @@ impl<S: Source, T: Target> Loader<S, T> {
                 )
             });
             // A stream stops at a file that failed, until the file is replaced (new ETag) or an
-            // operator acts on it.
+            // operator acts on it. A dry run checks the file again (the schema may have changed
+            // since), as a validation should.
             if let Some(head) = files.first() {
                 if let Some(entry) = ledger.get(&head.info.key) {
                     if entry.status == DeliveryStatus::Error
                         && entry.etag.as_deref() == Some(head.info.etag.as_str())
                     {
                         let reason = entry.error.clone().unwrap_or_default();
+                        if self.settings.dry_run {
+                            info!(
+                                "Stream {table} is stopped at {} (delivery {} failed); the dry run checks it again.",
+                                head.info.key, entry.id
+                            );
+                            continue;
+                        }
                         self.warn_once(&format!("blocked:{}:{}", head.info.key, entry.id), || {
                             format!(
                                 "Stream {table} is stopped at {} (delivery {} failed: {reason}); \
@@ -359,9 +385,15 @@ impl<S: Source, T: Target> Loader<S, T> {
     pub async fn poll_once(&self) -> Result<Outcome, LoaderError> {
         let (streams, blocked) = self.plan().await?;
         let pending = streams.values().map(Vec::len).sum();
+        // A dry run works in one transaction on one connection: its streams take turns.
+        let parallelism = if self.settings.dry_run {
+            1
+        } else {
+            self.settings.parallelism.max(1)
+        };
         let results: Vec<Vec<FileOutcome>> = futures::stream::iter(streams.into_values())
             .map(|files| self.deliver_stream(files))
-            .buffer_unordered(self.settings.parallelism.max(1))
+            .buffer_unordered(parallelism)
             .collect()
             .await;
         let mut outcome = Outcome {
@@ -392,7 +424,13 @@ impl<S: Source, T: Target> Loader<S, T> {
                 ahead = self.prefetch(next).await;
             }
             let outcome = self.deliver(&mut session, file, current).await;
-            let stop = matches!(outcome, FileOutcome::Failed(_) | FileOutcome::LeftToAnother);
+            // A real run stops the stream at a failed file. A dry run goes on, so every pending
+            // file is checked once, the later ones against the effect of the files that applied.
+            let stop = match outcome {
+                FileOutcome::Failed(_) => !self.settings.dry_run,
+                FileOutcome::LeftToAnother => true,
+                FileOutcome::Delivered(_) | FileOutcome::AlreadyDelivered => false,
+            };
             outcomes.push(outcome);
             if stop {
                 break;
@@ -527,8 +565,8 @@ impl<S: Source, T: Target> Loader<S, T> {
         );
         if self.settings.dry_run {
             info!(
-                "Delivery {id}: dry run: {} rows read and applied, then rolled back; nothing persisted.",
-                result.rows
+                "Delivery {id}: dry run: {} rows would apply ({} keys unchanged); rolled back, nothing persisted.",
+                result.rows, c.unchanged
             );
             return;
         }
@@ -569,7 +607,9 @@ impl<S: Source, T: Target> Loader<S, T> {
         };
         self.metrics
             .record_delivery(table, status, &c, bytes, elapsed.as_secs_f64());
-        info!("Delivery {id}: prometheus counters incremented.");
+        if !self.settings.dry_run {
+            info!("Delivery {id}: prometheus counters incremented.");
+        }
         info!(
             "Delivery {id}: processed ({} seconds).",
             format_elapsed(elapsed)
@@ -780,7 +820,7 @@ impl<S: Source, T: Target> Loader<S, T> {
     ) -> Result<DeliveryResult, TargetError> {
         match session {
             Some(s) => self.target.apply(s, plan, layout_tx, rx).await,
-            None => match self.target.open_session(self.settings.dry_run).await {
+            None => match self.target.open_session().await {
                 Ok(s) => {
                     self.target
                         .apply(session.insert(s), plan, layout_tx, rx)
@@ -793,7 +833,18 @@ impl<S: Source, T: Target> Loader<S, T> {
 
     /// Service mode: poll until `stop` turns true; no sleep while files are pending.
     /// One-shot mode: drain every pending file and return the totals.
-    pub async fn run_until_stopped(&self, mut stop: watch::Receiver<bool>) -> RunSummary {
+    /// Runs as configured: in service mode, passes until `stop`, sleeping when idle; in one-shot
+    /// mode, passes until nothing more is delivered; in a dry run (either mode), exactly one
+    /// pass, then everything is rolled back.
+    pub async fn run_until_stopped(&self, stop: watch::Receiver<bool>) -> RunSummary {
+        let summary = self.run_passes(stop).await;
+        self.target.finish().await;
+        summary
+    }
+
+    async fn run_passes(&self, mut stop: watch::Receiver<bool>) -> RunSummary {
+        let dry_run = self.settings.dry_run;
+        let service = self.settings.run_as_service && !dry_run;
         let mut summary = RunSummary::default();
         let mut attempts_without_listing = 0u32;
         loop {
@@ -808,14 +859,10 @@ impl<S: Source, T: Target> Loader<S, T> {
             let busy = match pass {
                 Ok(outcome) => {
                     attempts_without_listing = 0;
-                    summary.delivered += outcome.delivered.len();
                     let progressed = !outcome.delivered.is_empty();
-                    summary.blocked = outcome.blocked.clone();
-                    if !self.settings.run_as_service {
-                        summary.failed.extend(outcome.failed.iter().cloned());
-                        if !progressed {
-                            return summary;
-                        }
+                    summary.add(&outcome, !service);
+                    if dry_run || (!service && !progressed) {
+                        return summary;
                     }
                     progressed
                 }
@@ -829,7 +876,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                         }])
                         .inc();
                     error!("Polling failed: {e}");
-                    if !self.settings.run_as_service
+                    if !service
                         && (!e.is_retryable()
                             || attempts_without_listing >= self.settings.retry.attempts)
                     {
@@ -842,7 +889,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                         });
                         return summary;
                     }
-                    if !self.settings.run_as_service {
+                    if !service {
                         let wait = self.settings.retry.backoff(attempts_without_listing);
                         tokio::time::sleep(wait).await;
                         continue;

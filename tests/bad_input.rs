@@ -186,12 +186,28 @@ async fn value_too_long_for_its_column() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_records_nothing_for_a_bad_file() {
     let app = spawn_app().await;
+    app.put_csv(
+        "strategies",
+        "LOAD00000001.csv.gz",
+        "1,S-1,One,ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,1\n",
+    )
+    .await;
+    // Loaded once for real, so the ledger exists; the bad file comes after.
+    let real = app.loader(&[]).await;
+    app.drain(&real).await;
     let key = app
-        .put_csv("strategies", "LOAD00000001.csv.gz", "1,not enough\n")
+        .put_csv(
+            "strategies",
+            "20220922-095853123.csv.gz",
+            "I,1,not enough\n",
+        )
         .await;
+    let before = app.database_state().await;
     let loader = app.loader(&[("DRY_RUN", "true")]).await;
     let outcome = loader.poll_once().await.unwrap();
+    paper_engine_orders::target::Target::finish(loader.target()).await;
     assert_eq!(outcome.failed.len(), 1);
     assert!(outcome.failed[0].error.contains("line 1"));
     assert!(app.ledger(&key).await.is_none());
+    assert_eq!(app.database_state().await, before);
 }

@@ -349,6 +349,9 @@ async fn notifications_off_or_dry_run_write_and_publish_nothing() {
         ])
         .await;
     dry.poll_once().await.unwrap();
+    // The dry run's transaction holds its locks until it is rolled back.
+    paper_engine_orders::target::Target::finish(dry.target()).await;
+    drop(dry);
     let off = app.loader(&[("NOTIFICATIONS", "false")]).await;
     app.drain(&off).await;
     assert_eq!(app.count("strategies").await, 1);

@@ -36,39 +36,71 @@ pub fn checksum(sql: &str) -> String {
     format!("{hash:016x}")
 }
 
-/// Applies the migrations not yet applied to `schema`; returns how many it applied.
-pub async fn migrate(
-    client: &mut tokio_postgres::Client,
-    schema: &str,
-) -> Result<usize, TargetError> {
-    let tx = client
-        .transaction()
+/// Applies the migrations not yet applied to `schema` in a transaction of their own, under an
+/// advisory lock; returns how many it applied.
+pub async fn migrate(client: &tokio_postgres::Client, schema: &str) -> Result<usize, TargetError> {
+    client
+        .batch_execute("BEGIN")
         .await
         .map_err(TargetError::pg("begin migrations"))?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(1885434985, hashtext('migrate:' || $1::text))",
-        &[&schema],
-    )
-    .await
-    .map_err(TargetError::pg("lock for migrations"))?;
+    let applied = async {
+        client
+            .execute(
+                "SELECT pg_advisory_xact_lock(1885434985, hashtext('migrate:' || $1::text))",
+                &[&schema],
+            )
+            .await
+            .map_err(TargetError::pg("lock for migrations"))?;
+        apply(client, schema).await
+    }
+    .await;
+    match applied {
+        Ok(done) => {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(TargetError::pg("commit migrations"))?;
+            for m in &done {
+                info!(
+                    "Migration {} ({}) applied to schema {schema}.",
+                    m.version, m.name
+                );
+            }
+            Ok(done.len())
+        }
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// Applies the migrations not yet applied to `schema` inside the transaction the caller opened
+/// (a dry run opens one it rolls back, so nothing of the schema persists); returns those it
+/// applied.
+pub async fn apply(
+    client: &tokio_postgres::Client,
+    schema: &str,
+) -> Result<Vec<&'static Migration>, TargetError> {
     let s = quote_ident(schema);
-    tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {s};
-         SET LOCAL search_path TO {s};
-         CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    integer     PRIMARY KEY,
-             name       text        NOT NULL,
-             checksum   text        NOT NULL,
-             applied_at timestamptz NOT NULL DEFAULT now()
-         );"
-    ))
-    .await
-    .map_err(TargetError::pg("create schema_migrations"))?;
-    let applied = tx
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {s};
+             SET LOCAL search_path TO {s};
+             CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    integer     PRIMARY KEY,
+                 name       text        NOT NULL,
+                 checksum   text        NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             );"
+        ))
+        .await
+        .map_err(TargetError::pg("create schema_migrations"))?;
+    let applied = client
         .query("SELECT version, checksum FROM schema_migrations", &[])
         .await
         .map_err(TargetError::pg("read schema_migrations"))?;
-    let mut count = 0;
+    let mut done = Vec::new();
     for m in MIGRATIONS {
         let sum = checksum(m.sql);
         match applied.iter().find(|r| r.get::<_, i32>(0) == m.version) {
@@ -83,27 +115,22 @@ pub async fn migrate(
                 }
             }
             None => {
-                tx.batch_execute(m.sql)
+                client
+                    .batch_execute(m.sql)
                     .await
                     .map_err(TargetError::pg("apply migration"))?;
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    &[&m.version, &m.name, &sum],
-                )
-                .await
-                .map_err(TargetError::pg("record migration"))?;
-                info!(
-                    "Migration {} ({}) applied to schema {schema}.",
-                    m.version, m.name
-                );
-                count += 1;
+                client
+                    .execute(
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                        &[&m.version, &m.name, &sum],
+                    )
+                    .await
+                    .map_err(TargetError::pg("record migration"))?;
+                done.push(m);
             }
         }
     }
-    tx.commit()
-        .await
-        .map_err(TargetError::pg("commit migrations"))?;
-    Ok(count)
+    Ok(done)
 }
 
 #[cfg(test)]

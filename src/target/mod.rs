@@ -253,9 +253,10 @@ impl TargetError {
 /// The database as the loader sees it.
 ///
 /// Deliveries of one table stream go through one [`Target::Session`] (a connection): in a real run
-/// each file is its own transaction; in a dry run the whole stream is one transaction, each file
-/// under a savepoint, rolled back when the session closes, so every file is counted against the
-/// effect of the files before it, exactly as a real run would count it.
+/// each file is its own transaction; in a dry run everything (the streams one after the other) is
+/// one transaction, each file under a savepoint, rolled back by [`Target::finish`], so every file
+/// is counted against the effect of the files before it, exactly as a real run would count it,
+/// and nothing persists.
 pub trait Target: Send + Sync + 'static {
     type Session: Send;
     /// The replicated tables by name.
@@ -267,10 +268,7 @@ pub trait Target: Send + Sync + 'static {
     /// A fresh delivery id.
     fn next_delivery_id(&self) -> impl Future<Output = Result<i64, TargetError>> + Send;
     /// Opens a session for the deliveries of one stream.
-    fn open_session(
-        &self,
-        dry_run: bool,
-    ) -> impl Future<Output = Result<Self::Session, TargetError>> + Send;
+    fn open_session(&self) -> impl Future<Output = Result<Self::Session, TargetError>> + Send;
     /// Applies one file in one transaction together with its SUCCESS ledger row (in a dry run,
     /// under a savepoint of the session's transaction). It first says on `encoding` which table
     /// the decoder must write tuples for; `chunks` then carries the binary COPY tuples and ends
@@ -286,8 +284,11 @@ pub trait Target: Send + Sync + 'static {
     /// before the transaction opens, so the loader may decode the file ahead of its turn (while
     /// the file before it is applied). `None`: decode it only when its turn comes.
     fn cdc_encoding(&self, table: &TableSpec) -> Option<Encoding>;
-    /// Ends a session (in a dry run: rolls everything back).
+    /// Ends a session.
     fn close_session(&self, session: Self::Session) -> impl Future<Output = ()> + Send;
+    /// Ends the target's work: a dry run's target rolls back everything it did (the schema too,
+    /// if the dry run had to create it); a real one has nothing left to do.
+    fn finish(&self) -> impl Future<Output = ()> + Send;
     /// Records a failed delivery (an ERROR ledger row) so the stream stops at this file.
     fn record_failure(
         &self,

@@ -25,6 +25,17 @@ pub struct PgTarget {
     schema: String,
     tables: HashMap<String, Arc<TableSpec>>,
     host: String,
+    /// In a dry run: the one transaction everything happens in, rolled back by
+    /// [`Target::finish`].
+    dry_run: Option<Arc<DryRun>>,
+}
+
+/// A dry run's state: one connection inside one transaction (the migrations, the catalog, the
+/// ledger reads and every delivery under its savepoint), and the delivery ids a real run would
+/// take next, counted here because a sequence's `nextval` is never rolled back.
+struct DryRun {
+    connection: Arc<tokio::sync::Mutex<deadpool_postgres::ClientWrapper>>,
+    next_id: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -42,10 +53,16 @@ fn pool_error(e: impl std::fmt::Display) -> TargetError {
 
 impl PgTarget {
     /// Connects, applies the migrations and reads the replicated tables from the catalog.
+    ///
+    /// With `dry_run`, nothing is ever committed: one transaction is opened and kept, the
+    /// migrations the database lacks (the whole schema, on an empty database) are applied inside
+    /// it, and every later read and delivery happens in it, until [`Target::finish`] rolls it
+    /// back.
     pub async fn connect(
         config: &tokio_postgres::Config,
         schema: &str,
         pool_size: usize,
+        dry_run: bool,
     ) -> Result<Self, TargetError> {
         let mut config = config.clone();
         if config.get_connect_timeout().is_none() {
@@ -66,17 +83,58 @@ impl PgTarget {
             .wait_timeout(Some(std::time::Duration::from_secs(60)))
             .build()
             .map_err(pool_error)?;
-        let mut client = pool.get().await.map_err(pool_error)?;
-        super::migrations::migrate(&mut client, schema).await?;
-        let tables = read_table_specs(&client, schema).await?;
-        drop(client);
+        let client = pool.get().await.map_err(pool_error)?;
+        let (tables, dry_run) = if dry_run {
+            let (tables, dry) = begin_dry_run(client, schema).await?;
+            (tables, Some(Arc::new(dry)))
+        } else {
+            super::migrations::migrate(&client, schema).await?;
+            (read_table_specs(&client, schema).await?, None)
+        };
         Ok(PgTarget {
             pool,
             schema: schema.to_string(),
             tables,
             host: gethostname::gethostname().to_string_lossy().into_owned(),
+            dry_run,
         })
     }
+}
+
+/// Opens the dry run's transaction on `client`, applies the missing migrations in it, and reads
+/// the catalog and the next delivery id from it.
+async fn begin_dry_run(
+    client: deadpool_postgres::Object,
+    schema: &str,
+) -> Result<(HashMap<String, Arc<TableSpec>>, DryRun), TargetError> {
+    // Never handed back to the pool: it is closed (and its transaction rolled back) with the
+    // target, whatever happens in between.
+    let client = deadpool_postgres::Object::take(client);
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(TargetError::pg("begin the dry run"))?;
+    let applied = super::migrations::apply(&client, schema).await?;
+    if !applied.is_empty() {
+        let names: Vec<&str> = applied.iter().map(|m| m.name).collect();
+        tracing::info!(
+            "Dry run: the database lacks migrations {}; they are applied inside the dry run's transaction and rolled back with it.",
+            names.join(", ")
+        );
+    }
+    let tables = read_table_specs(&client, schema).await?;
+    let next_id: i64 = client
+        .query_one(&queries::peek_delivery_id(schema), &[])
+        .await
+        .map_err(TargetError::pg("read the next delivery id"))?
+        .get(0);
+    Ok((
+        tables,
+        DryRun {
+            connection: Arc::new(tokio::sync::Mutex::new(client)),
+            next_id: std::sync::atomic::AtomicI64::new(next_id),
+        },
+    ))
 }
 
 /// Maps a catalog type (name and typmod) to a [`ColumnType`].
@@ -161,16 +219,28 @@ async fn read_table_specs(
 /// one takes its connection out of the pool (closing it rolls the transaction back), so a pooled
 /// connection is never handed out mid-transaction.
 pub struct PgSession {
-    client: Option<deadpool_postgres::Object>,
+    client: Option<SessionClient>,
     dry_run: bool,
     in_transaction: bool,
 }
 
+/// A session's connection: its own from the pool, or, in a dry run, the dry run's one (held
+/// for as long as the session lasts, so streams take turns).
+enum SessionClient {
+    Pooled(Box<deadpool_postgres::Object>),
+    DryRun(tokio::sync::OwnedMutexGuard<deadpool_postgres::ClientWrapper>),
+}
+
 impl PgSession {
     fn client(&self) -> &tokio_postgres::Client {
-        self.client
+        match self
+            .client
             .as_ref()
             .expect("a session has its connection until dropped")
+        {
+            SessionClient::Pooled(object) => object,
+            SessionClient::DryRun(guard) => guard,
+        }
     }
 
     async fn run(&mut self, sql: &'static str, context: &'static str) -> Result<(), TargetError> {
@@ -195,8 +265,8 @@ impl PgSession {
 impl Drop for PgSession {
     fn drop(&mut self) {
         if self.in_transaction {
-            if let Some(client) = self.client.take() {
-                drop(deadpool_postgres::Object::take(client));
+            if let Some(SessionClient::Pooled(client)) = self.client.take() {
+                drop(deadpool_postgres::Object::take(*client));
             }
         }
     }
@@ -269,14 +339,18 @@ impl PgTarget {
         chunks: mpsc::Receiver<Chunk>,
     ) -> Result<DeliveryResult, TargetError> {
         let spec = &plan.table;
-        let stream = format!("{}.{}", self.schema, spec.name);
-        let locked: bool = client
-            .query_one(queries::LOCK_STREAM, &[&stream])
-            .await
-            .map_err(TargetError::pg("lock the table stream"))?
-            .get(0);
-        if !locked {
-            return Err(TargetError::Busy(spec.name.clone()));
+        // A dry run writes nothing, so it takes no stream lock: a loader running meanwhile is
+        // not made to leave its streams to it.
+        if self.dry_run.is_none() {
+            let stream = format!("{}.{}", self.schema, spec.name);
+            let locked: bool = client
+                .query_one(queries::LOCK_STREAM, &[&stream])
+                .await
+                .map_err(TargetError::pg("lock the table stream"))?
+                .get(0);
+            if !locked {
+                return Err(TargetError::Busy(spec.name.clone()));
+            }
         }
         if client
             .query_opt(&queries::is_delivered(&self.schema), &[&plan.key])
@@ -584,11 +658,15 @@ impl Target for PgTarget {
     }
 
     async fn ledger(&self) -> Result<HashMap<String, LedgerEntry>, TargetError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        let rows = client
-            .query(&queries::ledger(&self.schema), &[])
-            .await
-            .map_err(TargetError::pg("read the ledger"))?;
+        let sql = queries::ledger(&self.schema);
+        let rows = match &self.dry_run {
+            Some(dry) => dry.connection.lock().await.query(&sql, &[]).await,
+            None => {
+                let client = self.pool.get().await.map_err(pool_error)?;
+                client.query(&sql, &[]).await
+            }
+        }
+        .map_err(TargetError::pg("read the ledger"))?;
         Ok(rows
             .into_iter()
             .map(|r| {
@@ -611,6 +689,11 @@ impl Target for PgTarget {
     }
 
     async fn next_delivery_id(&self) -> Result<i64, TargetError> {
+        if let Some(dry) = &self.dry_run {
+            return Ok(dry
+                .next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        }
         let client = self.pool.get().await.map_err(pool_error)?;
         let row = client
             .query_one(&queries::next_delivery_id(&self.schema), &[])
@@ -619,17 +702,16 @@ impl Target for PgTarget {
         Ok(row.get(0))
     }
 
-    async fn open_session(&self, dry_run: bool) -> Result<PgSession, TargetError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        let mut session = PgSession {
-            client: Some(client),
-            dry_run,
-            in_transaction: false,
+    async fn open_session(&self) -> Result<PgSession, TargetError> {
+        let client = match &self.dry_run {
+            Some(dry) => SessionClient::DryRun(dry.connection.clone().lock_owned().await),
+            None => SessionClient::Pooled(Box::new(self.pool.get().await.map_err(pool_error)?)),
         };
-        if dry_run {
-            session.run("BEGIN", "begin the dry run").await?;
-        }
-        Ok(session)
+        Ok(PgSession {
+            client: Some(client),
+            dry_run: self.dry_run.is_some(),
+            in_transaction: false,
+        })
     }
 
     async fn apply(
@@ -643,7 +725,7 @@ impl Target for PgTarget {
             (
                 "SAVEPOINT delivery",
                 "RELEASE SAVEPOINT delivery",
-                "ROLLBACK TO SAVEPOINT delivery",
+                "ROLLBACK TO SAVEPOINT delivery; RELEASE SAVEPOINT delivery",
             )
         } else {
             ("BEGIN", "COMMIT", "ROLLBACK")
@@ -665,13 +747,30 @@ impl Target for PgTarget {
         }
     }
 
-    async fn close_session(&self, mut session: PgSession) {
-        if session.dry_run && session.in_transaction {
-            let _ = session.run("ROLLBACK", "end the dry run").await;
+    async fn close_session(&self, session: PgSession) {
+        // A real run's session is between transactions here; a dry run's stays in the dry run's
+        // transaction until `finish`.
+        drop(session);
+    }
+
+    async fn finish(&self) {
+        if let Some(dry) = &self.dry_run {
+            let client = dry.connection.lock().await;
+            match client.batch_execute("ROLLBACK").await {
+                Ok(()) => tracing::info!("Dry run: everything rolled back; nothing persisted."),
+                // The connection is gone, and with it the transaction.
+                Err(e) => tracing::warn!(
+                    "Dry run: the rollback failed ({}); the connection is closed, which rolls back as well.",
+                    super::describe_pg_error(&e)
+                ),
+            }
         }
     }
 
     async fn record_failure(&self, plan: &DeliveryPlan, error: &str) -> Result<(), TargetError> {
+        if self.dry_run.is_some() {
+            return Ok(());
+        }
         let client = self.pool.get().await.map_err(pool_error)?;
         client
             .execute(

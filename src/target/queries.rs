@@ -70,6 +70,14 @@ pub fn next_delivery_id(schema: &str) -> String {
 }
 
 /// Serializes deliveries of one table stream across loaders: `$1` is `schema.table`.
+/// The id `next_delivery_id` would return, without taking it (a dry run's first id).
+pub fn peek_delivery_id(schema: &str) -> String {
+    format!(
+        "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {}",
+        qualified(schema, "loader_deliveries_id_seq")
+    )
+}
+
 pub const LOCK_STREAM: &str = "SELECT pg_try_advisory_xact_lock(1885434985, hashtext($1))";
 
 pub fn is_delivered(schema: &str) -> String {

@@ -212,6 +212,39 @@ impl TestApp {
             .collect()
     }
 
+    /// Everything a run could have persisted, as text: every schema, relation (with its kind
+    /// and columns), the digest and count of every table's rows and the state of every sequence,
+    /// outside the system schemas. Equal before and after means nothing persisted.
+    pub async fn database_state(&self) -> String {
+        let user = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
+        let mut state = String::new();
+        for row in self
+            .rows(&format!(
+                "SELECT n.nspname, c.relname, c.relkind::text,
+                        (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
+                           FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+                   FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid
+                  WHERE {user} ORDER BY 1, 2"
+            ))
+            .await
+        {
+            state.push_str(&format!("{row:?}\n"));
+            let (Some(schema), Some(name), Some(kind)) = (&row[0], &row[1], &row[2]) else {
+                continue;
+            };
+            let relation = format!("\"{schema}\".\"{name}\"");
+            let query = match kind.as_str() {
+                "r" => format!(
+                    "SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {relation} t"
+                ),
+                "S" => format!("SELECT last_value, is_called FROM {relation}"),
+                _ => continue,
+            };
+            state.push_str(&format!("  {:?}\n", self.rows(&query).await));
+        }
+        state
+    }
+
     /// The row count, or None while the table does not exist yet.
     pub async fn try_count(&self, table: &str) -> Option<i64> {
         self.db
