@@ -23,6 +23,10 @@ pub struct Metrics {
     pub delivery_duration: HistogramVec,
     /// Files waiting to be delivered, by table (refreshed each loop).
     pub pending_files: IntGaugeVec,
+    /// 1 while the table's stream is stopped at a file that failed, 0 otherwise.
+    pub stream_stopped: IntGaugeVec,
+    /// Files found behind a stream's cursor by a periodic full listing, by table.
+    pub late_files: IntCounterVec,
     /// Unix time of the last successful delivery, by table.
     pub last_success: GaugeVec,
     /// Notifications in the outbox that NATS has not acknowledged yet.
@@ -81,7 +85,23 @@ impl Metrics {
         let pending_files = IntGaugeVec::new(
             opts(
                 "pending_files",
-                "Files in the bucket not yet delivered, by table (refreshed each loop).",
+                "Files in the bucket not yet delivered, by table, a stopped stream's included (refreshed each pass).",
+            ),
+            &["table"],
+        )
+        .expect("metric");
+        let stream_stopped = IntGaugeVec::new(
+            opts(
+                "stream_stopped",
+                "1 while the table's stream is stopped at a file that failed (until the object is replaced or an operator acts), 0 otherwise.",
+            ),
+            &["table"],
+        )
+        .expect("metric");
+        let late_files = IntCounterVec::new(
+            opts(
+                "late_files_total",
+                "Files that appeared behind a stream's listing cursor (found by a periodic full listing), by table.",
             ),
             &["table"],
         )
@@ -132,6 +152,8 @@ impl Metrics {
             Box::new(read_bytes.clone()),
             Box::new(delivery_duration.clone()),
             Box::new(pending_files.clone()),
+            Box::new(stream_stopped.clone()),
+            Box::new(late_files.clone()),
             Box::new(last_success.clone()),
             Box::new(outbox_pending.clone()),
             Box::new(notifications_published.clone()),
@@ -148,6 +170,8 @@ impl Metrics {
             read_bytes,
             delivery_duration,
             pending_files,
+            stream_stopped,
+            late_files,
             last_success,
             outbox_pending,
             notifications_published,

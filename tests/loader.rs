@@ -365,13 +365,29 @@ impl tokio::io::AsyncRead for CutReader {
 }
 
 impl paper_engine_orders::source::Source for FlakySource {
-    async fn list(
+    async fn list_page(
         &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        token: Option<String>,
+    ) -> Result<paper_engine_orders::source::ListPage, paper_engine_orders::source::SourceError>
+    {
+        self.inner.list_page(prefix, start_after, token).await
+    }
+    async fn list_folders(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<String>, paper_engine_orders::source::SourceError> {
+        self.inner.list_folders(prefix).await
+    }
+    async fn head(
+        &self,
+        key: &str,
     ) -> Result<
-        Vec<paper_engine_orders::source::ObjectInfo>,
+        Option<paper_engine_orders::source::ObjectInfo>,
         paper_engine_orders::source::SourceError,
     > {
-        self.inner.list().await
+        self.inner.head(key).await
     }
     async fn open(
         &self,

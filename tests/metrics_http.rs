@@ -233,7 +233,14 @@ async fn readyz_is_503_while_postgres_is_unreachable() {
         200,
         "still alive"
     );
-    // A poll fails meanwhile, retryably.
+    // A poll that has a file to ask the ledger about fails meanwhile, retryably. (A pass with
+    // nothing new in the bucket does not need Postgres.)
+    app.put_csv(
+        "strategies",
+        "LOAD00000001.csv.gz",
+        "1,S-1,One,ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,1\n",
+    )
+    .await;
     let err = loader.poll_once().await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
 

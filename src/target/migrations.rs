@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_outbox",
         sql: include_str!("../../db/0002_outbox.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_ledger_history",
+        sql: include_str!("../../db/0003_ledger_history.sql"),
+    },
 ];
 
 /// FNV-1a of the migration text: detects an applied migration that was edited afterwards.

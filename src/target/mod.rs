@@ -18,30 +18,7 @@ pub mod queries;
 
 pub use postgres::PgTarget;
 
-/// Whether a ledger row records a delivered file or a failed one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeliveryStatus {
-    Success,
-    Error,
-}
-
-impl DeliveryStatus {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            DeliveryStatus::Success => "SUCCESS",
-            DeliveryStatus::Error => "ERROR",
-        }
-    }
-}
-
-/// What the ledger knows of one object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LedgerEntry {
-    pub id: i64,
-    pub status: DeliveryStatus,
-    pub etag: Option<String>,
-    pub error: Option<String>,
-}
+pub use crate::ledger::{DeliveryStatus, LedgerEntry};
 
 /// One file about to be applied.
 #[derive(Clone, Debug)]
@@ -261,9 +238,11 @@ pub trait Target: Send + Sync + 'static {
     type Session: Send;
     /// The replicated tables by name.
     fn tables(&self) -> &HashMap<String, Arc<TableSpec>>;
-    /// The ledger: every object it has a row for.
-    fn ledger(
+    /// The ledger's entries for `keys` (keys it has no row for are absent). Its cost depends on
+    /// the number of keys asked about, not on the size of the ledger.
+    fn ledger_entries(
         &self,
+        keys: &[String],
     ) -> impl Future<Output = Result<HashMap<String, LedgerEntry>, TargetError>> + Send;
     /// A fresh delivery id.
     fn next_delivery_id(&self) -> impl Future<Output = Result<i64, TargetError>> + Send;

@@ -657,35 +657,39 @@ impl Target for PgTarget {
         &self.tables
     }
 
-    async fn ledger(&self) -> Result<HashMap<String, LedgerEntry>, TargetError> {
-        let sql = queries::ledger(&self.schema);
+    async fn ledger_entries(
+        &self,
+        keys: &[String],
+    ) -> Result<HashMap<String, LedgerEntry>, TargetError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = queries::ledger_entries(&self.schema);
         let rows = match &self.dry_run {
-            Some(dry) => dry.connection.lock().await.query(&sql, &[]).await,
+            Some(dry) => dry.connection.lock().await.query(&sql, &[&keys]).await,
             None => {
                 let client = self.pool.get().await.map_err(pool_error)?;
-                client.query(&sql, &[]).await
+                client.query(&sql, &[&keys]).await
             }
         }
         .map_err(TargetError::pg("read the ledger"))?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(|r| {
                 let status: String = r.get(2);
-                (
+                let status = DeliveryStatus::parse(&status).ok_or_else(|| {
+                    TargetError::Schema(format!("the ledger holds an unknown status {status:?}"))
+                })?;
+                Ok((
                     r.get::<_, String>(0),
                     LedgerEntry {
                         id: r.get(1),
-                        status: if status == "SUCCESS" {
-                            DeliveryStatus::Success
-                        } else {
-                            DeliveryStatus::Error
-                        },
+                        status,
                         etag: r.get(3),
                         error: r.get(4),
                     },
-                )
+                ))
             })
-            .collect())
+            .collect()
     }
 
     async fn next_delivery_id(&self) -> Result<i64, TargetError> {

@@ -54,10 +54,11 @@ SELECT c.relname::text, a.attname::text, t.typname::text, a.atttypmod, a.attnotn
    AND a.attname NOT IN ('_delivery_id', '_loaded_at')
  ORDER BY c.relname, a.attnum";
 
-/// Every ledger row (key, id, status, etag, error).
-pub fn ledger(schema: &str) -> String {
+/// The ledger rows of the keys in `$1` (key, id, status, etag, error): served by the
+/// `object_key` unique index, whatever the size of the ledger.
+pub fn ledger_entries(schema: &str) -> String {
     format!(
-        "SELECT object_key, id, status, etag, error FROM {}",
+        "SELECT object_key, id, status, etag, error FROM {} WHERE object_key = ANY($1)",
         qualified(schema, "loader_deliveries")
     )
 }
@@ -213,10 +214,11 @@ pub fn apply_stage(schema: &str, spec: &TableSpec) -> String {
     )
 }
 
-/// Removes an earlier ERROR row of a key, before its SUCCESS row is written (same transaction).
+/// Removes an earlier ERROR row of a key, before its SUCCESS row is written (same transaction);
+/// the failure stays in `loader_failures`.
 pub fn clear_failure(schema: &str) -> String {
     format!(
-        "DELETE FROM {} WHERE object_key = $1 AND status <> 'SUCCESS'",
+        "DELETE FROM {} WHERE object_key = $1 AND status = 'ERROR'",
         qualified(schema, "loader_deliveries")
     )
 }
@@ -269,11 +271,18 @@ pub fn outbox_count(schema: &str) -> String {
     )
 }
 
-/// The ERROR row, written after the delivery's transaction rolled back.
+/// The ERROR row, written after the delivery's transaction rolled back, together with its
+/// entry in the history of failures (`$1`..`$10` as for the ERROR row).
 pub fn record_failure(schema: &str) -> String {
     let ledger = qualified(schema, "loader_deliveries");
+    let failures = qualified(schema, "loader_failures");
     format!(
-        "INSERT INTO {ledger} AS d (id, object_key, etag, size, table_name, kind, status, started_at,
+        "WITH history AS (
+            INSERT INTO {failures} (delivery_id, object_key, etag, size, table_name, kind,
+                                    started_at, error, host, loader_version)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         )
+         INSERT INTO {ledger} AS d (id, object_key, etag, size, table_name, kind, status, started_at,
                                    finished_at, error, host, loader_version)
          VALUES ($1, $2, $3, $4, $5, $6, 'ERROR', $7, clock_timestamp(), $8, $9, $10)
          ON CONFLICT (object_key) DO UPDATE
@@ -281,7 +290,7 @@ pub fn record_failure(schema: &str) -> String {
                 started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
                 error = EXCLUDED.error, host = EXCLUDED.host,
                 loader_version = EXCLUDED.loader_version
-          WHERE d.status <> 'SUCCESS'"
+          WHERE d.status = 'ERROR'"
     )
 }
 

@@ -1,8 +1,4 @@
-//! The `Source`: the S3 bucket where DMS drops its files.
-//!
-//! The loader only lists and reads objects; [`S3Source`] also creates buckets and writes objects
-//! for the sample generator, the demo and the tests.
-use std::future::Future;
+//! [`S3Source`]: the bucket through aws-sdk-s3 (AWS itself, or any S3-compatible endpoint).
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,122 +6,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aws_sdk_s3::config::{Credentials, Region};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::EncodingType;
 use aws_sdk_s3::Client;
 use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 
+use super::{decode_listed_key, ListPage, ObjectBody, ObjectInfo, Source, SourceError};
 use crate::config::SourceConfig;
 
-/// One object of the bucket.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObjectInfo {
-    pub key: String,
-    pub size: u64,
-    pub etag: String,
-}
-
-/// An object opened for streaming.
-pub struct ObjectBody {
-    pub etag: String,
-    pub size: u64,
-    pub reader: Pin<Box<dyn AsyncRead + Send>>,
-    /// Compressed bytes read so far (for progress estimates and metrics).
-    pub bytes_read: Arc<AtomicU64>,
-}
-
-/// A failure talking to the bucket.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("S3 {op} of {what} failed{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
-    Request {
-        op: &'static str,
-        what: String,
-        status: Option<u16>,
-        code: Option<String>,
-        message: String,
-    },
-    #[error("reading {key} from S3 failed: {source}")]
-    Body {
-        key: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl SourceError {
-    /// Whether trying again later may succeed: no HTTP answer (connection refused, timeout),
-    /// HTTP 5xx, 429 or 408, throttling codes, and a body cut off mid-stream.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            SourceError::Request { status, code, .. } => match status {
-                None => true,
-                Some(s) => {
-                    *s >= 500
-                        || *s == 429
-                        || *s == 408
-                        || matches!(
-                            code.as_deref(),
-                            Some("SlowDown" | "Throttling" | "RequestTimeout")
-                        )
-                }
-            },
-            SourceError::Body { .. } => true,
-        }
-    }
-
-    fn from_sdk<E, R>(op: &'static str, what: String, err: SdkError<E, R>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + HttpStatus,
-    {
-        let status = err.raw_response().map(|r| r.status_code());
-        let code = err.code().map(str::to_string);
-        let message = match &err {
-            SdkError::ServiceError(service) => {
-                let e = service.err();
-                match (e.code(), e.message()) {
-                    (Some(c), Some(m)) => format!("{c}: {m}"),
-                    (Some(c), None) => c.to_string(),
-                    _ => DisplayErrorContext(&err).to_string(),
-                }
-            }
-            _ => DisplayErrorContext(&err).to_string(),
-        };
-        SourceError::Request {
-            op,
-            what,
-            status,
-            code,
-            message,
-        }
-    }
-}
-
-/// The HTTP status of a raw response, whatever the SDK's response type.
-pub trait HttpStatus {
-    fn status_code(&self) -> u16;
-}
-
-impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
-    }
-}
-
-/// The bucket as the loader sees it.
-pub trait Source: Send + Sync + 'static {
-    /// Every object under the configured path, in no particular order.
-    fn list(&self) -> impl Future<Output = Result<Vec<ObjectInfo>, SourceError>> + Send;
-    /// Opens an object for streaming.
-    fn open(&self, key: &str) -> impl Future<Output = Result<ObjectBody, SourceError>> + Send;
-    /// The configured `bucket_path` (no slashes at either end).
-    fn path(&self) -> &str;
-    /// Answers whether the bucket is reachable (for readiness).
-    fn ping(&self) -> impl Future<Output = Result<(), SourceError>> + Send;
-}
-
-/// An S3 bucket reached with aws-sdk-s3: AWS itself or any S3-compatible endpoint.
 #[derive(Clone, Debug)]
 pub struct S3Source {
     client: Client,
@@ -212,39 +101,98 @@ impl S3Source {
 }
 
 impl Source for S3Source {
-    async fn list(&self) -> Result<Vec<ObjectInfo>, SourceError> {
-        let prefix = if self.path.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.path)
-        };
-        let mut pages = self
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        token: Option<String>,
+    ) -> Result<ListPage, SourceError> {
+        let page = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
-            .prefix(&prefix)
-            .into_paginator()
-            .send();
-        let mut objects = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
+            .prefix(prefix)
+            .encoding_type(EncodingType::Url)
+            .set_start_after(start_after.map(str::to_string))
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| {
                 SourceError::from_sdk("ListObjectsV2", format!("{}/{prefix}", self.bucket), e)
             })?;
-            for object in page.contents() {
-                if let Some(key) = object.key() {
-                    objects.push(ObjectInfo {
-                        key: key.to_string(),
-                        size: object.size().unwrap_or(0).max(0) as u64,
-                        etag: object
-                            .e_tag()
-                            .unwrap_or_default()
-                            .trim_matches('"')
-                            .to_string(),
-                    });
-                }
+        let objects = page
+            .contents()
+            .iter()
+            .filter_map(|object| {
+                Some(ObjectInfo {
+                    key: decode_listed_key(object.key()?),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    etag: object
+                        .e_tag()
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_string(),
+                })
+            })
+            .collect();
+        let next = if page.is_truncated() == Some(true) {
+            page.next_continuation_token().map(str::to_string)
+        } else {
+            None
+        };
+        Ok(ListPage { objects, next })
+    }
+
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, SourceError> {
+        let mut folders = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .delimiter("/")
+                .encoding_type(EncodingType::Url)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| {
+                    SourceError::from_sdk("ListObjectsV2", format!("{}/{prefix}", self.bucket), e)
+                })?;
+            folders.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(decode_listed_key)),
+            );
+            match (page.is_truncated(), page.next_continuation_token()) {
+                (Some(true), Some(next)) => token = Some(next.to_string()),
+                _ => return Ok(folders),
             }
         }
-        Ok(objects)
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, SourceError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some(ObjectInfo {
+                key: key.to_string(),
+                size: head.content_length().unwrap_or(0).max(0) as u64,
+                etag: head
+                    .e_tag()
+                    .unwrap_or_default()
+                    .trim_matches('"')
+                    .to_string(),
+            })),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(None),
+            Err(e) => Err(SourceError::from_sdk("HeadObject", key.to_string(), e)),
+        }
     }
 
     async fn open(&self, key: &str) -> Result<ObjectBody, SourceError> {

@@ -1,0 +1,235 @@
+//! Delivering one file: attempts, retries with backoff, the outcome, its log lines and metrics.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use super::outcome::{AttemptError, Delivered, Failed, FileOutcome, PendingFile};
+use super::read::Prefetch;
+use super::{format_elapsed, Loader};
+use crate::dms::TableSpec;
+use crate::source::Source;
+use crate::target::{DeliveryPlan, DeliveryResult, Target, TargetError};
+
+impl<S: Source, T: Target> Loader<S, T> {
+    /// Delivers one file, retrying transient faults with backoff.
+    pub(crate) async fn deliver(
+        &self,
+        session: &mut Option<T::Session>,
+        file: &PendingFile,
+        mut ahead: Option<Prefetch>,
+    ) -> FileOutcome {
+        let table = self.target.tables()[&file.object.table].clone();
+        let mut attempt = 0;
+        // A full-load file goes straight into its table unless it turns out it cannot.
+        let mut direct_allowed = file.object.kind.is_load();
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let id = match self.target.next_delivery_id().await {
+                Ok(id) => id,
+                Err(e) => {
+                    let err = AttemptError::Target(e);
+                    if attempt < self.settings.retry.attempts && err.is_retryable() {
+                        self.retry_later(&file.info.key, 0, attempt, &err).await;
+                        continue;
+                    }
+                    return self.failed(0, file, &table, err, false).await;
+                }
+            };
+            info!(
+                "Delivery {id}: process_{} {}.",
+                file.object.schema, file.info.key
+            );
+            let mut plan = self.plan_for(id, file, &table, direct_allowed);
+            // Only the first attempt uses what was decoded ahead; a retry reads the file again.
+            let result = self
+                .attempt(session, &mut plan, &file.object, ahead.take())
+                .await;
+            if matches!(&result, Err(e) if e.is_retryable()) {
+                // The connection may be gone: the next attempt starts a new session.
+                if let Some(old) = session.take() {
+                    self.target.close_session(old).await;
+                }
+            }
+            match result {
+                Ok((result, bytes)) => {
+                    self.announce(&plan, &result).await;
+                    return self.delivered(plan, result, bytes, started.elapsed());
+                }
+                Err(AttemptError::Target(TargetError::Busy(_))) => {
+                    info!(
+                        "Delivery {id}: another loader is delivering {} now; leaving the stream to it.",
+                        table.name
+                    );
+                    return FileOutcome::LeftToAnother;
+                }
+                Err(AttemptError::Target(TargetError::NeedsStaging(_))) => {
+                    info!(
+                        "Delivery {id}: the full load repeats a key, meets an existing one or has a delete; applying it through staging."
+                    );
+                    direct_allowed = false;
+                    attempt -= 1;
+                }
+                Err(AttemptError::Target(TargetError::AlreadyDelivered(_))) => {
+                    info!(
+                        "Delivery {id}: {} was delivered by another loader.",
+                        plan.key
+                    );
+                    return FileOutcome::AlreadyDelivered;
+                }
+                Err(err) if err.is_retryable() && attempt < self.settings.retry.attempts => {
+                    self.retry_later(&plan.key, id, attempt, &err).await;
+                }
+                Err(err) => {
+                    let record = !err.is_retryable();
+                    return self.failed(id, file, &table, err, record).await;
+                }
+            }
+        }
+    }
+
+    /// A delivery of `file` starting now.
+    pub(crate) fn plan_for(
+        &self,
+        id: i64,
+        file: &PendingFile,
+        table: &Arc<TableSpec>,
+        direct_allowed: bool,
+    ) -> DeliveryPlan {
+        DeliveryPlan {
+            id,
+            key: file.info.key.clone(),
+            etag: file.info.etag.clone(),
+            size: file.info.size,
+            table: table.clone(),
+            kind: if file.object.kind.is_load() {
+                "LOAD"
+            } else {
+                "CDC"
+            },
+            started_at: chrono::Utc::now(),
+            notification: self.settings.notification.clone(),
+            direct_allowed,
+        }
+    }
+
+    pub(crate) async fn retry_later(&self, key: &str, id: i64, attempt: u32, err: &AttemptError) {
+        let wait = self.settings.retry.backoff(attempt);
+        self.metrics.errors.with_label_values(&[err.kind()]).inc();
+        warn!(
+            "Delivery {id}: attempt {attempt} failed, retrying in {:.1}s: {}",
+            wait.as_secs_f64(),
+            err.describe(key)
+        );
+        tokio::time::sleep(wait).await;
+    }
+
+    /// Logs the counts and what became of the change notification.
+    pub(crate) async fn announce(&self, plan: &DeliveryPlan, result: &DeliveryResult) {
+        let id = plan.id;
+        let c = result.counts;
+        info!(
+            "Delivery {id}: {} (create: {}, amend: {}, remove: {}).",
+            plan.table.name, c.creates, c.amends, c.removes
+        );
+        if self.settings.dry_run {
+            info!(
+                "Delivery {id}: dry run: {} rows would apply ({} keys unchanged); rolled back, nothing persisted.",
+                result.rows, c.unchanged
+            );
+            return;
+        }
+        info!("Delivery {id}: persisted to postgres.");
+        if plan.notification.is_none() {
+            return;
+        }
+        if !c.changed() {
+            info!("Delivery {id}: no net change, no message to publish.");
+            return;
+        }
+        let Some(relay) = &self.relay else {
+            info!("Delivery {id}: message written to the outbox.");
+            return;
+        };
+        relay.wake();
+        if relay.wait_published(id, self.settings.publish_wait).await {
+            info!("Delivery {id}: messages published.");
+        } else {
+            warn!("Delivery {id}: NATS has not acknowledged the message yet; it waits in the outbox and goes out when NATS answers.");
+        }
+    }
+
+    pub(crate) fn delivered(
+        &self,
+        plan: DeliveryPlan,
+        result: DeliveryResult,
+        bytes: u64,
+        elapsed: Duration,
+    ) -> FileOutcome {
+        let id = plan.id;
+        let table = &plan.table.name;
+        let c = result.counts;
+        let status = if self.settings.dry_run {
+            "dry_run"
+        } else {
+            "success"
+        };
+        self.metrics
+            .record_delivery(table, status, &c, bytes, elapsed.as_secs_f64());
+        if !self.settings.dry_run {
+            info!("Delivery {id}: prometheus counters incremented.");
+        }
+        info!(
+            "Delivery {id}: processed ({} seconds).",
+            format_elapsed(elapsed)
+        );
+        FileOutcome::Delivered(Delivered {
+            id,
+            key: plan.key,
+            table: table.clone(),
+            result,
+        })
+    }
+
+    pub(crate) async fn failed(
+        &self,
+        id: i64,
+        file: &PendingFile,
+        table: &Arc<TableSpec>,
+        err: AttemptError,
+        record: bool,
+    ) -> FileOutcome {
+        let message = err.describe(&file.info.key);
+        let retryable = err.is_retryable();
+        self.metrics.errors.with_label_values(&[err.kind()]).inc();
+        self.metrics
+            .deliveries
+            .with_label_values(&[&table.name, "error"])
+            .inc();
+        error!("Delivery {id}: failed: {message}");
+        if record && !self.settings.dry_run {
+            let plan = self.plan_for(id, file, table, false);
+            match self.target.record_failure(&plan, &message).await {
+                Ok(()) => info!(
+                    "Delivery {id}: recorded as ERROR; stream {} stops at this file.",
+                    table.name
+                ),
+                Err(e) => error!("Delivery {id}: could not record the failure: {e}"),
+            }
+        } else if retryable {
+            warn!(
+                "Delivery {id}: {} stays pending and will be tried again.",
+                file.info.key
+            );
+        }
+        FileOutcome::Failed(Failed {
+            id,
+            key: file.info.key.clone(),
+            table: table.name.clone(),
+            error: message,
+            retryable,
+        })
+    }
+
+}

@@ -1,0 +1,433 @@
+//! Discovery: which files of which table stream are pending, at a cost that does not grow with
+//! history.
+//!
+//! Each table stream keeps, in memory, its listing cursors and its pending files. An incremental
+//! pass makes one request for the schema folders, then lists each stream's folder starting after
+//! its cursor (S3 `StartAfter`), and asks the ledger about the new keys and the pending ones only.
+//! A full listing (at start-up and every `FULL_LIST_INTERVAL`) rebuilds everything from the bucket
+//! and the ledger page by page, and finds the *late* files: objects that appeared behind a
+//! cursor, which an incremental pass cannot see.
+//!
+//! Cursor: S3 lists in byte order, in which DMS change files sort by time within each naming
+//! (flat `20220922-095853123.csv.gz` or dated `2022/09/22/20220922-...`), and every full-load file
+//! `LOAD...` sorts after every change file. A folder's cursor is the greatest change-file key
+//! listed, per naming; the listing starts after the smaller of the two, so the full-load files are
+//! listed on every pass (they are few, and finished ones are remembered as settled).
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::outcome::{LoaderError, PendingFile};
+use crate::dms::{self, DmsObject, FileKind};
+use crate::ledger::{self, Head, LedgerEntry, LedgerStore};
+use crate::source::{root_prefix, ObjectInfo, Source};
+
+/// The target's tables by name.
+pub(crate) type Tables = HashMap<String, std::sync::Arc<crate::dms::TableSpec>>;
+
+/// Why a stream does not deliver: its head failed and was not replaced since.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stopped {
+    pub key: String,
+    pub delivery_id: i64,
+    pub reason: String,
+    /// When this loader first saw the stream stopped there.
+    pub since: DateTime<Utc>,
+}
+
+/// A table stream as the metrics and the status page see it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamStatus {
+    pub table: String,
+    /// Files not delivered yet (a stopped stream's included).
+    pub pending: usize,
+    /// The first of them, in delivery order.
+    pub head: Option<String>,
+    pub stopped: Option<Stopped>,
+    /// The delivery under way, if any.
+    pub in_flight: Option<i64>,
+    /// Greatest change-file key listed (where the next listing starts).
+    pub cursor: Option<String>,
+}
+
+/// Listing cursors of one stream folder.
+#[derive(Clone, Debug, Default)]
+struct Cursor {
+    flat: Option<String>,
+    dated: Option<String>,
+}
+
+impl Cursor {
+    fn advance(&mut self, object: &DmsObject, folder: &str) {
+        if object.kind.is_load() {
+            return;
+        }
+        let dated = object.key[folder.len()..].contains('/');
+        let slot = if dated {
+            &mut self.dated
+        } else {
+            &mut self.flat
+        };
+        if slot.as_deref().is_none_or(|c| c < object.key.as_str()) {
+            *slot = Some(object.key.clone());
+        }
+    }
+
+    fn start_after(&self) -> Option<&str> {
+        match (self.flat.as_deref(), self.dated.as_deref()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether `key` sorts at or behind the cursor of its naming (an incremental listing would
+    /// not have returned it).
+    fn is_behind(&self, key: &str, folder: &str) -> bool {
+        let dated = key[folder.len()..].contains('/');
+        let slot = if dated { &self.dated } else { &self.flat };
+        slot.as_deref().is_some_and(|c| key <= c)
+    }
+}
+
+type Order = (String, FileKind, String);
+
+fn order(object: &DmsObject) -> Order {
+    (object.schema.clone(), object.kind, object.key.clone())
+}
+
+/// One table's stream.
+#[derive(Debug, Default)]
+struct Stream {
+    /// Cursors by stream folder (`<path>/<schema>/<table>/`).
+    cursors: BTreeMap<String, Cursor>,
+    /// Undelivered files, in delivery order.
+    pending: BTreeMap<Order, PendingFile>,
+    /// Full-load files known to be done (listed on every pass, asked about once).
+    settled_loads: HashSet<String>,
+    stopped: Option<Stopped>,
+}
+
+/// What a pass found: per table its pending files in delivery order (stopped streams
+/// excluded), the stopped streams, and the late files.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub streams: BTreeMap<String, Vec<PendingFile>>,
+    pub stopped: Vec<Stopped>,
+    /// `(table, key)` of files found behind a cursor by a periodic full listing.
+    pub late: Vec<(String, String)>,
+    /// Table folders with no table in the target: `(schema, table)`.
+    pub unknown_tables: BTreeSet<(String, String)>,
+    /// Whether this pass was a full listing.
+    pub full: bool,
+}
+
+/// Every stream's state, and when the last full listing ran.
+#[derive(Debug)]
+pub(crate) struct Discovery {
+    streams: BTreeMap<String, Stream>,
+    /// Schema folders seen (`<path>/<schema>/`).
+    schema_folders: BTreeSet<String>,
+    last_full: Option<Instant>,
+    full_interval: Duration,
+}
+
+impl Discovery {
+    pub fn new(full_interval: Duration) -> Self {
+        Discovery {
+            streams: BTreeMap::new(),
+            schema_folders: BTreeSet::new(),
+            last_full: None,
+            full_interval,
+        }
+    }
+
+    /// One discovery pass. `tables` are the target's tables; `stop_at_failures` applies the
+    /// stream-head rule (a dry run checks a failed head again instead).
+    pub async fn pass<S: Source, L: LedgerStore>(
+        &mut self,
+        source: &S,
+        tables: &Tables,
+        ledger: &L,
+        stop_at_failures: bool,
+    ) -> Result<Plan, LoaderError> {
+        let full = self
+            .last_full
+            .is_none_or(|at| at.elapsed() >= self.full_interval);
+        let mut plan = Plan {
+            full,
+            ..Plan::default()
+        };
+        if full {
+            self.full_listing(source, tables, ledger, &mut plan).await?;
+            self.last_full = Some(Instant::now());
+        } else {
+            self.incremental(source, tables, ledger, &mut plan).await?;
+        }
+        self.apply_head_rule(source, ledger, stop_at_failures, &mut plan)
+            .await?;
+        Ok(plan)
+    }
+
+    /// Lists the whole bucket path, page by page, asking the ledger about each page's keys.
+    async fn full_listing<S: Source, L: LedgerStore>(
+        &mut self,
+        source: &S,
+        tables: &Tables,
+        ledger: &L,
+        plan: &mut Plan,
+    ) -> Result<(), LoaderError> {
+        let root = root_prefix(source.path());
+        let first = self.last_full.is_none();
+        let mut fresh: BTreeMap<String, Stream> = BTreeMap::new();
+        let mut token = None;
+        loop {
+            let page = source.list_page(&root, None, token).await?;
+            let objects = parse(source, tables, page.objects, plan);
+            let keys: Vec<String> = objects.iter().map(|(o, _)| o.key.clone()).collect();
+            let entries = ledger.entries(&keys).await?;
+            for (object, info) in objects {
+                let folder = stream_folder(&object, &root);
+                self.schema_folders
+                    .insert(format!("{root}{}/", object.schema));
+                let stream = fresh.entry(object.table.clone()).or_default();
+                stream
+                    .cursors
+                    .entry(folder.clone())
+                    .or_default()
+                    .advance(&object, &folder);
+                if entries.get(&object.key).is_some_and(LedgerEntry::is_done) {
+                    if object.kind.is_load() {
+                        stream.settled_loads.insert(object.key.clone());
+                    }
+                    continue;
+                }
+                if !first {
+                    let known = self.streams.get(&object.table);
+                    let was_pending =
+                        known.is_some_and(|s| s.pending.contains_key(&order(&object)));
+                    let behind = known
+                        .and_then(|s| s.cursors.get(&folder))
+                        .is_some_and(|c| c.is_behind(&object.key, &folder));
+                    if behind && !was_pending {
+                        plan.late.push((object.table.clone(), object.key.clone()));
+                    }
+                }
+                stream
+                    .pending
+                    .insert(order(&object), PendingFile { object, info });
+            }
+            match page.next {
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        // Keep what only this process knows: since when a stream is stopped.
+        for (table, stream) in fresh.iter_mut() {
+            stream.stopped = self.streams.get(table).and_then(|s| s.stopped.clone());
+        }
+        self.streams = fresh;
+        Ok(())
+    }
+
+    /// Lists each stream folder after its cursor; asks the ledger about new and pending keys.
+    async fn incremental<S: Source, L: LedgerStore>(
+        &mut self,
+        source: &S,
+        tables: &Tables,
+        ledger: &L,
+        plan: &mut Plan,
+    ) -> Result<(), LoaderError> {
+        let root = root_prefix(source.path());
+        for folder in source.list_folders(&root).await? {
+            self.schema_folders.insert(folder);
+        }
+        let mut names: Vec<&String> = tables.keys().collect();
+        names.sort();
+        let mut listed = Vec::new();
+        for schema_folder in &self.schema_folders {
+            for table in &names {
+                let folder = format!("{schema_folder}{table}/");
+                let stream = self.streams.get(*table);
+                let start_after = stream
+                    .and_then(|s| s.cursors.get(&folder))
+                    .and_then(Cursor::start_after)
+                    .map(str::to_string);
+                let mut token = None;
+                loop {
+                    let page = source
+                        .list_page(&folder, start_after.as_deref(), token)
+                        .await?;
+                    listed.extend(page.objects);
+                    match page.next {
+                        Some(next) => token = Some(next),
+                        None => break,
+                    }
+                }
+            }
+        }
+        let objects = parse(source, tables, listed, plan);
+        let mut new = Vec::new();
+        for (object, info) in objects {
+            let folder = stream_folder(&object, &root);
+            let stream = self.streams.entry(object.table.clone()).or_default();
+            stream
+                .cursors
+                .entry(folder.clone())
+                .or_default()
+                .advance(&object, &folder);
+            let known = stream.settled_loads.contains(&object.key)
+                || stream.pending.contains_key(&order(&object));
+            if !known {
+                new.push(PendingFile { object, info });
+            }
+        }
+        // One ledger query: the new keys and the pending ones (another loader or an operator may
+        // have settled them since).
+        let mut keys: Vec<String> = new.iter().map(|f| f.info.key.clone()).collect();
+        for stream in self.streams.values() {
+            keys.extend(stream.pending.values().map(|f| f.info.key.clone()));
+        }
+        let entries = ledger.entries(&keys).await?;
+        for stream in self.streams.values_mut() {
+            stream
+                .pending
+                .retain(|_, f| !entries.get(&f.info.key).is_some_and(LedgerEntry::is_done));
+        }
+        for file in new {
+            let stream = self.streams.entry(file.object.table.clone()).or_default();
+            if entries.get(&file.info.key).is_some_and(LedgerEntry::is_done) {
+                if file.object.kind.is_load() {
+                    stream.settled_loads.insert(file.info.key.clone());
+                }
+                continue;
+            }
+            stream.pending.insert(order(&file.object), file);
+        }
+        Ok(())
+    }
+
+    /// Applies the stream-head rule to every stream and fills the plan.
+    async fn apply_head_rule<S: Source, L: LedgerStore>(
+        &mut self,
+        source: &S,
+        ledger: &L,
+        stop_at_failures: bool,
+        plan: &mut Plan,
+    ) -> Result<(), LoaderError> {
+        let heads: Vec<String> = self
+            .streams
+            .values()
+            .filter_map(|s| s.pending.values().next().map(|f| f.info.key.clone()))
+            .collect();
+        let entries: HashMap<String, LedgerEntry> = ledger.entries(&heads).await?;
+        for (table, stream) in self.streams.iter_mut() {
+            let Some(head) = stream.pending.values_mut().next() else {
+                stream.stopped = None;
+                continue;
+            };
+            let mut rule = ledger::head(entries.get(&head.info.key), &head.info.etag);
+            if matches!(rule, Head::Stopped { .. }) {
+                // Replaced in the bucket since it was listed? (One request per stopped stream.)
+                if let Some(current) = source.head(&head.info.key).await? {
+                    if current.etag != head.info.etag {
+                        head.info = current;
+                        rule = ledger::head(entries.get(&head.info.key), &head.info.etag);
+                    }
+                }
+            }
+            match rule {
+                Head::Stopped {
+                    delivery_id,
+                    reason,
+                } if stop_at_failures => {
+                    let since = match &stream.stopped {
+                        Some(s) if s.key == head.info.key && s.delivery_id == delivery_id => {
+                            s.since
+                        }
+                        _ => Utc::now(),
+                    };
+                    let stopped = Stopped {
+                        key: head.info.key.clone(),
+                        delivery_id,
+                        reason,
+                        since,
+                    };
+                    stream.stopped = Some(stopped.clone());
+                    plan.stopped.push(stopped);
+                }
+                _ => {
+                    stream.stopped = None;
+                    plan.streams
+                        .insert(table.clone(), stream.pending.values().cloned().collect());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A file was delivered (or found delivered): it is no longer pending.
+    pub fn settle(&mut self, object: &DmsObject) {
+        if let Some(stream) = self.streams.get_mut(&object.table) {
+            stream.pending.remove(&order(object));
+            if object.kind.is_load() {
+                stream.settled_loads.insert(object.key.clone());
+            }
+        }
+    }
+
+    /// Every stream's status, by table.
+    pub fn statuses(&self) -> BTreeMap<String, StreamStatus> {
+        self.streams
+            .iter()
+            .map(|(table, s)| {
+                let cursor = s
+                    .cursors
+                    .values()
+                    .filter_map(|c| c.flat.clone().max(c.dated.clone()))
+                    .max();
+                (
+                    table.clone(),
+                    StreamStatus {
+                        table: table.clone(),
+                        pending: s.pending.len(),
+                        head: s.pending.values().next().map(|f| f.info.key.clone()),
+                        stopped: s.stopped.clone(),
+                        in_flight: None,
+                        cursor,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// Parses listed objects into DMS objects of the target's tables; notes the others.
+fn parse<S: Source>(
+    source: &S,
+    tables: &Tables,
+    objects: Vec<ObjectInfo>,
+    plan: &mut Plan,
+) -> Vec<(DmsObject, ObjectInfo)> {
+    objects
+        .into_iter()
+        .filter_map(|info| {
+            let object = dms::parse_object_key(source.path(), &info.key)?;
+            if !tables.contains_key(&object.table) {
+                plan.unknown_tables
+                    .insert((object.schema.clone(), object.table.clone()));
+                return None;
+            }
+            Some((object, info))
+        })
+        .collect()
+}
+
+/// `<path>/<schema>/<table>/` of an object.
+fn stream_folder(object: &DmsObject, root: &str) -> String {
+    format!("{root}{}/{}/", object.schema, object.table)
+}
+
+#[cfg(test)]
+#[path = "discovery_tests.rs"]
+mod tests;

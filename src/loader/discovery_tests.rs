@@ -1,0 +1,180 @@
+//! Discovery against an in-memory bucket and ledger: what a pass lists, asks and finds.
+use std::sync::Arc;
+
+use super::*;
+use crate::dms::{Column, ColumnType, TableSpec};
+use crate::ledger::DeliveryStatus;
+use crate::source::MemorySource;
+use crate::ledger::MemoryLedger;
+
+fn spec(name: &str) -> Arc<TableSpec> {
+    Arc::new(TableSpec {
+        name: name.into(),
+        columns: vec![Column {
+            name: "id".into(),
+            ty: ColumnType::Int8,
+            nullable: false,
+        }],
+        key: vec![0],
+    })
+}
+
+fn setup() -> (MemorySource, MemoryLedger) {
+    let source = MemorySource::new("data");
+    let ledger = MemoryLedger::new([spec("orders"), spec("strategies")]);
+    (source, ledger)
+}
+
+fn keys(plan: &Plan, table: &str) -> Vec<String> {
+    plan.streams
+        .get(table)
+        .map(|files| files.iter().map(|f| f.info.key.clone()).collect())
+        .unwrap_or_default()
+}
+
+const O: &str = "data/dbo/orders/";
+
+#[tokio::test]
+async fn pending_files_come_in_delivery_order_and_done_ones_are_left_out() {
+    let (source, ledger) = setup();
+    for name in [
+        "20220922-100000000.csv.gz",
+        "LOAD00000002.csv.gz",
+        "2022/09/21/20220921-120000000.csv.gz",
+        "LOAD00000001.csv.gz",
+        "notes.txt",
+    ] {
+        source.put(&format!("{O}{name}"), vec![1]);
+    }
+    ledger.set(&format!("{O}LOAD00000001.csv.gz"), DeliveryStatus::Success, None);
+    let mut d = Discovery::new(Duration::from_secs(3600));
+    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    assert!(plan.full);
+    assert_eq!(
+        keys(&plan, "orders"),
+        [
+            format!("{O}LOAD00000002.csv.gz"),
+            format!("{O}2022/09/21/20220921-120000000.csv.gz"),
+            format!("{O}20220922-100000000.csv.gz"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_idle_pass_makes_one_request_per_stream_plus_one_and_no_ledger_query() {
+    let (source, ledger) = setup();
+    // A year of history in one stream, all delivered.
+    for i in 0..3000u32 {
+        let key = format!("{O}{}.csv.gz", stamp(i));
+        source.put(&key, vec![1]);
+        ledger.set(&key, DeliveryStatus::Success, None);
+    }
+    source.put("data/dbo/strategies/LOAD00000001.csv.gz", vec![1]);
+    ledger.set("data/dbo/strategies/LOAD00000001.csv.gz", DeliveryStatus::Success, None);
+    let mut d = Discovery::new(Duration::from_secs(3600));
+    d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    let (requests, queries) = (source.requests(), ledger.queries());
+    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    assert!(!plan.full);
+    assert!(plan.streams.is_empty());
+    // 1 folder listing + 2 streams (orders, strategies) of one schema folder.
+    assert_eq!(source.requests() - requests, 3);
+    assert_eq!(ledger.queries() - queries, 0, "nothing new: no ledger query");
+    // A new change file: listed after the cursor, asked about once.
+    let new = format!("{O}{}.csv.gz", stamp(5000));
+    source.put(&new, vec![1]);
+    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    assert_eq!(keys(&plan, "orders"), [new.clone()]);
+    assert_eq!(ledger.asked_last(), 1, "only the new key is asked about");
+    d.settle(&crate::dms::parse_object_key("data", &new).unwrap());
+    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    assert!(plan.streams.is_empty(), "{plan:?}");
+}
+
+/// A change-file stamp `i` minutes after 2022-01-01 00:00.
+fn stamp(i: u32) -> String {
+    let t = chrono::NaiveDate::from_ymd_opt(2022, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        + chrono::Duration::minutes(i64::from(i));
+    t.format("%Y%m%d-%H%M%S000").to_string()
+}
+
+#[tokio::test]
+async fn a_file_behind_the_cursor_is_found_by_the_next_full_listing_as_late() {
+    let (source, ledger) = setup();
+    source.put(&format!("{O}{}.csv.gz", stamp(10)), vec![1]);
+    let mut d = Discovery::new(Duration::from_secs(3600));
+    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    assert_eq!(plan.streams["orders"].len(), 1);
+    assert!(plan.late.is_empty(), "start-up finds nothing late");
+    d.settle(&plan.streams["orders"][0].object);
+    ledger.set(&format!("{O}{}.csv.gz", stamp(10)), DeliveryStatus::Success, None);
+    // Written late, with an earlier time stamp: an incremental pass cannot see it.
+    let late = format!("{O}{}.csv.gz", stamp(5));
+    source.put(&late, vec![1]);
+    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    assert!(plan.streams.is_empty());
+    d.full_interval = Duration::ZERO;
+    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    assert!(plan.full);
+    assert_eq!(plan.late, [("orders".to_string(), late.clone())]);
+    assert_eq!(keys(&plan, "orders"), [late]);
+}
+
+#[tokio::test]
+async fn a_stream_stops_at_a_failed_head_until_the_object_is_replaced() {
+    let (source, ledger) = setup();
+    let bad = format!("{O}{}.csv.gz", stamp(1));
+    let next = format!("{O}{}.csv.gz", stamp(2));
+    source.put(&bad, vec![1]);
+    source.put(&next, vec![1]);
+    let mut d = Discovery::new(Duration::from_secs(3600));
+    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    let etag = plan.streams["orders"][0].info.etag.clone();
+    ledger.set(&bad, DeliveryStatus::Error, Some(&etag));
+    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    assert!(plan.streams.is_empty());
+    assert_eq!(plan.stopped.len(), 1);
+    assert_eq!(plan.stopped[0].key, bad);
+    assert_eq!(d.statuses()["orders"].pending, 2, "a stopped stream's files still count");
+    // A dry run checks the failed head again.
+    let plan = d.pass(&source, &ledger.tables(), &ledger, false).await.unwrap();
+    assert_eq!(keys(&plan, "orders"), [bad.clone(), next.clone()]);
+    // Replaced (new ETag): the stream goes on.
+    source.put(&bad, vec![2]);
+    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    assert!(plan.stopped.is_empty());
+    assert_eq!(keys(&plan, "orders"), [bad, next]);
+}
+
+#[tokio::test]
+async fn a_skipped_head_is_done_and_the_stream_goes_on() {
+    let (source, ledger) = setup();
+    let bad = format!("{O}{}.csv.gz", stamp(1));
+    let next = format!("{O}{}.csv.gz", stamp(2));
+    source.put(&bad, vec![1]);
+    source.put(&next, vec![1]);
+    let mut d = Discovery::new(Duration::from_secs(3600));
+    d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    ledger.set(&bad, DeliveryStatus::Skipped, None);
+    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    assert_eq!(keys(&plan, "orders"), [next]);
+}
+
+#[tokio::test]
+async fn unknown_table_folders_are_reported_and_keys_with_control_characters_are_harmless() {
+    let (source, ledger) = setup();
+    source.put("data/dbo/trades/LOAD00000001.csv.gz", vec![1]);
+    source.put("data/dbo/orders\nINFO forged/LOAD00000001.csv.gz", vec![1]);
+    let mut d = Discovery::new(Duration::from_secs(3600));
+    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    assert!(plan.streams.is_empty());
+    assert!(plan
+        .unknown_tables
+        .contains(&("dbo".to_string(), "trades".to_string())));
+    assert!(plan
+        .unknown_tables
+        .contains(&("dbo".to_string(), "orders\nINFO forged".to_string())));
+}

@@ -1,0 +1,250 @@
+//! The `Loader`: asks the Target what it has delivered, asks the Source what there is, and
+//! delivers each pending file of each table stream, in order, one transaction per file.
+//!
+//! [`Loader::poll_once`] is one pass over the bucket (tests call it directly);
+//! [`Loader::run_until_stopped`] loops around it in service mode, or drains once in one-shot
+//! mode.
+
+mod deliver;
+mod discovery;
+mod outcome;
+mod read;
+mod service;
+mod settings;
+
+pub use discovery::{StreamStatus, Stopped};
+pub use outcome::{Delivered, Failed, LoaderError, Outcome, RunSummary};
+pub use service::{format_elapsed, Waker};
+pub use settings::{LoaderSettings, RetryPolicy};
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use tokio::sync::{watch, Notify};
+use tracing::warn;
+
+use crate::metrics::Metrics;
+use crate::notifier::RelayHandle;
+use crate::source::{display_key, Source};
+use crate::target::Target;
+use outcome::{FileOutcome, PendingFile};
+use read::Prefetch;
+
+/// The loader: one per process.
+pub struct Loader<S: Source, T: Target> {
+    source: Arc<S>,
+    target: Arc<T>,
+    metrics: Arc<Metrics>,
+    settings: LoaderSettings,
+    relay: Option<RelayHandle>,
+    warned: Mutex<HashSet<String>>,
+    discovery: tokio::sync::Mutex<discovery::Discovery>,
+    status: watch::Sender<BTreeMap<String, StreamStatus>>,
+    wake: Arc<Notify>,
+}
+
+impl<S: Source, T: Target> Loader<S, T> {
+    pub fn new(source: S, target: T, metrics: Arc<Metrics>, settings: LoaderSettings) -> Self {
+        Loader {
+            source: Arc::new(source),
+            target: Arc::new(target),
+            metrics,
+            relay: None,
+            warned: Mutex::new(HashSet::new()),
+            discovery: tokio::sync::Mutex::new(discovery::Discovery::new(
+                settings.full_list_interval,
+            )),
+            status: watch::channel(BTreeMap::new()).0,
+            wake: Arc::new(Notify::new()),
+            settings,
+        }
+    }
+
+    /// Connects the loader to the outbox relay, so it can wake it after each commit.
+    pub fn with_relay(mut self, relay: RelayHandle) -> Self {
+        self.relay = Some(relay);
+        self
+    }
+
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    pub fn target(&self) -> &T {
+        &self.target
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn settings(&self) -> &LoaderSettings {
+        &self.settings
+    }
+
+    /// Warns once per process about something (an unknown table folder, a blocked stream).
+    fn warn_once(&self, what: &str, message: impl FnOnce() -> String) {
+        let mut warned = self.warned.lock().expect("not poisoned");
+        if warned.insert(what.to_string()) {
+            warn!("{}", message());
+        }
+    }
+
+    /// One pass: finds what is pending (see [`discovery`]), and delivers every pending file of
+    /// every stream in order (up to `parallelism` streams at once). A stream stops at its first
+    /// failure.
+    pub async fn poll_once(&self) -> Result<Outcome, LoaderError> {
+        let plan = {
+            let mut discovery = self.discovery.lock().await;
+            let plan = discovery
+                .pass(
+                    &*self.source,
+                    self.target.tables(),
+                    &*self.target,
+                    !self.settings.dry_run,
+                )
+                .await?;
+            self.publish_status(&discovery);
+            plan
+        };
+        self.report_plan(&plan);
+        let pending = plan.streams.values().map(Vec::len).sum();
+        // A dry run works in one transaction on one connection: its streams take turns.
+        let parallelism = if self.settings.dry_run {
+            1
+        } else {
+            self.settings.parallelism.max(1)
+        };
+        let results: Vec<Vec<FileOutcome>> = futures::stream::iter(plan.streams.into_values())
+            .map(|files| self.deliver_stream(files))
+            .buffer_unordered(parallelism)
+            .collect()
+            .await;
+        let mut outcome = Outcome {
+            blocked: plan
+                .stopped
+                .into_iter()
+                .map(|s| (s.key, s.reason))
+                .collect(),
+            pending,
+            ..Outcome::default()
+        };
+        for file in results.into_iter().flatten() {
+            match file {
+                FileOutcome::Delivered(d) => outcome.delivered.push(d),
+                FileOutcome::Failed(f) => outcome.failed.push(f),
+                FileOutcome::LeftToAnother | FileOutcome::AlreadyDelivered => {}
+            }
+        }
+        outcome.delivered.sort_by_key(|d| d.id);
+        if !self.settings.dry_run {
+            self.publish_status(&*self.discovery.lock().await);
+        }
+        Ok(outcome)
+    }
+
+    /// Logs and counts what discovery found beyond the pending files.
+    fn report_plan(&self, plan: &discovery::Plan) {
+        if plan.full {
+            tracing::debug!(
+                "Full listing: {} streams with pending files, {} stopped.",
+                plan.streams.len(),
+                plan.stopped.len()
+            );
+        }
+        for (schema, table) in &plan.unknown_tables {
+            self.warn_once(&format!("table:{schema}/{table}"), || {
+                format!(
+                    "Skipping table folder {}/{}: no such table in the target schema.",
+                    display_key(schema),
+                    display_key(table)
+                )
+            });
+        }
+        for (table, key) in &plan.late {
+            self.metrics.late_files.with_label_values(&[table]).inc();
+            warn!(
+                "Late file {}: it appeared behind stream {table}'s cursor (after later files were listed); it is delivered now, after them.",
+                display_key(key)
+            );
+        }
+        for stopped in &plan.stopped {
+            let (key, id, reason) = (&stopped.key, stopped.delivery_id, &stopped.reason);
+            let table = plan_table(key, self.source.path());
+            self.warn_once(&format!("blocked:{key}:{id}"), || {
+                format!(
+                    "Stream {table} is stopped at {} (delivery {id} failed: {reason}); \
+                     later files of {table} wait.",
+                    display_key(key)
+                )
+            });
+        }
+    }
+
+    /// Publishes every stream's state on the status channel and in the gauges.
+    fn publish_status(&self, discovery: &discovery::Discovery) {
+        let statuses = discovery.statuses();
+        for (table, status) in &statuses {
+            self.metrics
+                .pending_files
+                .with_label_values(&[table])
+                .set(status.pending as i64);
+            self.metrics
+                .stream_stopped
+                .with_label_values(&[table])
+                .set(i64::from(status.stopped.is_some()));
+        }
+        self.status.send_replace(statuses);
+    }
+
+    /// Every table stream's state, updated after each discovery and each pass.
+    pub fn streams(&self) -> watch::Receiver<BTreeMap<String, StreamStatus>> {
+        self.status.subscribe()
+    }
+
+    async fn deliver_stream(&self, files: Vec<PendingFile>) -> Vec<FileOutcome> {
+        let mut outcomes = Vec::new();
+        let mut session = None;
+        let mut ahead: Option<Prefetch> = None;
+        for (i, file) in files.iter().enumerate() {
+            let current = ahead.take();
+            // The next change file is read and decoded while this one is applied (Postgres
+            // is the busy side then); a stop below drops it, which cancels it.
+            if let Some(next) = files.get(i + 1) {
+                ahead = self.prefetch(next).await;
+            }
+            let outcome = self.deliver(&mut session, file, current).await;
+            if matches!(
+                outcome,
+                FileOutcome::Delivered(_) | FileOutcome::AlreadyDelivered
+            ) && !self.settings.dry_run
+            {
+                self.discovery.lock().await.settle(&file.object);
+            }
+            // A real run stops the stream at a failed file. A dry run goes on, so every pending
+            // file is checked once, the later ones against the effect of the files that applied.
+            let stop = match outcome {
+                FileOutcome::Failed(_) => !self.settings.dry_run,
+                FileOutcome::LeftToAnother => true,
+                FileOutcome::Delivered(_) | FileOutcome::AlreadyDelivered => false,
+            };
+            outcomes.push(outcome);
+            if stop {
+                break;
+            }
+        }
+        if let Some(session) = session {
+            self.target.close_session(session).await;
+        }
+        outcomes
+    }
+
+}
+
+/// The table folder of a key (for log lines), or the key itself.
+fn plan_table(key: &str, path: &str) -> String {
+    crate::dms::parse_object_key(path, key)
+        .map(|o| o.table)
+        .unwrap_or_else(|| key.to_string())
+}

@@ -1,0 +1,143 @@
+//! What a pass, a file's delivery and a whole run come to.
+use crate::dms::DmsObject;
+use crate::report::RunTotals;
+use crate::source::{ObjectInfo, SourceError};
+use crate::target::{DeliveryResult, TargetError};
+
+/// A delivered file.
+#[derive(Clone, Debug)]
+pub struct Delivered {
+    pub id: i64,
+    pub key: String,
+    pub table: String,
+    pub result: DeliveryResult,
+}
+
+/// A file that could not be delivered.
+#[derive(Clone, Debug)]
+pub struct Failed {
+    pub id: i64,
+    pub key: String,
+    pub table: String,
+    /// Names the file and, for bad input, the line and column.
+    pub error: String,
+    /// A transient fault: the file stays pending and is tried again on a later pass.
+    pub retryable: bool,
+}
+
+/// The result of one pass over the bucket.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub delivered: Vec<Delivered>,
+    pub failed: Vec<Failed>,
+    /// Streams stopped at a file that failed earlier (key, recorded error).
+    pub blocked: Vec<(String, String)>,
+    /// Files pending when the pass started (blocked streams excluded).
+    pub pending: usize,
+}
+
+impl Outcome {
+    /// Nothing was attempted: nothing is pending (apart from blocked streams).
+    pub fn is_idle(&self) -> bool {
+        self.delivered.is_empty() && self.failed.is_empty()
+    }
+}
+
+/// Totals over a one-shot run or a dry run.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    pub delivered: usize,
+    pub failed: Vec<Failed>,
+    pub blocked: Vec<(String, String)>,
+    /// Per table: files, rows, net counts and errors.
+    pub totals: RunTotals,
+}
+
+impl RunSummary {
+    /// A one-shot run succeeded if nothing failed and no stream is stopped at a bad file.
+    pub fn is_success(&self) -> bool {
+        self.failed.is_empty() && self.blocked.is_empty()
+    }
+
+    /// Adds a pass's deliveries and (in one-shot and dry runs) its failures.
+    pub(crate) fn add(&mut self, outcome: &Outcome, with_failures: bool) {
+        self.delivered += outcome.delivered.len();
+        for d in &outcome.delivered {
+            self.totals.table(&d.table).add_delivery(&d.result);
+        }
+        if with_failures {
+            for f in &outcome.failed {
+                self.totals.table(&f.table).errors += 1;
+            }
+            self.failed.extend(outcome.failed.iter().cloned());
+        }
+        self.blocked = outcome.blocked.clone();
+    }
+}
+
+/// A pass could not even start: the bucket could not be listed or the ledger read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+}
+
+impl LoaderError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LoaderError::Source(e) => e.is_retryable(),
+            LoaderError::Target(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// A file of a stream, as listed.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingFile {
+    pub object: DmsObject,
+    pub info: ObjectInfo,
+}
+
+/// Why a delivery attempt failed.
+pub(crate) enum AttemptError {
+    Source(SourceError),
+    Target(TargetError),
+}
+
+impl AttemptError {
+    pub(crate) fn is_retryable(&self) -> bool {
+        match self {
+            AttemptError::Source(e) => e.is_retryable(),
+            AttemptError::Target(e) => e.is_retryable(),
+        }
+    }
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            AttemptError::Source(_) => "source",
+            AttemptError::Target(TargetError::Input(f)) if !f.retryable => "input",
+            AttemptError::Target(TargetError::Input(_)) => "source",
+            AttemptError::Target(_) => "target",
+        }
+    }
+    /// The message recorded in the ledger and logged: always names the file.
+    pub(crate) fn describe(&self, key: &str) -> String {
+        match self {
+            // Input failures already start with the key.
+            AttemptError::Target(TargetError::Input(f)) => f.message.clone(),
+            AttemptError::Target(e) => format!("{key}: {e}"),
+            AttemptError::Source(e) => format!("{key}: {e}"),
+        }
+    }
+}
+
+/// How a file's delivery ended.
+pub(crate) enum FileOutcome {
+    Delivered(Delivered),
+    Failed(Failed),
+    /// Another loader holds the stream, or delivered the file already: leave the stream to it.
+    LeftToAnother,
+    /// Delivered by another loader meanwhile: go on with the next file.
+    AlreadyDelivered,
+}

@@ -1,0 +1,189 @@
+//! Reading a file for its delivery: live from the bucket through the decoder thread, or from
+//! what was decoded ahead of its turn.
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::io::SyncIoBridge;
+
+use super::outcome::{AttemptError, PendingFile};
+use super::Loader;
+use crate::dms::{self, DmsObject, TableSpec};
+use crate::pipeline::{DecodeJob, Tape};
+use crate::source::Source;
+use crate::target::{Chunk, DeliveryPlan, DeliveryResult, Encoding, Target, TargetError};
+
+pub(crate) use crate::pipeline::Prefetch;
+
+impl<S: Source, T: Target> Loader<S, T> {
+    /// The decoding thread's job for `object` (`id`: the delivery, `None` when decoding ahead).
+    pub(crate) fn decode_job(
+        &self,
+        key: &str,
+        id: Option<i64>,
+        size: u64,
+        object: &DmsObject,
+        spec: Arc<TableSpec>,
+        bytes_read: &Arc<AtomicU64>,
+    ) -> DecodeJob {
+        DecodeJob {
+            key: key.to_string(),
+            id,
+            size,
+            gzip: matches!(object.compression, dms::Compression::Gzip),
+            op_column: object.kind.op_column(),
+            spec,
+            chunk_bytes: self.settings.chunk_bytes,
+            bytes_read: bytes_read.clone(),
+        }
+    }
+
+    /// Starts reading and decoding `file` ahead of its turn, when the Target can say now how it
+    /// will want it (change files). `None` if not, or if the bucket does not answer now (the
+    /// file is then read when its turn comes, with the usual retries).
+    pub(crate) async fn prefetch(&self, file: &PendingFile) -> Option<Prefetch> {
+        if file.object.kind.is_load() {
+            return None;
+        }
+        let table = self.target.tables().get(&file.object.table)?.clone();
+        let encoding = self.target.cdc_encoding(&table)?;
+        let body = self.source.open(&file.info.key).await.ok()?;
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (tx, mut rx) = mpsc::channel::<Chunk>(4);
+        let (encoding_tx, encoding_rx) = oneshot::channel::<Encoding>();
+        let _ = encoding_tx.send(encoding);
+        let job = self.decode_job(
+            &file.info.key,
+            None,
+            body.size.max(file.info.size),
+            &file.object,
+            table,
+            &body.bytes_read,
+        );
+        let reader = SyncIoBridge::new(body.reader);
+        tokio::task::spawn_blocking(move || job.run(reader, encoding_rx, tx));
+        // The tuples go to a temporary file (memory stays bounded whatever the file size).
+        let stop = cancel.clone();
+        let tape = tokio::task::spawn_blocking(move || -> std::io::Result<Tape> {
+            let mut data = std::io::BufWriter::with_capacity(256 * 1024, tempfile::tempfile()?);
+            let mut tail = Vec::new();
+            while let Some(chunk) = rx.blocking_recv() {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(std::io::Error::other("cancelled"));
+                }
+                match chunk {
+                    Chunk::Data(bytes) => data.write_all(&bytes)?,
+                    other => tail.push(other),
+                }
+            }
+            let data = data.into_inner().map_err(|e| e.into_error())?;
+            Ok(Tape { data, tail })
+        });
+        Some(Prefetch {
+            encoding,
+            etag: body.etag,
+            size: body.size,
+            bytes_read: body.bytes_read,
+            cancel,
+            tape,
+        })
+    }
+
+    /// One attempt: stream the object through the decoder into the Target's transaction (or
+    /// play what was decoded ahead). Returns the result and the compressed bytes read.
+    pub(crate) async fn attempt(
+        &self,
+        session: &mut Option<T::Session>,
+        plan: &mut DeliveryPlan,
+        object: &DmsObject,
+        ahead: Option<Prefetch>,
+    ) -> Result<(DeliveryResult, u64), AttemptError> {
+        if let Some(ahead) = ahead {
+            if let Some(played) = self.play(session, plan, ahead).await {
+                return played;
+            }
+        }
+        let body = self
+            .source
+            .open(&plan.key)
+            .await
+            .map_err(AttemptError::Source)?;
+        if !body.etag.is_empty() {
+            plan.etag = body.etag.clone();
+        }
+        if body.size > 0 {
+            plan.size = body.size;
+        }
+        let (tx, rx) = mpsc::channel::<Chunk>(4);
+        let (layout_tx, layout_rx) = oneshot::channel::<Encoding>();
+        let bytes_read = body.bytes_read.clone();
+        let job = self.decode_job(
+            &plan.key,
+            Some(plan.id),
+            plan.size,
+            object,
+            plan.table.clone(),
+            &bytes_read,
+        );
+        let reader = SyncIoBridge::new(body.reader);
+        let decoder = tokio::task::spawn_blocking(move || job.run(reader, layout_rx, tx));
+        let result = self.apply(session, plan, layout_tx, rx).await;
+        // The decoder ends on its own once the channel is closed.
+        let _ = decoder.await;
+        let result = result.map_err(AttemptError::Target)?;
+        Ok((result, bytes_read.load(Ordering::Relaxed)))
+    }
+
+    /// Applies a file decoded ahead; `None` if the decoding ahead did not finish (then the file is
+    /// read again).
+    pub(crate) async fn play(
+        &self,
+        session: &mut Option<T::Session>,
+        plan: &mut DeliveryPlan,
+        mut ahead: Prefetch,
+    ) -> Option<Result<(DeliveryResult, u64), AttemptError>> {
+        let tape = (&mut ahead.tape).await.ok()?.ok()?;
+        let (encoding, bytes_read) = (ahead.encoding, ahead.bytes_read.clone());
+        if !ahead.etag.is_empty() {
+            plan.etag = std::mem::take(&mut ahead.etag);
+        }
+        if ahead.size > 0 {
+            plan.size = ahead.size;
+        }
+        let (tx, rx) = mpsc::channel::<Chunk>(4);
+        let (layout_tx, layout_rx) = oneshot::channel::<Encoding>();
+        let chunk_bytes = self.settings.chunk_bytes;
+        let player =
+            tokio::task::spawn_blocking(move || tape.play(encoding, layout_rx, tx, chunk_bytes));
+        let result = self.apply(session, plan, layout_tx, rx).await;
+        let _ = player.await;
+        Some(
+            result
+                .map(|r| (r, bytes_read.load(Ordering::Relaxed)))
+                .map_err(AttemptError::Target),
+        )
+    }
+
+    /// The Target's apply in the stream's session (opened on first use).
+    pub(crate) async fn apply(
+        &self,
+        session: &mut Option<T::Session>,
+        plan: &DeliveryPlan,
+        layout_tx: oneshot::Sender<Encoding>,
+        rx: mpsc::Receiver<Chunk>,
+    ) -> Result<DeliveryResult, TargetError> {
+        match session {
+            Some(s) => self.target.apply(s, plan, layout_tx, rx).await,
+            None => match self.target.open_session().await {
+                Ok(s) => {
+                    self.target
+                        .apply(session.insert(s), plan, layout_tx, rx)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+}

@@ -1,0 +1,166 @@
+//! The decoder thread: bucket bytes -> gzip -> CSV records -> binary COPY tuples, sent in
+//! chunks to the COPY, with the new keys of a change file split off when asked.
+use std::io::{BufReader, Read};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tracing::info;
+
+use crate::dms::{CsvScanner, DecodeError, OpColumn, RawRecord, RowDecoder, TableSpec};
+use crate::target::direct::InsertSplit;
+use crate::target::{Chunk, ChunkFailure, Encoding, StreamSummary};
+
+/// Everything the decoding thread needs.
+pub(crate) struct DecodeJob {
+    pub key: String,
+    /// The delivery, for progress lines; `None` when decoding ahead (quiet).
+    pub id: Option<i64>,
+    pub size: u64,
+    pub gzip: bool,
+    pub op_column: OpColumn,
+    pub spec: Arc<TableSpec>,
+    pub chunk_bytes: usize,
+    pub bytes_read: Arc<AtomicU64>,
+}
+
+/// A reader that remembers whether the bucket's stream itself failed (a transient fault), as
+/// opposed to the bytes being bad (gzip or CSV errors).
+pub(crate) struct WatchedReader<R> {
+    inner: R,
+    failed: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for WatchedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|_| {
+            self.failed.store(true, Ordering::Relaxed);
+        })
+    }
+}
+
+impl DecodeJob {
+    /// Runs on a blocking thread: bucket bytes -> gzip -> CSV -> binary COPY tuples -> channel.
+    pub(crate) fn run<R: Read>(
+        self,
+        reader: R,
+        encoding: oneshot::Receiver<Encoding>,
+        tx: mpsc::Sender<Chunk>,
+    ) {
+        // The Target decides, inside its transaction, which table the tuples are for.
+        let Ok(encoding) = encoding.blocking_recv() else {
+            return;
+        };
+        let source_failed = Arc::new(AtomicBool::new(false));
+        let watched = WatchedReader {
+            inner: reader,
+            failed: source_failed.clone(),
+        };
+        let buffered = BufReader::with_capacity(256 * 1024, watched);
+        let input: Box<dyn Read> = if self.gzip {
+            Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+        } else {
+            Box::new(buffered)
+        };
+        let mut scanner = CsvScanner::new(input);
+        let result = self.decode(&mut scanner, encoding, &tx);
+        let message = match result {
+            Ok(Some(summary)) => Chunk::End(summary),
+            // The receiver is gone: the transaction failed and says why.
+            Ok(None) => return,
+            Err(DecodeError::NeedsStaging { line }) => Chunk::Failed(ChunkFailure {
+                message: format!("{}: line {line}: a delete in a full load", self.key),
+                retryable: false,
+                needs_staging: true,
+            }),
+            Err(e) => {
+                let retryable =
+                    source_failed.load(Ordering::Relaxed) || matches!(e, DecodeError::Spill(_));
+                let message = match &e {
+                    DecodeError::Io(io) if retryable => {
+                        format!("{}: reading from the bucket failed: {io}", self.key)
+                    }
+                    DecodeError::Io(io) => format!(
+                        "{}: line {}: not a valid gzip stream ({io})",
+                        self.key,
+                        scanner.line()
+                    ),
+                    other => format!("{}: {other}", self.key),
+                };
+                Chunk::Failed(ChunkFailure {
+                    message,
+                    retryable,
+                    needs_staging: false,
+                })
+            }
+        };
+        let _ = tx.blocking_send(message);
+    }
+
+    pub(crate) fn decode<R: Read>(
+        &self,
+        scanner: &mut CsvScanner<R>,
+        encoding: Encoding,
+        tx: &mpsc::Sender<Chunk>,
+    ) -> Result<Option<StreamSummary>, DecodeError> {
+        let mut record = RawRecord::new();
+        let mut decoder = RowDecoder::new(self.spec.clone(), self.op_column);
+        decoder.set_layout(encoding.layout);
+        let mut split = if encoding.split_inserts {
+            Some(InsertSplit::new(&self.spec).map_err(DecodeError::Spill)?)
+        } else {
+            None
+        };
+        let mut buf: Vec<u8> = Vec::with_capacity(self.chunk_bytes + 64 * 1024);
+        let mut summary = StreamSummary::default();
+        while scanner.next_record(&mut record)? {
+            summary.rows += 1;
+            let mark = buf.len();
+            let row = decoder.decode(&record, summary.rows as i64, &mut buf)?;
+            if let Some(split) = split.as_mut() {
+                if split
+                    .route(row.op, &buf[mark..])
+                    .map_err(DecodeError::Spill)?
+                {
+                    buf.truncate(mark);
+                }
+            }
+            if let Some(e) = row.event_id {
+                summary.max_event_id = Some(summary.max_event_id.map_or(e, |m| m.max(e)));
+            }
+            if buf.len() >= self.chunk_bytes {
+                let full =
+                    std::mem::replace(&mut buf, Vec::with_capacity(self.chunk_bytes + 64 * 1024));
+                if tx.blocking_send(Chunk::Data(Bytes::from(full))).is_err() {
+                    return Ok(None);
+                }
+            }
+            if let (Some(id), true) = (self.id, summary.rows % 10_000 == 0) {
+                let read = self.bytes_read.load(Ordering::Relaxed).max(1);
+                let estimate = if read >= self.size {
+                    summary.rows
+                } else {
+                    (summary.rows as f64 * self.size as f64 / read as f64) as u64
+                };
+                info!(
+                    "Delivery {}: processed {}/{}...",
+                    id,
+                    summary.rows,
+                    estimate.max(summary.rows)
+                );
+            }
+        }
+        if !buf.is_empty() && tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err() {
+            return Ok(None);
+        }
+        if let Some(split) = split {
+            if let Some(inserts) = split.finish().map_err(DecodeError::Spill)? {
+                if tx.blocking_send(Chunk::Inserts(inserts)).is_err() {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(summary))
+    }
+}

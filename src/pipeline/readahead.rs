@@ -1,0 +1,72 @@
+//! Decode-ahead: the next change file of a stream is read and decoded into a temporary file
+//! while the current one is applied, then replayed to the COPY when its turn comes.
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::target::{send_file, Chunk, ChunkFailure, Encoding};
+
+/// A change file being read and decoded ahead of its turn. Dropping it cancels the decoding.
+pub(crate) struct Prefetch {
+    pub encoding: Encoding,
+    pub etag: String,
+    pub size: u64,
+    pub bytes_read: Arc<AtomicU64>,
+    pub cancel: Arc<AtomicBool>,
+    pub tape: tokio::task::JoinHandle<std::io::Result<Tape>>,
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What a decoder sent, kept for later: the tuples in a temporary file, then the rest (the
+/// set-aside inserts, and `End` or `Failed`) as sent.
+pub(crate) struct Tape {
+    pub data: std::fs::File,
+    pub tail: Vec<Chunk>,
+}
+
+impl Tape {
+    /// Runs on a blocking thread: sends the tuples in chunks of `chunk_bytes`, then the rest, as
+    /// the decoder would have; a Target asking for another encoding gets a retryable failure.
+    pub(crate) fn play(
+        mut self,
+        encoding: Encoding,
+        asked: oneshot::Receiver<Encoding>,
+        tx: mpsc::Sender<Chunk>,
+        chunk_bytes: usize,
+    ) {
+        let Ok(asked) = asked.blocking_recv() else {
+            return;
+        };
+        if asked != encoding {
+            let _ = tx.blocking_send(Chunk::Failed(ChunkFailure {
+                message: "the file was decoded ahead for another table layout".into(),
+                retryable: true,
+                needs_staging: false,
+            }));
+            return;
+        }
+        match send_file(&mut self.data, chunk_bytes, &tx) {
+            Ok(true) => {
+                for chunk in self.tail {
+                    if tx.blocking_send(chunk).is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let _ = tx.blocking_send(Chunk::Failed(ChunkFailure {
+                    message: format!("reading the file decoded ahead back from TMPDIR: {e}"),
+                    retryable: true,
+                    needs_staging: false,
+                }));
+            }
+        }
+    }
+}
