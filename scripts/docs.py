@@ -8,7 +8,7 @@ Run through scripts/docs.sh (which installs what this needs). What it does:
   loader does, and reads the tables, columns, keys, constraints and indexes from pg_catalog;
 * joins them with docs/model.toml (column meanings, logical relationships), failing when a
   column has no meaning, an entry names nothing, or a relationship does not fit the columns;
-* reads every metric from src/metrics.rs, every environment variable from src/config.rs
+* reads every metric from src/metrics.rs, every environment variable from src/config/
   (checked against docs/configuration.toml) and every user-facing message from src/ (checked
   against docs/messages.toml);
 * rewrites the generated blocks of docs/data_specification.md and docs/user_guide.md (between
@@ -156,6 +156,13 @@ def non_test_source(path: Path) -> str:
     return text[: cut.start()] if cut else text
 
 
+def is_test_file(rel: str) -> bool:
+    """Whether a file of src/ (path relative to the root) holds only unit tests: a module's
+    `tests.rs`, or a file under its `tests/` folder."""
+    parts = rel.split("/")
+    return parts[0] == "src" and (parts[-1] == "tests.rs" or "tests" in parts[1:-1])
+
+
 # Calls whose string arguments are not messages a user can meet: progress lines, panics on
 # broken invariants, and building blocks of other text.
 _NOT_MESSAGES = {
@@ -164,7 +171,8 @@ _NOT_MESSAGES = {
 }
 # Files whose literals are data (sample dataset), metric help texts or SQL: only their log
 # macros can hold messages.
-_DATA_FILES = {"src/sample.rs", "src/metrics.rs", "src/target/queries.rs"}
+_DATA_FILES = {"src/metrics.rs", "src/target/queries.rs"}
+_DATA_DIRS = ("src/sample/",)
 _SQL = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|SAVEPOINT|RELEASE|ROLLBACK|COMMIT|BEGIN|SET)\b")
 _LOG_MACROS = {"error!", "warn!", "tracing::error!", "tracing::warn!"}
 
@@ -176,10 +184,13 @@ def source_messages(root: Path) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for path in sorted((root / "src").rglob("*.rs")):
         rel = path.relative_to(root).as_posix()
+        if is_test_file(rel):
+            continue
         for line, value, callees in rust_literals(non_test_source(path)):
             if any(c in _NOT_MESSAGES for c in callees):
                 continue
-            if rel in _DATA_FILES and not any(c in _LOG_MACROS for c in callees):
+            data = rel in _DATA_FILES or rel.startswith(_DATA_DIRS)
+            if data and not any(c in _LOG_MACROS for c in callees):
                 continue
             if _SQL.match(value):
                 continue
@@ -191,11 +202,14 @@ def source_messages(root: Path) -> dict[str, list[str]]:
 
 
 def config_variables(root: Path) -> list[str]:
-    """The environment variables src/config.rs reads: its upper-case string literals."""
+    """The environment variables src/config/ reads: its upper-case string literals."""
     names = []
-    for _, value, _ in rust_literals(non_test_source(root / "src/config.rs")):
-        if re.fullmatch(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+|[A-Z]{3,}", value) and value not in names:
-            names.append(value)
+    for path in sorted((root / "src/config").glob("*.rs")):
+        if is_test_file(path.relative_to(root).as_posix()):
+            continue
+        for _, value, _ in rust_literals(non_test_source(path)):
+            if re.fullmatch(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+|[A-Z]{3,}", value) and value not in names:
+                names.append(value)
     return names
 
 
@@ -576,8 +590,8 @@ def block_metrics(metrics: list[dict]) -> str:
 
 
 def block_configuration(variables: list[str], conf: dict) -> str:
-    problems = [f"docs/configuration.toml: `{v}` (read by src/config.rs) is not documented" for v in variables if v not in conf]
-    problems += [f"docs/configuration.toml: `{v}` is not a variable src/config.rs reads" for v in conf if v not in variables]
+    problems = [f"docs/configuration.toml: `{v}` (read by src/config/) is not documented" for v in variables if v not in conf]
+    problems += [f"docs/configuration.toml: `{v}` is not a variable src/config/ reads" for v in conf if v not in variables]
     for v, entry in conf.items():
         for key in ("type", "default", "meaning"):
             if not entry.get(key):

@@ -1,0 +1,191 @@
+//! The connection strings: `SOURCE` (the bucket), `TARGET` (Postgres) and `NATS`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::values::{ConfigError, Secret};
+
+/// Where the DMS files are: the `SOURCE` variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// `bucket_endpoint`: an S3-compatible endpoint URL; `None` means AWS itself.
+    pub endpoint: Option<String>,
+    /// `bucket_id`: the access key id.
+    pub access_key_id: String,
+    /// `bucket_key`: the secret access key.
+    pub secret_access_key: Secret,
+    /// `bucket_name`.
+    pub bucket: String,
+    /// `bucket_path`: the prefix under which `<schema>/<table>/` folders live, without slashes at
+    /// either end (may be empty).
+    pub path: String,
+    /// `bucket_region`, default `us-east-1`.
+    pub region: String,
+}
+
+impl SourceConfig {
+    /// Parses `bucket_endpoint=... bucket_id=... bucket_key=... bucket_name=... bucket_path=...`.
+    pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        let err = |reason: String| ConfigError::new("SOURCE", reason);
+        let mut endpoint = None;
+        let mut id = None;
+        let mut key = None;
+        let mut name = None;
+        let mut path = None;
+        let mut region = None;
+        for token in value.split_whitespace() {
+            let Some((k, v)) = token.split_once('=') else {
+                return Err(err(format!(
+                    "expected key=value pairs, found a token without '=' (near `{}`)",
+                    token.split_at(token.len().min(16)).0
+                )));
+            };
+            let slot = match k {
+                "bucket_endpoint" => &mut endpoint,
+                "bucket_id" => &mut id,
+                "bucket_key" => &mut key,
+                "bucket_name" => &mut name,
+                "bucket_path" => &mut path,
+                "bucket_region" => &mut region,
+                other => {
+                    return Err(err(format!(
+                        "unknown key `{other}` (expected bucket_endpoint, bucket_id, bucket_key, \
+                         bucket_name, bucket_path, bucket_region)"
+                    )))
+                }
+            };
+            if slot.is_some() {
+                return Err(err(format!("`{k}` is given twice")));
+            }
+            *slot = Some(v.to_string());
+        }
+        let bucket = name
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| err("bucket_name is missing".into()))?;
+        let access_key_id = id
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| err("bucket_id (the access key id) is missing".into()))?;
+        let secret = key
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| err("bucket_key (the secret access key) is missing".into()))?;
+        let endpoint = match endpoint.filter(|e| !e.is_empty()) {
+            None => None,
+            Some(e) if e.starts_with("http://") || e.starts_with("https://") => Some(e),
+            Some(e) if e.contains("://") => {
+                return Err(err(
+                    "bucket_endpoint must be an http:// or https:// URL".into()
+                ))
+            }
+            Some(e) => Some(format!("https://{e}")),
+        };
+        Ok(SourceConfig {
+            endpoint,
+            access_key_id,
+            secret_access_key: Secret::new(secret),
+            bucket,
+            path: path.unwrap_or_default().trim_matches('/').to_string(),
+            region: region
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "us-east-1".into()),
+        })
+    }
+}
+
+/// The Postgres connection: the `TARGET` variable.
+#[derive(Clone)]
+pub struct TargetConfig {
+    pub pg: tokio_postgres::Config,
+}
+
+impl fmt::Debug for TargetConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TargetConfig")
+            .field("user", &self.pg.get_user())
+            .field("dbname", &self.pg.get_dbname())
+            .field("password", &self.pg.get_password().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl TargetConfig {
+    /// Parses a libpq `key=value` string or a `postgres://` URL.
+    pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        let pg = tokio_postgres::Config::from_str(value).map_err(|e| {
+            // tokio-postgres' parse errors name the option, never its value.
+            ConfigError::new("TARGET", format!("not a valid connection string ({e})"))
+        })?;
+        if pg.get_hosts().is_empty() {
+            return Err(ConfigError::new("TARGET", "no host given (host=...)"));
+        }
+        if pg.get_user().is_none() {
+            return Err(ConfigError::new("TARGET", "no user given (user=...)"));
+        }
+        Ok(TargetConfig { pg })
+    }
+
+    /// The database name (defaults to the user name, as libpq does).
+    pub fn dbname(&self) -> &str {
+        self.pg
+            .get_dbname()
+            .or(self.pg.get_user())
+            .unwrap_or("postgres")
+    }
+}
+
+/// The NATS server: the `NATS` variable, `nats://user:password@host:4222`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// `nats://host:port` with the credentials removed: safe to log.
+    pub server: String,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+}
+
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsConfig")
+            .field("server", &self.server)
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+impl NatsConfig {
+    pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        let err = |reason: &str| ConfigError::new("NATS", reason.to_string());
+        let (scheme, rest) = value
+            .split_once("://")
+            .ok_or_else(|| err("expected a URL like nats://user:password@host:4222"))?;
+        if !matches!(scheme, "nats" | "tls" | "ws" | "wss") {
+            return Err(err(
+                "the URL scheme must be nats:// (or tls://, ws://, wss://)",
+            ));
+        }
+        let (userinfo, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        let hostport = hostport.trim_end_matches('/');
+        if hostport.is_empty() || hostport.contains('/') || hostport.contains(' ') {
+            return Err(err("the URL has no valid host[:port]"));
+        }
+        if let Some((_, port)) = hostport.rsplit_once(':') {
+            if port.parse::<u16>().is_err() {
+                return Err(err("the port is not a number from 0 to 65535"));
+            }
+        }
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(u) => match u.split_once(':') {
+                Some((user, pass)) => (Some(user.to_string()), Some(Secret::new(pass))),
+                None => (Some(u.to_string()), None),
+            },
+        };
+        Ok(NatsConfig {
+            server: format!("{scheme}://{hostport}"),
+            user,
+            password,
+        })
+    }
+}

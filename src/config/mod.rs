@@ -1,0 +1,212 @@
+//! Typed configuration, parsed once from the environment (`Config::from_env`) and validated.
+//!
+//! Every error names the variable and what is wrong with it, and never echoes a secret: the
+//! secret parts (`bucket_key`, passwords in `TARGET` and `NATS`) are wrapped in [`Secret`],
+//! whose `Debug` and `Display` print `***`.
+//!
+//! One concept per submodule:
+//! - this module: [`Config`], read by [`Config::from_env`] / [`Config::from_lookup`] and checked
+//!   by [`Config::validate`].
+//! - `connections`: the connection strings `SOURCE` ([`SourceConfig`]), `TARGET`
+//!   ([`TargetConfig`]) and `NATS` ([`NatsConfig`]).
+//! - `values`: [`Secret`], [`ConfigError`] and the parsers of single values (booleans, seconds).
+//! - `env_file`: [`read_env_file`], the `docker run --env-file` format.
+//! - `tests`: [`Config::from_lookup`] end to end: defaults, errors, secrets.
+
+mod connections;
+mod env_file;
+mod values;
+
+pub use connections::{NatsConfig, SourceConfig, TargetConfig};
+pub use env_file::read_env_file;
+pub use values::{ConfigError, Secret};
+
+use values::{parse_bool, parse_seconds};
+
+/// The whole configuration of the loader.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub run_as_service: bool,
+    pub min_sleep: f64,
+    pub max_sleep: f64,
+    pub dry_run: bool,
+    pub notifications: bool,
+    pub nats: Option<NatsConfig>,
+    pub source: SourceConfig,
+    pub target: TargetConfig,
+    pub target_schema: String,
+    pub log_level: String,
+    /// How many table streams load at once (`PARALLELISM`, default: the number of cores).
+    pub parallelism: usize,
+    /// Where the HTTP server (/metrics, /healthz, /readyz) listens: `METRICS_BIND` (default
+    /// 0.0.0.0) and `METRICS_PORT` (default 9100; 0 picks a free port).
+    pub metrics_addr: std::net::SocketAddr,
+    /// `NOTIFICATION_DATASOURCE` (default `paper-engine`): the `ds` of notifications and the first
+    /// token of their subject.
+    pub notification_datasource: String,
+    /// `NOTIFICATION_PROCESS` (default `orders`): the `id` of notifications; the subject is
+    /// `<datasource>.meta.<process>.change`.
+    pub notification_process: String,
+}
+
+/// Default for `PARALLELISM`: the number of cores.
+pub fn default_parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration through `lookup` (a variable name to its value), so tests need not
+    /// touch the process environment. An empty value counts as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
+        let boolean = |var: &'static str, default: bool| match get(var) {
+            Some(v) => parse_bool(var, &v),
+            None => Ok(default),
+        };
+        let seconds = |var: &'static str, default: f64| match get(var) {
+            Some(v) => parse_seconds(var, &v),
+            None => Ok(default),
+        };
+        let run_as_service = boolean("RUN_AS_SERVICE", true)?;
+        let min_sleep = seconds("MIN_SLEEP", 15.0)?;
+        let max_sleep = seconds("MAX_SLEEP", 30.0)?;
+        let dry_run = boolean("DRY_RUN", false)?;
+        let notifications = boolean("NOTIFICATIONS", true)?;
+        let source = SourceConfig::parse(
+            &get("SOURCE").ok_or_else(|| ConfigError::new("SOURCE", "is not set"))?,
+        )?;
+        let target = TargetConfig::parse(
+            &get("TARGET").ok_or_else(|| ConfigError::new("TARGET", "is not set"))?,
+        )?;
+        let nats = get("NATS").map(|v| NatsConfig::parse(&v)).transpose()?;
+        let target_schema = get("TARGET_SCHEMA").unwrap_or_else(|| "paper_engine".into());
+        let log_level = get("LOG_LEVEL").unwrap_or_else(|| "info".into());
+        let parallelism = match get("PARALLELISM") {
+            None => default_parallelism(),
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return Err(ConfigError::new(
+                        "PARALLELISM",
+                        format!("`{v}` is not a whole number of at least 1"),
+                    ))
+                }
+            },
+        };
+        let metrics_port = match get("METRICS_PORT") {
+            None => 9100,
+            Some(v) => v.trim().parse::<u16>().map_err(|_| {
+                ConfigError::new(
+                    "METRICS_PORT",
+                    format!("`{v}` is not a port number (0-65535)"),
+                )
+            })?,
+        };
+        let metrics_bind = match get("METRICS_BIND") {
+            None => std::net::IpAddr::from([0, 0, 0, 0]),
+            Some(v) => v.trim().parse::<std::net::IpAddr>().map_err(|_| {
+                ConfigError::new("METRICS_BIND", format!("`{v}` is not an IP address"))
+            })?,
+        };
+        let token = |var: &'static str, default: &str| -> Result<String, ConfigError> {
+            let value = get(var).unwrap_or_else(|| default.to_string());
+            let value = value.trim().to_string();
+            if value
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>'))
+            {
+                return Err(ConfigError::new(
+                    var,
+                    format!(
+                        "`{value}` cannot be a NATS subject token (no spaces, '.', '*' or '>')"
+                    ),
+                ));
+            }
+            Ok(value)
+        };
+        let notification_datasource = token("NOTIFICATION_DATASOURCE", "paper-engine")?;
+        let notification_process = token("NOTIFICATION_PROCESS", "orders")?;
+        let config = Config {
+            run_as_service,
+            min_sleep,
+            max_sleep,
+            dry_run,
+            notifications,
+            nats,
+            source,
+            target,
+            target_schema,
+            log_level,
+            parallelism,
+            metrics_addr: std::net::SocketAddr::new(metrics_bind, metrics_port),
+            notification_datasource,
+            notification_process,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the rules that involve more than one variable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.min_sleep > self.max_sleep {
+            return Err(ConfigError::new(
+                "MIN_SLEEP",
+                format!(
+                    "{} is greater than MAX_SLEEP ({})",
+                    self.min_sleep, self.max_sleep
+                ),
+            ));
+        }
+        let schema = &self.target_schema;
+        if schema.len() > 63
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            || schema.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(ConfigError::new(
+                "TARGET_SCHEMA",
+                format!("`{schema}` is not a lower-case SQL identifier of at most 63 characters"),
+            ));
+        }
+        let level = self.log_level.trim().to_ascii_lowercase();
+        let is_level = matches!(
+            level.as_str(),
+            "error" | "warn" | "warning" | "info" | "debug" | "trace" | "off"
+        );
+        // Beyond a plain level, env-filter directives such as `info,paper_engine_orders=debug`.
+        let is_directive =
+            level.contains('=') && tracing_subscriber::EnvFilter::try_new(&level).is_ok();
+        if !is_level && !is_directive {
+            return Err(ConfigError::new(
+                "LOG_LEVEL",
+                format!(
+                    "`{}` is not a level (error, warn, info, debug, trace)",
+                    self.log_level
+                ),
+            ));
+        }
+        if self.notifications && !self.dry_run && self.nats.is_none() {
+            return Err(ConfigError::new(
+                "NATS",
+                "is not set, but NOTIFICATIONS is on (set NATS=nats://host:4222 or NOTIFICATIONS=false)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether change notifications are written and published.
+    pub fn publishes(&self) -> bool {
+        self.notifications && !self.dry_run
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,165 @@
+//! [`Config::from_lookup`] end to end: defaults, value spellings, errors naming their
+//! variable, secrets never printed.
+
+use super::*;
+use std::collections::HashMap;
+
+const SOURCE: &str = "bucket_endpoint=http://127.0.0.1:5000 bucket_id=AKID bucket_key=s3cr3tKEY bucket_name=dms bucket_path=data/";
+const TARGET: &str = "user=loader password=pgPASSw0rd host=localhost port=5432 dbname=paper_engine";
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let mut map: HashMap<String, String> = HashMap::new();
+    map.insert("SOURCE".into(), SOURCE.into());
+    map.insert("TARGET".into(), TARGET.into());
+    map.insert("NATS".into(), "nats://nuser:natsPASS@127.0.0.1:4222".into());
+    for (k, v) in pairs {
+        map.insert(k.to_string(), v.to_string());
+    }
+    move |k| map.get(k).cloned()
+}
+
+#[test]
+fn defaults_match_the_replaced_service() {
+    let c = Config::from_lookup(env(&[])).unwrap();
+    assert!(c.run_as_service);
+    assert_eq!((c.min_sleep, c.max_sleep), (15.0, 30.0));
+    assert!(!c.dry_run);
+    assert!(c.notifications);
+    assert_eq!(c.target_schema, "paper_engine");
+    assert_eq!(c.log_level, "info");
+    assert_eq!(c.metrics_addr.to_string(), "0.0.0.0:9100");
+    assert_eq!(c.notification_datasource, "paper-engine");
+    assert_eq!(c.notification_process, "orders");
+    assert_eq!(c.source.bucket, "dms");
+    assert_eq!(c.source.path, "data");
+    assert_eq!(c.source.region, "us-east-1");
+    assert_eq!(c.source.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+    assert_eq!(c.target.dbname(), "paper_engine");
+    let nats = c.nats.unwrap();
+    assert_eq!(nats.server, "nats://127.0.0.1:4222");
+    assert_eq!(nats.user.as_deref(), Some("nuser"));
+    assert_eq!(nats.password.unwrap().expose(), "natsPASS");
+}
+
+#[test]
+fn booleans_accept_every_spelling() {
+    for (v, expected) in [
+        ("true", true),
+        ("TRUE", true),
+        ("True", true),
+        ("1", true),
+        ("yes", true),
+        ("YES", true),
+        ("false", false),
+        ("False", false),
+        ("0", false),
+        ("no", false),
+        ("No", false),
+    ] {
+        let c = Config::from_lookup(env(&[("RUN_AS_SERVICE", v), ("DRY_RUN", v)])).unwrap();
+        assert_eq!(c.run_as_service, expected, "{v}");
+        assert_eq!(c.dry_run, expected, "{v}");
+    }
+    let e = Config::from_lookup(env(&[("DRY_RUN", "maybe")])).unwrap_err();
+    assert_eq!(e.var, "DRY_RUN");
+    assert!(e
+        .to_string()
+        .starts_with("DRY_RUN: `maybe` is not a boolean"));
+}
+
+#[test]
+fn errors_name_the_variable() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("SOURCE", "")], "SOURCE"),
+        (&[("TARGET", "")], "TARGET"),
+        (&[("MIN_SLEEP", "abc")], "MIN_SLEEP"),
+        (&[("MAX_SLEEP", "-1")], "MAX_SLEEP"),
+        (&[("MIN_SLEEP", "40")], "MIN_SLEEP"),
+        (&[("NATS", "http://x")], "NATS"),
+        (&[("NATS", "")], "NATS"),
+        (&[("TARGET_SCHEMA", "Bad-Name")], "TARGET_SCHEMA"),
+        (&[("LOG_LEVEL", "loud!!")], "LOG_LEVEL"),
+        (&[("PARALLELISM", "0")], "PARALLELISM"),
+        (&[("METRICS_PORT", "99999")], "METRICS_PORT"),
+        (&[("METRICS_BIND", "localhost:1")], "METRICS_BIND"),
+        (
+            &[("NOTIFICATION_DATASOURCE", "a.b")],
+            "NOTIFICATION_DATASOURCE",
+        ),
+        (&[("NOTIFICATION_PROCESS", "x y")], "NOTIFICATION_PROCESS"),
+        (&[("SOURCE", "bucket_id=a bucket_key=b")], "SOURCE"),
+        (&[("SOURCE", "bucket_name=x bucket_key=b")], "SOURCE"),
+        (&[("SOURCE", "bucket_name=x bucket_id=a")], "SOURCE"),
+        (
+            &[("SOURCE", "bucket_name=x bucket_id=a bucket_key=b oops")],
+            "SOURCE",
+        ),
+        (
+            &[(
+                "SOURCE",
+                "bucket_name=x bucket_id=a bucket_key=b colour=red",
+            )],
+            "SOURCE",
+        ),
+        (
+            &[("TARGET", "host=localhost port=notaport user=u")],
+            "TARGET",
+        ),
+        (&[("TARGET", "user=u dbname=x")], "TARGET"),
+    ];
+    for (pairs, var) in cases {
+        let e = Config::from_lookup(env(pairs)).unwrap_err();
+        assert_eq!(e.var, *var, "{pairs:?} gave {e}");
+        assert!(e.to_string().starts_with(&format!("{var}: ")), "{e}");
+    }
+}
+
+#[test]
+fn notifications_off_or_dry_run_need_no_nats() {
+    let c = Config::from_lookup(env(&[("NATS", ""), ("NOTIFICATIONS", "false")])).unwrap();
+    assert!(c.nats.is_none() && !c.publishes());
+    let c = Config::from_lookup(env(&[("NATS", ""), ("DRY_RUN", "yes")])).unwrap();
+    assert!(!c.publishes());
+}
+
+#[test]
+fn secrets_never_print() {
+    let c = Config::from_lookup(env(&[])).unwrap();
+    let debug = format!("{c:?}");
+    for secret in ["s3cr3tKEY", "pgPASSw0rd", "natsPASS"] {
+        assert!(!debug.contains(secret), "{secret} leaked in {debug}");
+    }
+    // Errors about a variable that holds a secret do not echo it either.
+    for (var, value) in [
+        (
+            "SOURCE",
+            "bucket_name=x bucket_id=a bucket_key=s3cr3tKEY junk",
+        ),
+        (
+            "SOURCE",
+            "bucket_name=x bucket_id=a bucket_key=s3cr3tKEY bucket_endpoint=ftp://h",
+        ),
+        ("TARGET", "user=u password=pgPASSw0rd host=h port=x"),
+        ("TARGET", "postgres://u:pgPASSw0rd@h:badport/db"),
+        ("NATS", "nats://u:natsPASS@h:notaport"),
+    ] {
+        let e = Config::from_lookup(env(&[(var, value)])).unwrap_err();
+        let text = format!("{e} {e:?}");
+        for secret in ["s3cr3tKEY", "pgPASSw0rd", "natsPASS"] {
+            assert!(!text.contains(secret), "{secret} leaked in {text}");
+        }
+    }
+}
+
+#[test]
+fn source_endpoint_without_scheme_means_https_and_url_target_works() {
+    let c = Config::from_lookup(env(&[
+        ("SOURCE", "bucket_endpoint=s3.example.com bucket_id=a bucket_key=b bucket_name=n bucket_region=eu-west-1"),
+        ("TARGET", "postgres://u:p@db.example.com:5433/orders"),
+    ]))
+    .unwrap();
+    assert_eq!(c.source.endpoint.as_deref(), Some("https://s3.example.com"));
+    assert_eq!(c.source.region, "eu-west-1");
+    assert_eq!(c.source.path, "");
+    assert_eq!(c.target.dbname(), "orders");
+}
