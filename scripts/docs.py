@@ -158,9 +158,11 @@ def non_test_source(path: Path) -> str:
 
 def is_test_file(rel: str) -> bool:
     """Whether a file of src/ (path relative to the root) holds only unit tests: a module's
-    `tests.rs`, or a file under its `tests/` folder."""
+    `tests.rs` or `*_tests.rs`, or a file under its `tests/` folder."""
     parts = rel.split("/")
-    return parts[0] == "src" and (parts[-1] == "tests.rs" or "tests" in parts[1:-1])
+    return parts[0] == "src" and (
+        parts[-1] == "tests.rs" or parts[-1].endswith("_tests.rs") or "tests" in parts[1:-1]
+    )
 
 
 # Calls whose string arguments are not messages a user can meet: progress lines, panics on

@@ -29,6 +29,8 @@ pub struct Config {
     pub run_as_service: bool,
     pub min_sleep: f64,
     pub max_sleep: f64,
+    /// Seconds between full listings of the bucket path (besides the one at start-up).
+    pub full_list_interval: f64,
     pub dry_run: bool,
     pub notifications: bool,
     pub nats: Option<NatsConfig>,
@@ -77,6 +79,7 @@ impl Config {
         let run_as_service = boolean("RUN_AS_SERVICE", true)?;
         let min_sleep = seconds("MIN_SLEEP", 15.0)?;
         let max_sleep = seconds("MAX_SLEEP", 30.0)?;
+        let full_list_interval = seconds("FULL_LIST_INTERVAL", 3600.0)?;
         let dry_run = boolean("DRY_RUN", false)?;
         let notifications = boolean("NOTIFICATIONS", true)?;
         let source = SourceConfig::parse(
@@ -137,6 +140,7 @@ impl Config {
             run_as_service,
             min_sleep,
             max_sleep,
+            full_list_interval,
             dry_run,
             notifications,
             nats,

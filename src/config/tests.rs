@@ -23,6 +23,7 @@ fn defaults_match_the_replaced_service() {
     let c = Config::from_lookup(env(&[])).unwrap();
     assert!(c.run_as_service);
     assert_eq!((c.min_sleep, c.max_sleep), (15.0, 30.0));
+    assert_eq!(c.full_list_interval, 3600.0);
     assert!(!c.dry_run);
     assert!(c.notifications);
     assert_eq!(c.target_schema, "paper_engine");
@@ -74,6 +75,7 @@ fn errors_name_the_variable() {
         (&[("TARGET", "")], "TARGET"),
         (&[("MIN_SLEEP", "abc")], "MIN_SLEEP"),
         (&[("MAX_SLEEP", "-1")], "MAX_SLEEP"),
+        (&[("FULL_LIST_INTERVAL", "hourly")], "FULL_LIST_INTERVAL"),
         (&[("MIN_SLEEP", "40")], "MIN_SLEEP"),
         (&[("NATS", "http://x")], "NATS"),
         (&[("NATS", "")], "NATS"),

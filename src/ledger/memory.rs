@@ -20,10 +20,7 @@ impl MemoryLedger {
     /// An empty ledger of a target with these tables.
     pub fn new(tables: impl IntoIterator<Item = Arc<TableSpec>>) -> Self {
         MemoryLedger {
-            tables: tables
-                .into_iter()
-                .map(|t| (t.name.clone(), t))
-                .collect(),
+            tables: tables.into_iter().map(|t| (t.name.clone(), t)).collect(),
             ..MemoryLedger::default()
         }
     }

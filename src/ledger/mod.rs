@@ -101,9 +101,7 @@ pub enum Head {
 /// current ETag, may the stream deliver it?
 pub fn head(entry: Option<&LedgerEntry>, current_etag: &str) -> Head {
     match entry {
-        Some(e)
-            if e.status == DeliveryStatus::Error && e.etag.as_deref() == Some(current_etag) =>
-        {
+        Some(e) if e.status == DeliveryStatus::Error && e.etag.as_deref() == Some(current_etag) => {
             Head::Stopped {
                 delivery_id: e.id,
                 reason: e.error.clone().unwrap_or_default(),

@@ -231,5 +231,4 @@ impl<S: Source, T: Target> Loader<S, T> {
             retryable,
         })
     }
-
 }

@@ -296,7 +296,10 @@ impl Discovery {
         }
         for file in new {
             let stream = self.streams.entry(file.object.table.clone()).or_default();
-            if entries.get(&file.info.key).is_some_and(LedgerEntry::is_done) {
+            if entries
+                .get(&file.info.key)
+                .is_some_and(LedgerEntry::is_done)
+            {
                 if file.object.kind.is_load() {
                     stream.settled_loads.insert(file.info.key.clone());
                 }

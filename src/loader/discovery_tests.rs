@@ -4,8 +4,8 @@ use std::sync::Arc;
 use super::*;
 use crate::dms::{Column, ColumnType, TableSpec};
 use crate::ledger::DeliveryStatus;
-use crate::source::MemorySource;
 use crate::ledger::MemoryLedger;
+use crate::source::MemorySource;
 
 fn spec(name: &str) -> Arc<TableSpec> {
     Arc::new(TableSpec {
@@ -46,9 +46,16 @@ async fn pending_files_come_in_delivery_order_and_done_ones_are_left_out() {
     ] {
         source.put(&format!("{O}{name}"), vec![1]);
     }
-    ledger.set(&format!("{O}LOAD00000001.csv.gz"), DeliveryStatus::Success, None);
+    ledger.set(
+        &format!("{O}LOAD00000001.csv.gz"),
+        DeliveryStatus::Success,
+        None,
+    );
     let mut d = Discovery::new(Duration::from_secs(3600));
-    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
     assert!(plan.full);
     assert_eq!(
         keys(&plan, "orders"),
@@ -70,24 +77,43 @@ async fn an_idle_pass_makes_one_request_per_stream_plus_one_and_no_ledger_query(
         ledger.set(&key, DeliveryStatus::Success, None);
     }
     source.put("data/dbo/strategies/LOAD00000001.csv.gz", vec![1]);
-    ledger.set("data/dbo/strategies/LOAD00000001.csv.gz", DeliveryStatus::Success, None);
+    ledger.set(
+        "data/dbo/strategies/LOAD00000001.csv.gz",
+        DeliveryStatus::Success,
+        None,
+    );
     let mut d = Discovery::new(Duration::from_secs(3600));
-    d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    d.pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
     let (requests, queries) = (source.requests(), ledger.queries());
-    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
     assert!(!plan.full);
     assert!(plan.streams.is_empty());
     // 1 folder listing + 2 streams (orders, strategies) of one schema folder.
     assert_eq!(source.requests() - requests, 3);
-    assert_eq!(ledger.queries() - queries, 0, "nothing new: no ledger query");
+    assert_eq!(
+        ledger.queries() - queries,
+        0,
+        "nothing new: no ledger query"
+    );
     // A new change file: listed after the cursor, asked about once.
     let new = format!("{O}{}.csv.gz", stamp(5000));
     source.put(&new, vec![1]);
-    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
-    assert_eq!(keys(&plan, "orders"), [new.clone()]);
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    assert_eq!(keys(&plan, "orders"), std::slice::from_ref(&new));
     assert_eq!(ledger.asked_last(), 1, "only the new key is asked about");
     d.settle(&crate::dms::parse_object_key("data", &new).unwrap());
-    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
     assert!(plan.streams.is_empty(), "{plan:?}");
 }
 
@@ -106,18 +132,31 @@ async fn a_file_behind_the_cursor_is_found_by_the_next_full_listing_as_late() {
     let (source, ledger) = setup();
     source.put(&format!("{O}{}.csv.gz", stamp(10)), vec![1]);
     let mut d = Discovery::new(Duration::from_secs(3600));
-    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
     assert_eq!(plan.streams["orders"].len(), 1);
     assert!(plan.late.is_empty(), "start-up finds nothing late");
     d.settle(&plan.streams["orders"][0].object);
-    ledger.set(&format!("{O}{}.csv.gz", stamp(10)), DeliveryStatus::Success, None);
+    ledger.set(
+        &format!("{O}{}.csv.gz", stamp(10)),
+        DeliveryStatus::Success,
+        None,
+    );
     // Written late, with an earlier time stamp: an incremental pass cannot see it.
     let late = format!("{O}{}.csv.gz", stamp(5));
     source.put(&late, vec![1]);
-    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
     assert!(plan.streams.is_empty());
     d.full_interval = Duration::ZERO;
-    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
     assert!(plan.full);
     assert_eq!(plan.late, [("orders".to_string(), late.clone())]);
     assert_eq!(keys(&plan, "orders"), [late]);
@@ -131,20 +170,36 @@ async fn a_stream_stops_at_a_failed_head_until_the_object_is_replaced() {
     source.put(&bad, vec![1]);
     source.put(&next, vec![1]);
     let mut d = Discovery::new(Duration::from_secs(3600));
-    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
     let etag = plan.streams["orders"][0].info.etag.clone();
     ledger.set(&bad, DeliveryStatus::Error, Some(&etag));
-    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
     assert!(plan.streams.is_empty());
     assert_eq!(plan.stopped.len(), 1);
     assert_eq!(plan.stopped[0].key, bad);
-    assert_eq!(d.statuses()["orders"].pending, 2, "a stopped stream's files still count");
+    assert_eq!(
+        d.statuses()["orders"].pending,
+        2,
+        "a stopped stream's files still count"
+    );
     // A dry run checks the failed head again.
-    let plan = d.pass(&source, &ledger.tables(), &ledger, false).await.unwrap();
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, false)
+        .await
+        .unwrap();
     assert_eq!(keys(&plan, "orders"), [bad.clone(), next.clone()]);
     // Replaced (new ETag): the stream goes on.
     source.put(&bad, vec![2]);
-    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
     assert!(plan.stopped.is_empty());
     assert_eq!(keys(&plan, "orders"), [bad, next]);
 }
@@ -157,9 +212,14 @@ async fn a_skipped_head_is_done_and_the_stream_goes_on() {
     source.put(&bad, vec![1]);
     source.put(&next, vec![1]);
     let mut d = Discovery::new(Duration::from_secs(3600));
-    d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    d.pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
     ledger.set(&bad, DeliveryStatus::Skipped, None);
-    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
     assert_eq!(keys(&plan, "orders"), [next]);
 }
 
@@ -169,7 +229,10 @@ async fn unknown_table_folders_are_reported_and_keys_with_control_characters_are
     source.put("data/dbo/trades/LOAD00000001.csv.gz", vec![1]);
     source.put("data/dbo/orders\nINFO forged/LOAD00000001.csv.gz", vec![1]);
     let mut d = Discovery::new(Duration::from_secs(3600));
-    let plan = d.pass(&source, &ledger.tables(), &ledger, true).await.unwrap();
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
     assert!(plan.streams.is_empty());
     assert!(plan
         .unknown_tables

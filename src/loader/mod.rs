@@ -12,7 +12,7 @@ mod read;
 mod service;
 mod settings;
 
-pub use discovery::{StreamStatus, Stopped};
+pub use discovery::{Stopped, StreamStatus};
 pub use outcome::{Delivered, Failed, LoaderError, Outcome, RunSummary};
 pub use service::{format_elapsed, Waker};
 pub use settings::{LoaderSettings, RetryPolicy};
@@ -239,7 +239,6 @@ impl<S: Source, T: Target> Loader<S, T> {
         }
         outcomes
     }
-
 }
 
 /// The table folder of a key (for log lines), or the key itself.

@@ -185,5 +185,4 @@ impl<S: Source, T: Target> Loader<S, T> {
             },
         }
     }
-
 }

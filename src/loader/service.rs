@@ -136,7 +136,6 @@ pub fn format_elapsed(d: Duration) -> String {
 mod tests {
     use super::*;
 
-
     #[test]
     fn elapsed_prints_like_a_python_timedelta() {
         assert_eq!(

@@ -79,6 +79,7 @@ impl LoaderSettings {
             parallelism: config.parallelism,
             min_sleep: Duration::from_secs_f64(config.min_sleep),
             max_sleep: Duration::from_secs_f64(config.max_sleep),
+            full_list_interval: Duration::from_secs_f64(config.full_list_interval),
             notification: config.publishes().then(|| {
                 Arc::new(NotificationSettings {
                     datasource: config.notification_datasource.clone(),

@@ -6,11 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use super::{ListPage, ObjectBody, ObjectInfo, Source, SourceError};
 
+/// Body and version (the ETag) by key.
+type Objects = BTreeMap<String, (Vec<u8>, u64)>;
+
 /// Objects by key, with S3's listing semantics (byte order, `StartAfter`, pages, delimiter).
 #[derive(Clone, Default)]
 pub struct MemorySource {
     path: String,
-    objects: Arc<Mutex<BTreeMap<String, (Vec<u8>, u64)>>>,
+    objects: Arc<Mutex<Objects>>,
     page_size: usize,
     requests: Arc<AtomicU64>,
     versions: Arc<AtomicU64>,
@@ -102,9 +105,7 @@ impl Source for MemorySource {
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, SourceError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let objects = self.objects.lock().expect("not poisoned");
-        Ok(objects
-            .get(key)
-            .map(|(body, v)| Self::info(key, body, *v)))
+        Ok(objects.get(key).map(|(body, v)| Self::info(key, body, *v)))
     }
 
     async fn open(&self, key: &str) -> Result<ObjectBody, SourceError> {

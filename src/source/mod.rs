@@ -113,7 +113,6 @@ impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
 }
 
 /// The bucket as the loader sees it.
-
 pub trait Source: Send + Sync + 'static {
     /// One page (up to 1,000 objects) of the objects whose keys start with `prefix` and sort
     /// after `start_after` (S3 `StartAfter`: byte order, exclusive), continuing from `token`.
@@ -132,8 +131,10 @@ pub trait Source: Send + Sync + 'static {
         prefix: &str,
     ) -> impl Future<Output = Result<Vec<String>, SourceError>> + Send;
     /// The object's current size and ETag, or `None` if there is no such object.
-    fn head(&self, key: &str)
-        -> impl Future<Output = Result<Option<ObjectInfo>, SourceError>> + Send;
+    fn head(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<ObjectInfo>, SourceError>> + Send;
     /// Opens an object for streaming.
     fn open(&self, key: &str) -> impl Future<Output = Result<ObjectBody, SourceError>> + Send;
     /// The configured `bucket_path` (no slashes at either end).
