@@ -12,13 +12,18 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /build
 
 # 1. Dependencies only: placeholder sources for every target the manifest declares (the library,
-#    the binary and any [[bench]]), so `cargo build` compiles just the dependencies.
+#    the binary and any [[bench]], at its `path` or benches/<name>.rs), so `cargo build` compiles
+#    just the dependencies.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && awk '/^\[\[bench\]\]/ { b = 1; next } /^\[/ { b = 0 } b && /^name *=/ { gsub(/^name *= *"|".*$/, ""); print }' Cargo.toml \
-       | while read -r bench; do echo 'fn main() {}' > "benches/$bench.rs"; done \
+    && awk 'function flush() { if (b) print (p != "" ? p : "benches/" n ".rs"); b = 0; n = p = "" } \
+            /^\[/ { flush() } /^\[\[bench\]\]/ { b = 1; next } \
+            b && /^name *=/ { n = $0; gsub(/^name *= *"|".*$/, "", n) } \
+            b && /^path *=/ { p = $0; gsub(/^path *= *"|".*$/, "", p) } \
+            END { flush() }' Cargo.toml \
+       | while read -r bench; do mkdir -p "$(dirname "$bench")"; echo 'fn main() {}' > "$bench"; done \
     && cargo build --release --locked \
     && rm -rf src
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `just bench`: installs what the benchmark needs if missing (moto_server, matplotlib for the
 # plot; Postgres and NATS started with the machine's commands), then runs the benchmark program
-# benches/throughput.rs with the given options (`scripts/bench.sh --help` lists them).
+# benches/throughput/main.rs with the given options (`scripts/bench.sh --help` lists them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, and integration tests against the real Postgres, NATS and an
 # S3-compatible server (moto), each test in its own database and bucket. Extra arguments go to
-# `cargo test` (e.g. scripts/test.sh --test loader).
+# `cargo test` (e.g. scripts/test.sh --test it loader:: runs the loader tests of tests/it/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh

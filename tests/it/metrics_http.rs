@@ -1,12 +1,10 @@
 //! The HTTP server: /metrics in the Prometheus text format with counters equal to the ledger,
 //! /healthz, and /readyz turning 503 when Postgres is unreachable.
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{http_get, spawn_app, try_http_get, ChildGuard, Proxy};
+use crate::helpers::{free_port, http_get, spawn_app, try_http_get, ChildGuard, Proxy, BIN};
 use paper_engine_orders::metrics::Metrics;
 use paper_engine_orders::sample::SampleSpec;
 use tokio::sync::watch;
@@ -265,12 +263,8 @@ async fn the_binary_serves_metrics_health_and_readiness_in_service_mode() {
         "1,S-1,Strategy 1,ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,1\n",
     )
     .await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_paper-engine-orders"));
+    let port = free_port();
+    let mut cmd = std::process::Command::new(BIN);
     cmd.env_clear();
     for (k, v) in &app.env {
         cmd.env(k, v);

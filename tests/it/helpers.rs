@@ -1,7 +1,6 @@
-//! Test harness: a real S3-compatible server (moto, started once per test binary unless
+//! Test harness: a real S3-compatible server (moto, started once for the test binary unless
 //! `PEO_S3_ENDPOINT` names one), the machine's Postgres, and per test a uniquely named database
 //! and bucket, so tests run in parallel and clean up after themselves.
-#![allow(dead_code)]
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 use paper_engine_orders::config::Config;
 use paper_engine_orders::loader::{Loader, Outcome};
 use paper_engine_orders::metrics::Metrics;
+use paper_engine_orders::sample::SampleSpec;
 use paper_engine_orders::source::S3Source;
 use paper_engine_orders::target::PgTarget;
 use tokio_postgres::NoTls;
@@ -23,7 +23,11 @@ pub fn admin_dsn() -> String {
         .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
 }
 
-fn free_port() -> u16 {
+/// The loader binary, built by cargo for the integration tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_paper-engine-orders");
+
+/// A local TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -42,8 +46,9 @@ fn wait_for_port(port: u16, timeout: Duration) -> bool {
     false
 }
 
-/// The S3 endpoint: `PEO_S3_ENDPOINT`, or a moto server started for this test binary. The moto
-/// process is watched by a small shell loop that ends it once this test process is gone.
+/// The S3 endpoint: `PEO_S3_ENDPOINT`, or a moto server started for this test binary (shared by
+/// all its tests). The moto process is watched by a small shell loop that ends it once this test
+/// process is gone.
 pub fn s3_endpoint() -> String {
     static ENDPOINT: OnceLock<String> = OnceLock::new();
     ENDPOINT
@@ -77,6 +82,20 @@ pub fn s3_endpoint() -> String {
         .clone()
 }
 
+/// A small sample dataset (a few hundred rows per table, four CDC batches); `keep_state` for
+/// the final table contents in the manifest.
+pub fn small_sample(seed: u64, keep_state: bool) -> SampleSpec {
+    SampleSpec {
+        scale: 0.002,
+        seed,
+        bucket_path: "data".into(),
+        load_rows_per_file: 300,
+        cdc_files: 4,
+        cdc_rows_per_file: 60,
+        keep_state,
+    }
+}
+
 /// A unique, lower-case name for a database or bucket.
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -99,10 +118,8 @@ pub async fn admin() -> tokio_postgres::Client {
 /// One test's world: its database, schema and bucket.
 pub struct TestApp {
     pub database: String,
-    pub bucket: String,
     pub bucket_path: String,
     pub schema: String,
-    pub endpoint: String,
     pub s3: S3Source,
     pub db: tokio_postgres::Client,
     pub env: HashMap<String, String>,
@@ -144,10 +161,8 @@ pub async fn spawn_app() -> TestApp {
     s3.ensure_bucket().await.unwrap();
     TestApp {
         database,
-        bucket,
         bucket_path,
         schema: "paper_engine".into(),
-        endpoint,
         s3,
         db,
         env,

@@ -1,16 +1,13 @@
 //! DRY_RUN through the binary, as a user runs it: one pass over every pending file, exact
 //! per-file counts and a per-table summary, exit 0 or 1, and nothing persisted (not even the
 //! schema), in one-shot and service mode alike.
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{spawn_app, TestApp};
-use paper_engine_orders::sample::{SampleManifest, SampleSpec};
+use crate::helpers::{small_sample, spawn_app, TestApp, BIN};
+use paper_engine_orders::sample::SampleManifest;
 
-const BIN: &str = env!("CARGO_BIN_EXE_paper-engine-orders");
 /// A dry run of a few small files takes a second or two; a loop that never ends is caught well
 /// before the test harness would be.
 const BOUND: Duration = Duration::from_secs(60);
@@ -46,18 +43,6 @@ fn run(app: &TestApp, extra: &[(&str, &str)]) -> (Option<i32>, String) {
         std::thread::sleep(Duration::from_millis(50));
     };
     (code, std::fs::read_to_string(log.path()).unwrap())
-}
-
-fn spec(seed: u64) -> SampleSpec {
-    SampleSpec {
-        scale: 0.002,
-        seed,
-        bucket_path: "data".into(),
-        load_rows_per_file: 300,
-        cdc_files: 4,
-        cdc_rows_per_file: 60,
-        keep_state: false,
-    }
 }
 
 /// The `Delivery N: process_dbo <key>.` lines, per key: (count, delivery ids).
@@ -111,7 +96,7 @@ fn expected_summary(manifest: &SampleManifest, table: &str) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_checks_every_file_once_reports_the_real_counts_exits_0_and_persists_nothing() {
     let app = spawn_app().await;
-    let manifest = paper_engine_orders::app::upload_sample(&app.s3, spec(5))
+    let manifest = paper_engine_orders::app::upload_sample(&app.s3, small_sample(5, false))
         .await
         .unwrap();
     assert!(manifest.files.len() >= 10, "{}", manifest.files.len());

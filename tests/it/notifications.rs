@@ -1,12 +1,10 @@
 //! Change notifications on the real NATS at 127.0.0.1:4222: one message per delivery with net
 //! changes, in the replaced service's shape; never lost while NATS is away; never duplicated in
 //! a JetStream stream when the outbox is replayed.
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{spawn_app, unique_name, Proxy, TestApp};
+use crate::helpers::{spawn_app, unique_name, Proxy, TestApp};
 use futures::StreamExt;
 use paper_engine_orders::loader::Loader;
 use paper_engine_orders::metrics::Metrics;

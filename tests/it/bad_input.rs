@@ -1,8 +1,6 @@
 //! Each kind of bad file: a clear error naming file, line and column, nothing of the file
 //! persisted, an ERROR ledger row, its stream stopped there while other tables go on.
-mod common;
-
-use common::{gzip, spawn_app};
+use crate::helpers::{gzip, spawn_app};
 
 fn strategy(id: &str, status: &str, event: i64) -> String {
     format!("{id},S-{id},Strategy {id},ops,IBKR,{status},1000.50,2022-09-01 10:00:00,2022-09-01 10:00:00,{event}\n")

@@ -1,14 +1,11 @@
 //! The binary as a user runs it: exit codes, configuration errors, secrets, log lines, service
 //! mode and signals, and a SIGKILL in the middle of a delivery.
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{gzip, spawn_app, ChildGuard, TestApp};
+use crate::helpers::{gzip, spawn_app, unique_name, ChildGuard, TestApp, BIN};
 
-const BIN: &str = env!("CARGO_BIN_EXE_paper-engine-orders");
 /// Trust auth ignores the password, so it can be set to prove it is never printed.
 const PG_PASSWORD: &str = "Pg-Secret-771";
 
@@ -296,7 +293,7 @@ async fn notifications_on_logs_in_the_replaced_services_order_and_hides_nats_cre
     let key = app
         .put_csv("strategies", "LOAD00000001.csv.gz", &strategies(4))
         .await;
-    let ds = common::unique_name("peo-log");
+    let ds = unique_name("peo-log");
     let out = command(
         &app,
         &[

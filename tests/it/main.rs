@@ -1,0 +1,12 @@
+//! The integration tests, one binary (`cargo test --test it`): the loader, the binary and its
+//! HTTP server against the machine's Postgres and NATS and an S3-compatible server (moto, started
+//! once for the whole binary by `helpers` unless `PEO_S3_ENDPOINT` names one). Every test gets
+//! its own database and bucket, so they run in parallel.
+mod helpers;
+
+mod bad_input;
+mod dry_run;
+mod loader;
+mod metrics_http;
+mod notifications;
+mod process;
