@@ -23,20 +23,31 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let file = meta
-            .file()
-            .map(|f| f.rsplit(['/', '\\']).next().unwrap_or(f))
-            .unwrap_or("?");
         write!(
             writer,
             "{} {} [{}:{}]: ",
             chrono::Utc::now().format("%Y-%m-%d %H:%M:%S"),
             meta.level(),
-            file,
+            shown_file(meta.file().unwrap_or("?")),
             meta.line().unwrap_or(0)
         )?;
         ctx.format_fields(writer.by_ref(), event)?;
         writeln!(writer)
+    }
+}
+
+/// The file name a log line shows: a module split into a folder shows as its module
+/// (`src/loader/deliver.rs` -> `loader.rs`), and the delivery's data path (`src/pipeline/`) as
+/// the loader, so every `Delivery N:` line reads `[loader.rs:N]` as the replaced service's did.
+pub fn shown_file(path: &str) -> String {
+    let parts: Vec<&str> = path.split(['/', '\\']).collect();
+    let file = parts.last().copied().unwrap_or(path);
+    match parts.iter().position(|p| *p == "src") {
+        Some(i) if parts.len() > i + 2 => match parts[i + 1] {
+            "pipeline" => "loader.rs".to_string(),
+            module => format!("{module}.rs"),
+        },
+        _ => file.to_string(),
     }
 }
 
@@ -60,4 +71,18 @@ pub fn init(level: &str) {
         .with_writer(std::io::stderr)
         .event_format(LineFormat)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_file;
+
+    #[test]
+    fn files_show_as_their_module() {
+        assert_eq!(shown_file("src/loader/deliver.rs"), "loader.rs");
+        assert_eq!(shown_file("src/pipeline/decode.rs"), "loader.rs");
+        assert_eq!(shown_file("src/target/postgres.rs"), "target.rs");
+        assert_eq!(shown_file("src/app.rs"), "app.rs");
+        assert_eq!(shown_file("/x/y/src/loader/mod.rs"), "loader.rs");
+    }
 }
