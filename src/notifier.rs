@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::config::NatsConfig;
 use crate::metrics::Metrics;
-use crate::target::{NetCounts, Outbox, OutboxMessage};
+use crate::target::{DeliveryFacts, Outbox, OutboxMessage, OutboxRow, OutboxWriter};
 
 /// Where notifications go and what they say about their origin.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,21 +66,19 @@ struct ChangeNotification<'a> {
     delivery: DeliveryRef<'a>,
 }
 
-/// What a delivery changed, for its notification.
-#[derive(Clone, Copy, Debug)]
-pub struct DeliveryChange<'a> {
-    pub delivery_id: i64,
-    pub key: &'a str,
-    pub table: &'a str,
-    pub rows: u64,
-    pub counts: NetCounts,
-    pub max_event_id: Option<i64>,
+impl OutboxWriter for NotificationSettings {
+    fn row(&self, facts: &DeliveryFacts<'_>) -> Option<OutboxRow> {
+        change_notification(self, facts, chrono::Utc::now()).map(|payload| OutboxRow {
+            subject: self.subject(),
+            payload,
+        })
+    }
 }
 
 /// The JSON notification of a delivery, or `None` when it changed nothing (no message then).
 pub fn change_notification(
     settings: &NotificationSettings,
-    change: &DeliveryChange<'_>,
+    change: &DeliveryFacts<'_>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<String> {
     let c = change.counts;
@@ -415,6 +413,7 @@ impl<O: Outbox, N: Notifier> OutboxRelay<O, N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::NetCounts;
 
     fn settings() -> NotificationSettings {
         NotificationSettings {
@@ -431,7 +430,7 @@ mod tests {
             .with_timezone(&chrono::Utc);
         let json = change_notification(
             &settings(),
-            &DeliveryChange {
+            &DeliveryFacts {
                 delivery_id: 26,
                 key: "data/dbo/orders/LOAD00000001.csv.gz",
                 table: "orders",
@@ -456,7 +455,7 @@ mod tests {
 
     #[test]
     fn no_net_change_means_no_message() {
-        let change = DeliveryChange {
+        let change = DeliveryFacts {
             delivery_id: 1,
             key: "k",
             table: "orders",

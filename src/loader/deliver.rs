@@ -109,7 +109,11 @@ impl<S: Source, T: Target> Loader<S, T> {
                 "CDC"
             },
             started_at: chrono::Utc::now(),
-            notification: self.settings.notification.clone(),
+            notification: self
+                .settings
+                .notification
+                .clone()
+                .map(|n| n as Arc<dyn crate::target::OutboxWriter>),
             direct_allowed,
         }
     }

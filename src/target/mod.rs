@@ -31,8 +31,8 @@ pub struct DeliveryPlan {
     /// `LOAD` or `CDC`.
     pub kind: &'static str,
     pub started_at: DateTime<Utc>,
-    /// Write a change notification to the outbox with the delivery (when it changes anything).
-    pub notification: Option<Arc<crate::notifier::NotificationSettings>>,
+    /// Writes the delivery's row of the outbox (a change notification), in its transaction.
+    pub notification: Option<Arc<dyn OutboxWriter>>,
     /// A full-load file may COPY straight into its table (one pass); it falls back to the staged
     /// apply when a key repeats or already exists.
     pub direct_allowed: bool,
@@ -276,6 +276,30 @@ pub trait Target: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
     /// Answers whether the database is reachable (for readiness).
     fn ping(&self) -> impl Future<Output = Result<(), TargetError>> + Send;
+}
+
+/// What a delivery did, known once its rows are applied: what an outbox row is made from.
+#[derive(Clone, Copy, Debug)]
+pub struct DeliveryFacts<'a> {
+    pub delivery_id: i64,
+    pub key: &'a str,
+    pub table: &'a str,
+    pub rows: u64,
+    pub counts: NetCounts,
+    pub max_event_id: Option<i64>,
+}
+
+/// A row for the outbox: opaque to the target, which stores it with the delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub subject: String,
+    pub payload: String,
+}
+
+/// Makes a delivery's outbox row (the notifier's business: the target only stores it).
+pub trait OutboxWriter: Send + Sync + std::fmt::Debug {
+    /// The row to store with this delivery, or `None` for no message (e.g. no net change).
+    fn row(&self, facts: &DeliveryFacts<'_>) -> Option<OutboxRow>;
 }
 
 /// A change notification waiting in the outbox.

@@ -608,8 +608,8 @@ impl PgTarget {
             )
             .await
             .map_err(TargetError::pg("record the delivery"))?;
-        if let Some(settings) = &plan.notification {
-            let change = crate::notifier::DeliveryChange {
+        if let Some(writer) = &plan.notification {
+            let facts = super::DeliveryFacts {
                 delivery_id: plan.id,
                 key: &plan.key,
                 table: &spec.name,
@@ -617,13 +617,11 @@ impl PgTarget {
                 counts,
                 max_event_id: summary.max_event_id,
             };
-            if let Some(payload) =
-                crate::notifier::change_notification(settings, &change, chrono::Utc::now())
-            {
+            if let Some(row) = writer.row(&facts) {
                 client
                     .execute(
                         &queries::insert_outbox(&self.schema),
-                        &[&plan.id, &settings.subject(), &payload],
+                        &[&plan.id, &row.subject, &row.payload],
                     )
                     .await
                     .map_err(TargetError::pg("write the notification to the outbox"))?;
