@@ -9,9 +9,10 @@ use crate::config::Config;
 use crate::http;
 use crate::loader::{Loader, LoaderSettings, RunSummary};
 use crate::metrics::Metrics;
-use crate::notifier::{NatsNotifier, OutboxRelay};
+use crate::policy::Backoff;
 use crate::source::S3Source;
 use crate::source::Source;
+use crate::startup::Application;
 use crate::target::Target;
 use crate::target::{PgTarget, TargetError};
 
@@ -23,6 +24,9 @@ pub mod exit {
     /// The configuration is missing or malformed.
     pub const CONFIG: i32 = 2;
 }
+
+/// Waits between tries to reach Postgres at start-up.
+const CONNECT_BACKOFF: Backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(32));
 
 /// Connects to Postgres (applying migrations), retrying while the failure is transient: for
 /// ever in service mode, a few times in one-shot mode.
@@ -40,7 +44,7 @@ pub async fn connect_target(config: &Config) -> Result<PgTarget, TargetError> {
         {
             Ok(target) => return Ok(target),
             Err(e) if e.is_retryable() && (config.run_as_service || attempt < 5) => {
-                let wait = Duration::from_secs(2u64.pow(attempt.min(5)));
+                let wait = CONNECT_BACKOFF.delay(attempt);
                 warn!(
                     "Cannot reach postgres (attempt {attempt}), retrying in {}s: {e}",
                     wait.as_secs()
@@ -159,80 +163,17 @@ pub async fn run(config: Config) -> i32 {
             ", notifications off"
         },
     );
-    let metrics = Arc::new(Metrics::new());
-    let (stop_tx, stop) = watch::channel(false);
-    stop_on_signals(stop_tx.clone());
-
-    // The HTTP server comes up first, so /healthz answers while Postgres is still being reached.
-    let target_slot = Arc::new(std::sync::OnceLock::new());
-    let source = S3Source::new(&config.source);
-    let server = match http::serve(
-        config.metrics_addr,
-        metrics.clone(),
-        ready_check(target_slot.clone(), source.clone()),
-        stop.clone(),
-    )
-    .await
-    {
-        Ok((_, task)) => task,
+    let run_as_service = config.run_as_service;
+    let app = match Application::build(config).await {
+        Ok(app) => app,
         Err(e) => {
-            error!(
-                "Cannot listen on {} (METRICS_BIND/METRICS_PORT): {e}",
-                config.metrics_addr
-            );
+            error!("{e}");
             return exit::FAILED;
         }
     };
-
-    let mut loader = match build_loader(&config, metrics.clone()).await {
-        Ok(loader) => loader,
-        Err(e) => {
-            error!("Cannot start: {e}");
-            return exit::FAILED;
-        }
-    };
-    let target = loader.target().clone();
-    let _ = target_slot.set(target.clone());
-
-    let mut relay_task = None;
-    if let (true, Some(nats)) = (config.publishes(), &config.nats) {
-        match NatsNotifier::connect(nats).await {
-            Ok(notifier) => {
-                let relay = OutboxRelay::new(Arc::new(target.clone()), notifier, metrics.clone());
-                loader = loader.with_relay(relay.handle());
-                relay_task = Some(tokio::spawn(relay.run(stop.clone())));
-                info!(
-                    "Notifications go to {} on subject {}.",
-                    nats.server,
-                    crate::notifier::NotificationSettings {
-                        datasource: config.notification_datasource.clone(),
-                        process: config.notification_process.clone(),
-                        host: String::new(),
-                    }
-                    .subject()
-                );
-            }
-            Err(e) => {
-                error!("Cannot set up NATS: {e}");
-                return exit::FAILED;
-            }
-        }
-    }
-
-    let summary: RunSummary = loader.run_until_stopped(stop.clone()).await;
-    let _ = stop_tx.send(true);
-    if let Some(task) = relay_task {
-        if tokio::time::timeout(Duration::from_secs(15), task)
-            .await
-            .is_err()
-        {
-            warn!(
-                "The notification relay did not stop in time; pending messages stay in the outbox."
-            );
-        }
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    if config.run_as_service {
+    stop_on_signals(app.stop_handle());
+    let summary = app.run_until_stopped().await;
+    if run_as_service {
         return exit::OK;
     }
     for (key, reason) in &summary.blocked {

@@ -13,9 +13,11 @@ pub mod logging;
 pub mod metrics;
 pub mod notifier;
 pub mod pipeline;
+pub mod policy;
 pub mod report;
 pub mod sample;
 pub mod source;
+pub mod startup;
 pub mod target;
 
 /// The loader's version, recorded in the ledger and in `build_info`.

@@ -18,6 +18,10 @@ use crate::config::NatsConfig;
 use crate::metrics::Metrics;
 use crate::target::{DeliveryFacts, Outbox, OutboxMessage, OutboxRow, OutboxWriter};
 
+/// Waits between publishing attempts while NATS fails.
+const RELAY_BACKOFF: crate::policy::Backoff =
+    crate::policy::Backoff::new(Duration::from_millis(400), Duration::from_millis(5_000));
+
 /// Where notifications go and what they say about their origin.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NotificationSettings {
@@ -391,7 +395,7 @@ impl<O: Outbox, N: Notifier> OutboxRelay<O, N> {
                         warn!("Notifications wait in the outbox: {e}");
                         last_warning = Some(Instant::now());
                     }
-                    Duration::from_millis((200u64 << failures.min(5)).min(5_000))
+                    RELAY_BACKOFF.delay(failures)
                 }
             };
             if *stop.borrow() {

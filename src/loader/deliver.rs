@@ -8,8 +8,9 @@ use super::outcome::{AttemptError, Delivered, Failed, FileOutcome, PendingFile};
 use super::read::Prefetch;
 use super::{format_elapsed, Loader};
 use crate::dms::TableSpec;
+use crate::policy::Directive;
 use crate::source::Source;
-use crate::target::{DeliveryPlan, DeliveryResult, Target, TargetError};
+use crate::target::{DeliveryPlan, DeliveryResult, Target};
 
 impl<S: Source, T: Target> Loader<S, T> {
     /// Delivers one file, retrying transient faults with backoff.
@@ -52,38 +53,44 @@ impl<S: Source, T: Target> Loader<S, T> {
                     self.target.close_session(old).await;
                 }
             }
-            match result {
+            let err = match result {
                 Ok((result, bytes)) => {
                     self.announce(&plan, &result).await;
                     return self.delivered(plan, result, bytes, started.elapsed());
                 }
-                Err(AttemptError::Target(TargetError::Busy(_))) => {
+                Err(err) => err,
+            };
+            // What to do is the policy's decision (src/policy.rs), one directive per kind.
+            match err.policy().directive {
+                Directive::LeaveStream => {
                     info!(
                         "Delivery {id}: another loader is delivering {} now; leaving the stream to it.",
                         table.name
                     );
                     return FileOutcome::LeftToAnother;
                 }
-                Err(AttemptError::Target(TargetError::NeedsStaging(_))) => {
+                Directive::Restage => {
                     info!(
                         "Delivery {id}: the full load repeats a key, meets an existing one or has a delete; applying it through staging."
                     );
                     direct_allowed = false;
                     attempt -= 1;
                 }
-                Err(AttemptError::Target(TargetError::AlreadyDelivered(_))) => {
+                Directive::NextFile => {
                     info!(
                         "Delivery {id}: {} was delivered by another loader.",
                         plan.key
                     );
                     return FileOutcome::AlreadyDelivered;
                 }
-                Err(err) if err.is_retryable() && attempt < self.settings.retry.attempts => {
+                Directive::RetryWithBackoff if attempt < self.settings.retry.attempts => {
                     self.retry_later(&plan.key, id, attempt, &err).await;
                 }
-                Err(err) => {
-                    let record = !err.is_retryable();
-                    return self.failed(id, file, &table, err, record).await;
+                Directive::RetryWithBackoff => {
+                    return self.failed(id, file, &table, err, false).await;
+                }
+                Directive::StopStream => {
+                    return self.failed(id, file, &table, err, true).await;
                 }
             }
         }
@@ -119,7 +126,7 @@ impl<S: Source, T: Target> Loader<S, T> {
     }
 
     pub(crate) async fn retry_later(&self, key: &str, id: i64, attempt: u32, err: &AttemptError) {
-        let wait = self.settings.retry.backoff(attempt);
+        let wait = self.settings.retry.backoff.delay(attempt);
         self.metrics.errors.with_label_values(&[err.kind()]).inc();
         warn!(
             "Delivery {id}: attempt {attempt} failed, retrying in {:.1}s: {}",
@@ -216,8 +223,9 @@ impl<S: Source, T: Target> Loader<S, T> {
             let plan = self.plan_for(id, file, table, false);
             match self.target.record_failure(&plan, &message).await {
                 Ok(()) => info!(
-                    "Delivery {id}: recorded as ERROR; stream {} stops at this file.",
-                    table.name
+                    "Delivery {id}: recorded as ERROR; stream {} stops at this file. Next step: {}.",
+                    table.name,
+                    err.policy().solution
                 ),
                 Err(e) => error!("Delivery {id}: could not record the failure: {e}"),
             }

@@ -1,5 +1,6 @@
 //! What a pass, a file's delivery and a whole run come to.
 use crate::dms::DmsObject;
+use crate::policy::{policy, source_kind, target_kind, Policy};
 use crate::report::RunTotals;
 use crate::source::{ObjectInfo, SourceError};
 use crate::target::{DeliveryResult, TargetError};
@@ -86,10 +87,15 @@ pub enum LoaderError {
 
 impl LoaderError {
     pub fn is_retryable(&self) -> bool {
-        match self {
-            LoaderError::Source(e) => e.is_retryable(),
-            LoaderError::Target(e) => e.is_retryable(),
-        }
+        self.policy().directive.is_transient()
+    }
+
+    /// What this failure is, and so what to do about it.
+    pub fn policy(&self) -> &'static Policy {
+        policy(match self {
+            LoaderError::Source(e) => source_kind(e),
+            LoaderError::Target(e) => target_kind(e),
+        })
     }
 }
 
@@ -107,19 +113,19 @@ pub(crate) enum AttemptError {
 }
 
 impl AttemptError {
-    pub(crate) fn is_retryable(&self) -> bool {
-        match self {
-            AttemptError::Source(e) => e.is_retryable(),
-            AttemptError::Target(e) => e.is_retryable(),
-        }
+    /// What this failure is, and so (see [`crate::policy`]) what to do about it.
+    pub(crate) fn policy(&self) -> &'static Policy {
+        policy(match self {
+            AttemptError::Source(e) => source_kind(e),
+            AttemptError::Target(e) => target_kind(e),
+        })
     }
+    pub(crate) fn is_retryable(&self) -> bool {
+        self.policy().directive.is_transient()
+    }
+    /// The `kind` label of `errors_total`.
     pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            AttemptError::Source(_) => "source",
-            AttemptError::Target(TargetError::Input(f)) if !f.retryable => "input",
-            AttemptError::Target(TargetError::Input(_)) => "source",
-            AttemptError::Target(_) => "target",
-        }
+        self.policy().metric
     }
     /// The message recorded in the ledger and logged: always names the file.
     pub(crate) fn describe(&self, key: &str) -> String {

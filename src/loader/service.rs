@@ -86,7 +86,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                         return summary;
                     }
                     if !service {
-                        let wait = self.settings.retry.backoff(attempts_without_listing);
+                        let wait = self.settings.retry.backoff.delay(attempts_without_listing);
                         tokio::time::sleep(wait).await;
                         continue;
                     }

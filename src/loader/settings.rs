@@ -3,32 +3,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::notifier::NotificationSettings;
+use crate::policy::Backoff;
 
 /// How hard to retry a delivery that failed for a transient reason.
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
     /// Attempts in all (1 = no retry).
     pub attempts: u32,
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
+    pub backoff: Backoff,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             attempts: 5,
-            first_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(30),
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(30)),
         }
-    }
-}
-
-impl RetryPolicy {
-    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        self.first_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
     }
 }
 
@@ -89,23 +79,5 @@ impl LoaderSettings {
             }),
             ..LoaderSettings::default()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let p = RetryPolicy {
-            attempts: 5,
-            first_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(500),
-        };
-        assert_eq!(p.backoff(1), Duration::from_millis(100));
-        assert_eq!(p.backoff(2), Duration::from_millis(200));
-        assert_eq!(p.backoff(3), Duration::from_millis(400));
-        assert_eq!(p.backoff(4), Duration::from_millis(500));
     }
 }

@@ -56,21 +56,9 @@ impl SourceError {
     /// Whether trying again later may succeed: no HTTP answer (connection refused, timeout),
     /// HTTP 5xx, 429 or 408, throttling codes, and a body cut off mid-stream.
     pub fn is_retryable(&self) -> bool {
-        match self {
-            SourceError::Request { status, code, .. } => match status {
-                None => true,
-                Some(s) => {
-                    *s >= 500
-                        || *s == 429
-                        || *s == 408
-                        || matches!(
-                            code.as_deref(),
-                            Some("SlowDown" | "Throttling" | "RequestTimeout")
-                        )
-                }
-            },
-            SourceError::Body { .. } => true,
-        }
+        crate::policy::policy(crate::policy::source_kind(self))
+            .directive
+            .is_transient()
     }
 
     pub(crate) fn from_sdk<E, R>(op: &'static str, what: String, err: SdkError<E, R>) -> Self

@@ -186,8 +186,10 @@ impl TestApp {
             .await
             .expect("loader");
         let mut settings = loader.settings().clone();
-        settings.retry.first_backoff = Duration::from_millis(50);
-        settings.retry.max_backoff = Duration::from_millis(200);
+        settings.retry.backoff = paper_engine_orders::policy::Backoff::new(
+            Duration::from_millis(50),
+            Duration::from_millis(200),
+        );
         let (source, target, metrics) = (
             loader.source().clone(),
             loader.target().clone(),

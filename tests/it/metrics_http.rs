@@ -296,3 +296,34 @@ async fn the_binary_serves_metrics_health_and_readiness_in_service_mode() {
     assert_eq!(http_get(port, "/readyz").await.0, 200);
     assert_eq!(http_get(port, "/nope").await.0, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_tells_its_port_serves_it_while_built_and_runs_a_one_shot_load() {
+    let app = spawn_app().await;
+    app.put_csv(
+        "strategies",
+        "LOAD00000001.csv.gz",
+        "1,S-1,One,ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,1\n\
+         2,S-2,Two,ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,2\n",
+    )
+    .await;
+    let built = paper_engine_orders::startup::Application::build(app.config(&[]))
+        .await
+        .unwrap();
+    let port = built.port();
+    assert_ne!(
+        port, 0,
+        "METRICS_PORT=0 binds a free port, and the application says which"
+    );
+    let (status, body) = http_get(port, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("paper_engine_loader_build_info"), "{body}");
+    assert_eq!(http_get(port, "/readyz").await.0, 200);
+    let summary = built.run_until_stopped().await;
+    assert_eq!(summary.delivered, 1);
+    assert!(summary.is_success());
+    assert_eq!(summary.totals.tables["strategies"].creates, 2);
+    assert_eq!(app.count("strategies").await, 2);
+    // Stopped with the run: the port no longer answers.
+    assert!(try_http_get(port, "/healthz").await.is_none());
+}

@@ -1,0 +1,131 @@
+//! [`Application`]: the loader service put together (HTTP server, Postgres target, bucket,
+//! notification relay, loader), as `main` runs it and as tests start it.
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::app::{build_loader, ready_check};
+use crate::config::Config;
+use crate::http;
+use crate::loader::{Loader, RunSummary};
+use crate::metrics::Metrics;
+use crate::notifier::{NatsNotifier, NotificationSettings, OutboxRelay};
+use crate::source::S3Source;
+use crate::target::PgTarget;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("Cannot listen on {addr} (METRICS_BIND/METRICS_PORT): {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Cannot start: {0}")]
+    Target(#[from] crate::target::TargetError),
+    #[error("Cannot set up NATS: {0}")]
+    Nats(String),
+}
+
+/// The running parts of the service, built by [`Application::build`].
+pub struct Application {
+    port: u16,
+    loader: Loader<S3Source, PgTarget>,
+    metrics: Arc<Metrics>,
+    server: JoinHandle<()>,
+    relay: Option<JoinHandle<()>>,
+    stop_tx: watch::Sender<bool>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Application {
+    /// Binds the HTTP server (first, so `/healthz` answers while Postgres is being reached),
+    /// connects to Postgres (applying the migrations; retried while the failure is transient),
+    /// and to NATS when notifications are on.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let (stop_tx, stop) = watch::channel(false);
+        let target_slot = Arc::new(std::sync::OnceLock::new());
+        let source = S3Source::new(&config.source);
+        let (addr, server) = http::serve(
+            config.metrics_addr,
+            metrics.clone(),
+            ready_check(target_slot.clone(), source),
+            stop.clone(),
+        )
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.metrics_addr,
+            source,
+        })?;
+        let mut loader = build_loader(&config, metrics.clone()).await?;
+        let target = loader.target().clone();
+        let _ = target_slot.set(target.clone());
+        let mut relay = None;
+        if let (true, Some(nats)) = (config.publishes(), &config.nats) {
+            let notifier = NatsNotifier::connect(nats)
+                .await
+                .map_err(|e| StartError::Nats(e.to_string()))?;
+            let outbox_relay = OutboxRelay::new(Arc::new(target), notifier, metrics.clone());
+            loader = loader.with_relay(outbox_relay.handle());
+            relay = Some(tokio::spawn(outbox_relay.run(stop.clone())));
+            let subject = NotificationSettings {
+                datasource: config.notification_datasource.clone(),
+                process: config.notification_process.clone(),
+                host: String::new(),
+            }
+            .subject();
+            info!("Notifications go to {} on subject {subject}.", nats.server);
+        }
+        Ok(Application {
+            port: addr.port(),
+            loader,
+            metrics,
+            server,
+            relay,
+            stop_tx,
+            stop,
+        })
+    }
+
+    /// The port the HTTP server (metrics, health) listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn loader(&self) -> &Loader<S3Source, PgTarget> {
+        &self.loader
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Sending `true` stops the service after the deliveries in hand.
+    pub fn stop_handle(&self) -> watch::Sender<bool> {
+        self.stop_tx.clone()
+    }
+
+    /// Runs the loader as configured (service: until stopped; one-shot: until nothing is left),
+    /// then stops the relay (which publishes what it can first) and the HTTP server.
+    pub async fn run_until_stopped(self) -> RunSummary {
+        let summary = self.loader.run_until_stopped(self.stop.clone()).await;
+        let _ = self.stop_tx.send(true);
+        if let Some(task) = self.relay {
+            if tokio::time::timeout(Duration::from_secs(15), task)
+                .await
+                .is_err()
+            {
+                warn!(
+                    "The notification relay did not stop in time; pending messages stay in the outbox."
+                );
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        summary
+    }
+}
