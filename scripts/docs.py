@@ -8,7 +8,7 @@ Run through scripts/docs.sh (which installs what this needs). What it does:
   loader does, and reads the tables, columns, keys, constraints and indexes from pg_catalog;
 * joins them with docs/model.toml (column meanings, logical relationships), failing when a
   column has no meaning, an entry names nothing, or a relationship does not fit the columns;
-* reads every metric from src/metrics.rs, every environment variable from src/config/
+* reads every metric from src/telemetry/metrics.rs, every environment variable from src/config/
   (checked against docs/configuration.toml) and every user-facing message from src/ (checked
   against docs/messages.toml);
 * rewrites the generated blocks of docs/data_specification.md and docs/user_guide.md (between
@@ -173,7 +173,7 @@ _NOT_MESSAGES = {
 }
 # Files whose literals are data (sample dataset), metric help texts or SQL: only their log
 # macros can hold messages.
-_DATA_FILES = {"src/metrics.rs", "src/target/queries.rs"}
+_DATA_FILES = {"src/telemetry/metrics.rs", "src/target/queries.rs"}
 _DATA_DIRS = ("src/sample/",)
 _SQL = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|SAVEPOINT|RELEASE|ROLLBACK|COMMIT|BEGIN|SET)\b")
 _LOG_MACROS = {"error!", "warn!", "tracing::error!", "tracing::warn!"}
@@ -216,12 +216,12 @@ def config_variables(root: Path) -> list[str]:
 
 
 def read_metrics(root: Path) -> list[dict]:
-    """Every metric registered in src/metrics.rs: name, kind, help, labels, buckets, doc."""
-    text = non_test_source(root / "src/metrics.rs")
+    """Every metric registered in src/telemetry/metrics.rs: name, kind, help, labels, buckets, doc."""
+    text = non_test_source(root / "src/telemetry/metrics.rs")
     docs: dict[str, str] = {}
     struct = re.search(r"pub struct Metrics \{(.*?)\n\}", text, re.S)
     if not struct:
-        raise DocsError("src/metrics.rs: struct Metrics not found")
+        raise DocsError("src/telemetry/metrics.rs: struct Metrics not found")
     pending: list[str] = []
     for raw_line in struct.group(1).splitlines():
         line = raw_line.strip()
@@ -258,11 +258,11 @@ def read_metrics(root: Path) -> list[dict]:
     names = [m["field"] for m in metrics]
     if sorted(registered) != sorted(names):
         raise DocsError(
-            f"src/metrics.rs: metrics built {sorted(names)} differ from metrics registered "
+            f"src/telemetry/metrics.rs: metrics built {sorted(names)} differ from metrics registered "
             f"{sorted(registered)}: the parser in scripts/docs.py needs updating"
         )
     if not metrics:
-        raise DocsError("src/metrics.rs: no metric found")
+        raise DocsError("src/telemetry/metrics.rs: no metric found")
     return metrics
 
 

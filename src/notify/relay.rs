@@ -1,0 +1,199 @@
+//! The outbox relay: sends pending outbox rows to the [`Notifier`] in order and marks each
+//! published once acknowledged; and the [`RelayHandle`] the loader wakes it with.
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+use tracing::warn;
+
+use bytes::Bytes;
+
+use super::Notifier;
+use crate::metrics::Metrics;
+use crate::target::{Outbox, OutboxMessage};
+
+/// Waits between publishing attempts while NATS fails.
+const RELAY_BACKOFF: crate::policy::Backoff =
+    crate::policy::Backoff::new(Duration::from_millis(400), Duration::from_millis(5_000));
+
+/// Shared between the loader and the relay: the loader wakes the relay after a commit and waits
+/// (briefly) to log that its delivery's message went out.
+#[derive(Clone, Default)]
+pub struct RelayHandle {
+    wake: Arc<Notify>,
+    published: Arc<Notify>,
+    recent: Arc<Mutex<VecDeque<i64>>>,
+}
+
+impl RelayHandle {
+    /// Asks the relay to look at the outbox now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn record(&self, delivery_id: i64) {
+        let mut recent = self.recent.lock().expect("not poisoned");
+        recent.push_back(delivery_id);
+        while recent.len() > 4096 {
+            recent.pop_front();
+        }
+        drop(recent);
+        self.published.notify_waiters();
+    }
+
+    fn was_published(&self, delivery_id: i64) -> bool {
+        self.recent
+            .lock()
+            .expect("not poisoned")
+            .contains(&delivery_id)
+    }
+
+    /// Waits up to `timeout` for the delivery's notification to be acknowledged.
+    pub async fn wait_published(&self, delivery_id: i64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.published.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.was_published(delivery_id) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.was_published(delivery_id);
+            }
+        }
+    }
+}
+
+/// Sends the outbox to the notifier, in order.
+pub struct OutboxRelay<O: Outbox, N: Notifier> {
+    outbox: Arc<O>,
+    notifier: N,
+    metrics: Arc<Metrics>,
+    handle: RelayHandle,
+    /// Pause between looks at the outbox when nothing woke the relay.
+    pub idle: Duration,
+}
+
+impl<O: Outbox, N: Notifier> OutboxRelay<O, N> {
+    pub fn new(outbox: Arc<O>, notifier: N, metrics: Arc<Metrics>) -> Self {
+        OutboxRelay {
+            outbox,
+            notifier,
+            metrics,
+            handle: RelayHandle::default(),
+            idle: Duration::from_secs(2),
+        }
+    }
+
+    pub fn handle(&self) -> RelayHandle {
+        self.handle.clone()
+    }
+
+    /// Publishes every pending message in order; stops at the first failure (order is kept).
+    /// Returns how many were published.
+    pub async fn publish_pending(&self) -> Result<usize, String> {
+        let mut published = 0;
+        let result = loop {
+            let batch: Vec<OutboxMessage> = match self.outbox.pending_messages(100).await {
+                Ok(b) => b,
+                Err(e) => break Err(e.to_string()),
+            };
+            if batch.is_empty() {
+                break Ok(published);
+            }
+            let mut failed = None;
+            for message in batch {
+                let sent = self
+                    .notifier
+                    .publish(
+                        &message.subject,
+                        &message.delivery_id.to_string(),
+                        Bytes::from(message.payload.clone()),
+                    )
+                    .await;
+                match sent {
+                    Ok(()) => {
+                        if let Err(e) = self.outbox.mark_published(message.id).await {
+                            failed = Some(e.to_string());
+                            break;
+                        }
+                        self.metrics.notifications_published.inc();
+                        self.handle.record(message.delivery_id);
+                        published += 1;
+                    }
+                    Err(e) => {
+                        self.metrics.notifications_failed.inc();
+                        self.metrics.errors.with_label_values(&["notifier"]).inc();
+                        let _ = self.outbox.mark_failed(message.id, &e.to_string()).await;
+                        failed = Some(format!(
+                            "delivery {}: {e}; {} and later messages wait in the outbox",
+                            message.delivery_id, message.id
+                        ));
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
+        };
+        if let Ok(n) = self.outbox.pending_count().await {
+            self.metrics.outbox_pending.set(n);
+        }
+        result
+    }
+
+    /// Runs until `stop` turns true: publishes whenever woken, and every `idle` otherwise,
+    /// backing off while NATS is unavailable.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut failures = 0u32;
+        let mut last_warning: Option<Instant> = None;
+        loop {
+            let wait = match self.publish_pending().await {
+                Ok(_) => {
+                    failures = 0;
+                    self.idle
+                }
+                Err(e) => {
+                    failures += 1;
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                        warn!("Notifications wait in the outbox: {e}");
+                        last_warning = Some(Instant::now());
+                    }
+                    RELAY_BACKOFF.delay(failures)
+                }
+            };
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = self.handle.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {
+                    // One last attempt, so a one-shot run leaves nothing it could send.
+                    let _ = self.publish_pending().await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_handle_reports_publication() {
+        let handle = RelayHandle::default();
+        assert!(!handle.wait_published(5, Duration::from_millis(10)).await);
+        let h = handle.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            h.record(5);
+        });
+        assert!(handle.wait_published(5, Duration::from_secs(2)).await);
+    }
+}
