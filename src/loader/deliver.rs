@@ -4,9 +4,10 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
+use super::events::{DeliveryCompleted, DeliveryFailed, Event, RetryScheduled};
 use super::outcome::{AttemptError, Delivered, Failed, FileOutcome, PendingFile};
 use super::read::Prefetch;
-use super::{format_elapsed, Loader};
+use super::Loader;
 use crate::dms::TableSpec;
 use crate::policy::Directive;
 use crate::source::Source;
@@ -127,12 +128,14 @@ impl<S: Source, T: Target> Loader<S, T> {
 
     pub(crate) async fn retry_later(&self, key: &str, id: i64, attempt: u32, err: &AttemptError) {
         let wait = self.settings.retry.backoff.delay(attempt);
-        self.metrics.errors.with_label_values(&[err.kind()]).inc();
-        warn!(
-            "Delivery {id}: attempt {attempt} failed, retrying in {:.1}s: {}",
-            wait.as_secs_f64(),
-            err.describe(key)
-        );
+        RetryScheduled {
+            id,
+            attempt,
+            wait,
+            kind: err.kind(),
+            message: &err.describe(key),
+        }
+        .emit(&self.metrics);
         tokio::time::sleep(wait).await;
     }
 
@@ -181,20 +184,15 @@ impl<S: Source, T: Target> Loader<S, T> {
         let id = plan.id;
         let table = &plan.table.name;
         let c = result.counts;
-        let status = if self.settings.dry_run {
-            "dry_run"
-        } else {
-            "success"
-        };
-        self.metrics
-            .record_delivery(table, status, &c, bytes, elapsed.as_secs_f64());
-        if !self.settings.dry_run {
-            info!("Delivery {id}: prometheus counters incremented.");
+        DeliveryCompleted {
+            id,
+            table,
+            counts: c,
+            bytes,
+            elapsed,
+            dry_run: self.settings.dry_run,
         }
-        info!(
-            "Delivery {id}: processed ({} seconds).",
-            format_elapsed(elapsed)
-        );
+        .emit(&self.metrics);
         FileOutcome::Delivered(Delivered {
             id,
             key: plan.key,
@@ -213,12 +211,13 @@ impl<S: Source, T: Target> Loader<S, T> {
     ) -> FileOutcome {
         let message = err.describe(&file.info.key);
         let retryable = err.is_retryable();
-        self.metrics.errors.with_label_values(&[err.kind()]).inc();
-        self.metrics
-            .deliveries
-            .with_label_values(&[&table.name, "error"])
-            .inc();
-        error!("Delivery {id}: failed: {message}");
+        DeliveryFailed {
+            id,
+            table: &table.name,
+            kind: err.kind(),
+            message: &message,
+        }
+        .emit(&self.metrics);
         if record && !self.settings.dry_run {
             let plan = self.plan_for(id, file, table, false);
             match self.target.record_failure(&plan, &message).await {

@@ -7,6 +7,7 @@
 
 mod deliver;
 mod discovery;
+mod events;
 mod outcome;
 mod read;
 mod service;
@@ -28,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::notifier::RelayHandle;
 use crate::source::{display_key, Source};
 use crate::target::Target;
+use events::{Event, LateFileFound};
 use outcome::{FileOutcome, PendingFile};
 use read::Prefetch;
 
@@ -163,11 +165,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             });
         }
         for (table, key) in &plan.late {
-            self.metrics.late_files.with_label_values(&[table]).inc();
-            warn!(
-                "Late file {}: it appeared behind stream {table}'s cursor (after later files were listed); it is delivered now, after them.",
-                display_key(key)
-            );
+            LateFileFound { table, key }.emit(&self.metrics);
         }
         for stopped in &plan.stopped {
             let (key, id, reason) = (&stopped.key, stopped.delivery_id, &stopped.reason);

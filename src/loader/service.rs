@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::{watch, Notify};
-use tracing::{error, info};
+use tracing::info;
 
-use super::outcome::{Failed, LoaderError, RunSummary};
+use super::events::{Event, PassFailed};
+use super::outcome::{Failed, RunSummary};
 use super::Loader;
 use crate::source::Source;
 use crate::target::Target;
@@ -64,14 +65,11 @@ impl<S: Source, T: Target> Loader<S, T> {
                 }
                 Err(e) => {
                     attempts_without_listing += 1;
-                    self.metrics
-                        .errors
-                        .with_label_values(&[match &e {
-                            LoaderError::Source(_) => "source",
-                            LoaderError::Target(_) => "target",
-                        }])
-                        .inc();
-                    error!("Polling failed: {e}");
+                    PassFailed {
+                        kind: e.policy().metric,
+                        error: &e,
+                    }
+                    .emit(&self.metrics);
                     if !service
                         && (!e.is_retryable()
                             || attempts_without_listing >= self.settings.retry.attempts)
