@@ -6,6 +6,9 @@ use super::scanner::RawRecord;
 use super::table::TableSpec;
 use super::value::parse_int;
 
+mod tuple;
+pub use tuple::StagingTuple;
+
 /// A change operation, from the DMS `Op` column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -50,7 +53,7 @@ pub struct DecodedRow {
 }
 
 /// Turns [`RawRecord`]s of one file into binary COPY tuples for the staging table
-/// `(_seq int8, _op text, <spec columns...>)`.
+/// `(_seq int8, _op text, <spec columns...>)` (laid out by [`StagingTuple`]).
 pub struct RowDecoder {
     spec: std::sync::Arc<TableSpec>,
     op_column: OpColumn,
@@ -174,19 +177,12 @@ impl RowDecoder {
             Op::Insert
         };
 
-        // A Postgres table has at most 1600 columns, so this fits.
-        out.extend_from_slice(&((ncols + 2) as i16).to_be_bytes());
         match self.layout {
-            TupleLayout::Staging => {
-                out.extend_from_slice(&8i32.to_be_bytes());
-                out.extend_from_slice(&seq.to_be_bytes());
-                out.extend_from_slice(&1i32.to_be_bytes());
-                out.extend_from_slice(op.as_str().as_bytes());
-            }
+            TupleLayout::Staging => StagingTuple::write_header(out, ncols, seq, op),
             TupleLayout::Direct { .. } if op == Op::Delete => {
                 return Err(DecodeError::NeedsStaging { line: rec.line() });
             }
-            TupleLayout::Direct { .. } => {}
+            TupleLayout::Direct { .. } => StagingTuple::write_table_header(out, ncols),
         }
 
         let mut event_id = None;
@@ -219,10 +215,7 @@ impl RowDecoder {
             loaded_at,
         } = self.layout
         {
-            out.extend_from_slice(&8i32.to_be_bytes());
-            out.extend_from_slice(&delivery_id.to_be_bytes());
-            out.extend_from_slice(&8i32.to_be_bytes());
-            out.extend_from_slice(&loaded_at.to_be_bytes());
+            StagingTuple::write_lineage(out, delivery_id, loaded_at);
         }
         Ok(DecodedRow { op, event_id })
     }
@@ -310,6 +303,33 @@ mod tests {
         expected.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 9]);
         expected.extend_from_slice(&[0, 0, 0, 0]);
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn staging_tuples_read_back_with_their_reader() {
+        let s = spec(vec![
+            col("id", ColumnType::Int4, false),
+            col("name", ColumnType::Text, true),
+        ]);
+        let mut decoder = RowDecoder::new(s, OpColumn::Present);
+        let mut scanner = CsvScanner::new(&b"I,7,ab\nU,8,\nD,9,\"\"\n"[..]);
+        let mut rec = RawRecord::new();
+        let names: [&[u8]; 3] = [&[0, 0, 0, 2, b'a', b'b'], &[0xff; 4], &[0, 0, 0, 0]];
+        for (i, (op, name)) in [Op::Insert, Op::Update, Op::Delete]
+            .into_iter()
+            .zip(names)
+            .enumerate()
+        {
+            assert!(scanner.next_record(&mut rec).unwrap());
+            let mut out = Vec::new();
+            let seq = 40 - i as i64;
+            assert_eq!(decoder.decode(&rec, seq, &mut out).unwrap().op, op);
+            let tuple = StagingTuple::read(&out).unwrap();
+            assert_eq!(tuple.seq(), seq);
+            assert_eq!(tuple.op(), op);
+            let id = [&4i32.to_be_bytes()[..], &(7 + i as i32).to_be_bytes()].concat();
+            assert_eq!(tuple.columns().collect::<Vec<_>>(), vec![&id[..], name]);
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ mod table;
 mod value;
 
 pub use copy::{COPY_BINARY_HEADER, COPY_BINARY_TRAILER};
-pub use decode::{DecodedRow, Op, OpColumn, RowDecoder, TupleLayout};
+pub use decode::{DecodedRow, Op, OpColumn, RowDecoder, StagingTuple, TupleLayout};
 pub use error::DecodeError;
 pub use object::{parse_object_key, Compression, DmsObject, FileKind};
 pub use scanner::{CsvScanner, RawRecord, DEFAULT_SCAN_BUFFER};

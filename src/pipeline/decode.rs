@@ -8,8 +8,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
+use super::split::InsertSplit;
 use crate::dms::{CsvScanner, DecodeError, OpColumn, RawRecord, RowDecoder, TableSpec};
-use crate::target::direct::InsertSplit;
 use crate::target::{Chunk, ChunkFailure, Encoding, StreamSummary};
 
 /// Everything the decoding thread needs.

@@ -1,7 +1,8 @@
-//! The data path of one file, between the bucket and the COPY: decoding ([`decode`]) and
-//! decode-ahead ([`readahead`]).
+//! The data path of one file, between the bucket and the COPY: decoding ([`decode`]), the split
+//! of a change file's new keys ([`split`]) and decode-ahead ([`readahead`]).
 pub mod decode;
 pub mod readahead;
+pub mod split;
 
 pub(crate) use decode::DecodeJob;
 pub(crate) use readahead::{Prefetch, Tape};

@@ -1,0 +1,118 @@
+//! Direct inserts, the decoder thread's side: while it decodes a change file, [`InsertSplit`]
+//! routes the rows of new keys aside, into a temporary file, and hands them over to the Target
+//! as a [`DirectInserts`] (which the Target replays into the table: see
+//! [`crate::target::direct`] for the whole scheme).
+//!
+//! Keys are sorted in two kinds by their first row in the file: a **new** key starts with an
+//! `I`, and all its rows are set aside while an exact map (`keys.rs`) remembers the position of
+//! its last row; any other key starts with a `U` or `D`, and all its rows stay staged while its
+//! key goes into a fixed-size Bloom filter (`filter.rs`).
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
+use crate::dms::{Op, TableSpec};
+use crate::target::direct::{DirectInserts, KnownKey, RowKey, SetAsideKeys, SetAsideRecord};
+
+mod filter;
+mod keys;
+#[cfg(test)]
+mod tests;
+
+use filter::{KeyFilter, FILTER_WORDS_LOG2};
+use keys::{KeyFields, KeyId, NewKeys, Touch};
+
+/// Routes each staging tuple of a change file either to the staging COPY or aside.
+pub struct InsertSplit {
+    keys: KeyFields,
+    staged: KeyFilter,
+    new_keys: NewKeys,
+    spill: BufWriter<File>,
+    rows: u64,
+}
+
+impl InsertSplit {
+    /// A split for one file of `spec`'s table; the set-aside rows go to an anonymous temporary
+    /// file (deleted when dropped).
+    pub fn new(spec: &TableSpec) -> std::io::Result<Self> {
+        Ok(InsertSplit {
+            keys: KeyFields::new(spec),
+            staged: KeyFilter::new(FILTER_WORDS_LOG2),
+            new_keys: NewKeys::new(KeyFields::new(spec).int_key),
+            spill: BufWriter::with_capacity(256 * 1024, tempfile::tempfile()?),
+            rows: 0,
+        })
+    }
+
+    /// Routes one staging tuple: `true` if it was set aside (the caller drops it from its staging
+    /// chunk), `false` if it stays staged.
+    pub fn route(&mut self, op: Op, tuple: &[u8]) -> std::io::Result<bool> {
+        let Some(head) = self.keys.head(tuple) else {
+            return Ok(false);
+        };
+        let Ok(seq) = u32::try_from(head.seq) else {
+            // Past 4 billion rows: stage the rest (their keys too, so no row of a set-aside key
+            // is left behind).
+            self.staged.insert(head.key.mixed());
+            return Ok(false);
+        };
+        let hash = head.key.mixed();
+        let aside = !self.staged.contains(hash)
+            && self.new_keys.touch(head.key, seq, op == Op::Insert) != Touch::Absent;
+        if aside {
+            SetAsideRecord::write(&mut self.spill, head.key.into(), tuple)?;
+            self.rows += 1;
+        } else {
+            self.staged.insert(hash);
+        }
+        Ok(aside)
+    }
+
+    /// The set-aside rows, once the file is read: `None` if there are none.
+    pub fn finish(self) -> std::io::Result<Option<DirectInserts>> {
+        if self.rows == 0 {
+            return Ok(None);
+        }
+        let mut file = self.spill.into_inner().map_err(|e| e.into_error())?;
+        file.flush()?;
+        Ok(Some(DirectInserts::new(
+            file,
+            self.rows,
+            self.new_keys.len(),
+            Box::new(Keys {
+                staged: self.staged,
+                new_keys: self.new_keys,
+            }),
+        )))
+    }
+}
+
+impl std::fmt::Debug for InsertSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InsertSplit")
+            .field("rows", &self.rows)
+            .field("new_keys", &self.new_keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The staged keys (maybe) and the new keys (exactly) of a file, handed over with its set-aside
+/// rows.
+struct Keys {
+    staged: KeyFilter,
+    new_keys: NewKeys,
+}
+
+impl SetAsideKeys for Keys {
+    fn lookup(&self, key: RowKey) -> KnownKey {
+        let key = KeyId::from(key);
+        if self.staged.contains(key.mixed()) {
+            return KnownKey::Staged;
+        }
+        match self.new_keys.last(key) {
+            Some(last) => KnownKey::New {
+                last: i64::from(last),
+            },
+            None => KnownKey::Unknown,
+        }
+    }
+}

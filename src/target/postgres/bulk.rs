@@ -1,0 +1,200 @@
+//! The bulk paths: a full load COPYed straight into its table (its indexes dropped and rebuilt
+//! around the COPY), and the replay of a change file's set-aside inserts
+//! ([`crate::target::direct`]).
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::apply::copy_chunks;
+use super::PgTarget;
+use crate::dms::{TableSpec, TupleLayout};
+use crate::target::direct::{DirectInserts, Replay};
+use crate::target::{
+    queries, Chunk, DeliveryPlan, DeliveryResult, Encoding, NetCounts, TargetError,
+};
+
+/// Size of the COPY chunks of a replay of set-aside inserts.
+const CHUNK_BYTES: usize = 512 * 1024;
+
+/// Microseconds from the Unix epoch to Postgres' (2000-01-01 UTC).
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// The rows' `_loaded_at` (the delivery's start) in binary COPY form: microseconds since
+/// 2000-01-01 UTC.
+fn loaded_at(plan: &DeliveryPlan) -> i64 {
+    plan.started_at.timestamp_micros() - POSTGRES_EPOCH_MICROS
+}
+
+impl PgTarget {
+    /// A full-load file COPYed straight into its table, in the delivery's transaction: every
+    /// row is a CREATE. A key that exists already or repeats (23505) is a
+    /// [`TargetError::NeedsStaging`].
+    pub(super) async fn apply_direct(
+        &self,
+        client: &tokio_postgres::Client,
+        plan: &DeliveryPlan,
+        encoding: oneshot::Sender<Encoding>,
+        chunks: mpsc::Receiver<Chunk>,
+    ) -> Result<DeliveryResult, TargetError> {
+        let spec = &plan.table;
+        // Into an empty table, or one no bigger than the file, the indexes are dropped and
+        // rebuilt after the COPY (in this transaction): one sort beats a B-tree insert per
+        // row. It locks the table against readers for the length of this file's load.
+        let rebuild = if client
+            .query_one(
+                &queries::rebuild_indexes(&self.schema, &spec.name),
+                &[
+                    &(plan.size as f64),
+                    &spec.name,
+                    &queries::qualified(&self.schema, &spec.name),
+                ],
+            )
+            .await
+            .map_err(TargetError::pg("check whether to rebuild the indexes"))?
+            .get::<_, bool>(0)
+        {
+            self.drop_indexes(client, spec).await?
+        } else {
+            Vec::new()
+        };
+        let loaded_at = loaded_at(plan);
+        let _ = encoding.send(Encoding {
+            layout: TupleLayout::Direct {
+                delivery_id: plan.id,
+                loaded_at,
+            },
+            split_inserts: false,
+        });
+        let (summary, _) = copy_chunks(
+            client,
+            &queries::copy_direct(&self.schema, spec),
+            chunks,
+            plan,
+        )
+        .await
+        .map_err(|e| match e.sqlstate() {
+            // A key twice in the file: it needs the staged apply after all.
+            Some("23505") => TargetError::NeedsStaging(plan.key.clone()),
+            _ => e,
+        })?;
+        for create in &rebuild {
+            client.batch_execute(create).await.map_err(|e| {
+                match e.code().map(|c| c.code()) {
+                    // A key twice in the file: staged apply after all.
+                    Some("23505") => TargetError::NeedsStaging(plan.key.clone()),
+                    _ => TargetError::Postgres {
+                        context: "rebuild an index",
+                        source: e,
+                    },
+                }
+            })?;
+        }
+        let counts = NetCounts {
+            creates: summary.rows,
+            ..NetCounts::default()
+        };
+        self.finish_delivery(client, plan, summary, counts, summary.rows)
+            .await
+    }
+
+    /// COPYs the inserts the decoder set aside straight into the table (those whose key was
+    /// staged after them go to the staging table instead); returns how many went straight in.
+    /// If one of their keys exists already, that COPY is undone and they are all staged.
+    pub(super) async fn copy_inserts(
+        &self,
+        client: &tokio_postgres::Client,
+        plan: &DeliveryPlan,
+        inserts: Arc<DirectInserts>,
+    ) -> Result<u64, TargetError> {
+        let spec = &plan.table;
+        let loaded_at = loaded_at(plan);
+        let direct = Replay::Direct {
+            delivery_id: plan.id,
+            loaded_at,
+        };
+        client
+            .batch_execute("SAVEPOINT direct_inserts")
+            .await
+            .map_err(TargetError::pg("open a savepoint"))?;
+        let copied = copy_chunks(
+            client,
+            &queries::copy_direct(&self.schema, spec),
+            inserts.replay(direct, CHUNK_BYTES),
+            plan,
+        )
+        .await;
+        // Which set-aside rows go to the staging table after all: those the direct COPY left
+        // (`Staged`), or every one if it met an existing key (`All`).
+        let (direct_rows, restage) = match copied {
+            Ok((summary, _)) => {
+                client
+                    .batch_execute("RELEASE SAVEPOINT direct_inserts")
+                    .await
+                    .map_err(TargetError::pg("release a savepoint"))?;
+                (
+                    summary.rows,
+                    inserts.stages_some().then_some(Replay::Staged),
+                )
+            }
+            Err(e) if e.sqlstate() == Some("23505") => {
+                // A key that exists already: stage them all.
+                client
+                    .batch_execute(
+                        "ROLLBACK TO SAVEPOINT direct_inserts; RELEASE SAVEPOINT direct_inserts",
+                    )
+                    .await
+                    .map_err(TargetError::pg("roll back to a savepoint"))?;
+                (0, Some(Replay::All))
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(mode) = restage {
+            copy_chunks(
+                client,
+                queries::COPY_STAGE,
+                inserts.replay(mode, CHUNK_BYTES),
+                plan,
+            )
+            .await?;
+        }
+        tracing::debug!(
+            "Delivery {}: {direct_rows} of {} set-aside rows straight into the table.",
+            plan.id,
+            inserts.rows()
+        );
+        Ok(direct_rows)
+    }
+
+    /// Drops the table's indexes and unique constraints; returns the statements that rebuild
+    /// them, from the catalog's own definitions.
+    async fn drop_indexes(
+        &self,
+        client: &tokio_postgres::Client,
+        spec: &TableSpec,
+    ) -> Result<Vec<String>, TargetError> {
+        let table = queries::qualified(&self.schema, &spec.name);
+        let rows = client
+            .query(queries::TABLE_INDEXES, &[&table])
+            .await
+            .map_err(TargetError::pg("read the table's indexes"))?;
+        let mut rebuild = Vec::new();
+        for row in rows {
+            let (kind, name, definition): (String, String, String) =
+                (row.get(0), row.get(1), row.get(2));
+            let (drop, create) = if kind == "constraint" {
+                (
+                    format!("ALTER TABLE {table} DROP CONSTRAINT {name}"),
+                    format!("ALTER TABLE {table} ADD CONSTRAINT {name} {definition}"),
+                )
+            } else {
+                (format!("DROP INDEX {name}"), definition)
+            };
+            client
+                .batch_execute(&drop)
+                .await
+                .map_err(TargetError::pg("drop an index for the bulk load"))?;
+            rebuild.push(create);
+        }
+        Ok(rebuild)
+    }
+}

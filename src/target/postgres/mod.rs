@@ -1,0 +1,238 @@
+//! [`PgTarget`]: the Target on Postgres, through a deadpool connection pool.
+//!
+//! By role: [`session`] (a stream's connection, the dry run's one transaction), [`catalog`] (the
+//! replicated tables), [`apply`] (a delivery in its transaction, the staged apply), [`bulk`] (a
+//! full load straight into its table, the replay of a change file's set-aside inserts) and
+//! [`outbox`] (the relay's reads). This file holds [`PgTarget`] itself and the [`Target`] trait's
+//! methods, which delegate to them.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::NoTls;
+
+use super::queries;
+use super::{
+    Chunk, DeliveryPlan, DeliveryResult, DeliveryStatus, Encoding, LedgerEntry, Target, TargetError,
+};
+use crate::dms::TableSpec;
+
+mod apply;
+mod bulk;
+mod catalog;
+mod outbox;
+mod session;
+
+use apply::cdc_encoding;
+use catalog::read_table_specs;
+pub use session::PgSession;
+use session::{begin_dry_run, DryRun};
+
+/// The loader's Postgres database.
+#[derive(Clone)]
+pub struct PgTarget {
+    pool: Pool,
+    schema: String,
+    tables: HashMap<String, Arc<TableSpec>>,
+    host: String,
+    /// In a dry run: the one transaction everything happens in, rolled back by
+    /// [`Target::finish`].
+    dry_run: Option<Arc<DryRun>>,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("schema", &self.schema)
+            .field("tables", &self.tables.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn pool_error(e: impl std::fmt::Display) -> TargetError {
+    TargetError::Pool(e.to_string())
+}
+
+impl PgTarget {
+    /// Connects, applies the migrations and reads the replicated tables from the catalog.
+    ///
+    /// With `dry_run`, nothing is ever committed: one transaction is opened and kept, the
+    /// migrations the database lacks (the whole schema, on an empty database) are applied inside
+    /// it, and every later read and delivery happens in it, until [`Target::finish`] rolls it
+    /// back.
+    pub async fn connect(
+        config: &tokio_postgres::Config,
+        schema: &str,
+        pool_size: usize,
+        dry_run: bool,
+    ) -> Result<Self, TargetError> {
+        let mut config = config.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(2))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .create_timeout(Some(std::time::Duration::from_secs(10)))
+            .recycle_timeout(Some(std::time::Duration::from_secs(5)))
+            .wait_timeout(Some(std::time::Duration::from_secs(60)))
+            .build()
+            .map_err(pool_error)?;
+        let client = pool.get().await.map_err(pool_error)?;
+        let (tables, dry_run) = if dry_run {
+            let (tables, dry) = begin_dry_run(client, schema).await?;
+            (tables, Some(Arc::new(dry)))
+        } else {
+            super::migrations::migrate(&client, schema).await?;
+            (read_table_specs(&client, schema).await?, None)
+        };
+        Ok(PgTarget {
+            pool,
+            schema: schema.to_string(),
+            tables,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            dry_run,
+        })
+    }
+}
+
+impl Target for PgTarget {
+    type Session = PgSession;
+
+    fn cdc_encoding(&self, table: &TableSpec) -> Option<Encoding> {
+        Some(cdc_encoding(table))
+    }
+
+    fn tables(&self) -> &HashMap<String, Arc<TableSpec>> {
+        &self.tables
+    }
+
+    async fn ledger_entries(
+        &self,
+        keys: &[String],
+    ) -> Result<HashMap<String, LedgerEntry>, TargetError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = queries::ledger_entries(&self.schema);
+        let rows = match &self.dry_run {
+            Some(dry) => dry.connection.lock().await.query(&sql, &[&keys]).await,
+            None => {
+                let client = self.pool.get().await.map_err(pool_error)?;
+                client.query(&sql, &[&keys]).await
+            }
+        }
+        .map_err(TargetError::pg("read the ledger"))?;
+        rows.into_iter()
+            .map(|r| {
+                let status: String = r.get(2);
+                let status = DeliveryStatus::parse(&status).ok_or_else(|| {
+                    TargetError::Schema(format!("the ledger holds an unknown status {status:?}"))
+                })?;
+                Ok((
+                    r.get::<_, String>(0),
+                    LedgerEntry {
+                        id: r.get(1),
+                        status,
+                        etag: r.get(3),
+                        error: r.get(4),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    async fn next_delivery_id(&self) -> Result<i64, TargetError> {
+        if let Some(dry) = &self.dry_run {
+            return Ok(dry.take_delivery_id());
+        }
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_one(&queries::next_delivery_id(&self.schema), &[])
+            .await
+            .map_err(TargetError::pg("next delivery id"))?;
+        Ok(row.get(0))
+    }
+
+    async fn open_session(&self) -> Result<PgSession, TargetError> {
+        PgSession::open(&self.pool, self.dry_run.as_deref()).await
+    }
+
+    async fn apply(
+        &self,
+        session: &mut PgSession,
+        plan: &DeliveryPlan,
+        encoding: oneshot::Sender<Encoding>,
+        chunks: mpsc::Receiver<Chunk>,
+    ) -> Result<DeliveryResult, TargetError> {
+        session.begin_delivery().await?;
+        match self
+            .apply_in_transaction(session.client(), plan, encoding, chunks)
+            .await
+        {
+            Ok(result) => {
+                session.commit_delivery().await?;
+                Ok(result)
+            }
+            Err(e) => {
+                session.roll_back_delivery().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn close_session(&self, session: PgSession) {
+        // A real run's session is between transactions here; a dry run's stays in the dry run's
+        // transaction until `finish`.
+        drop(session);
+    }
+
+    async fn finish(&self) {
+        if let Some(dry) = &self.dry_run {
+            dry.roll_back().await;
+        }
+    }
+
+    async fn record_failure(&self, plan: &DeliveryPlan, error: &str) -> Result<(), TargetError> {
+        if self.dry_run.is_some() {
+            return Ok(());
+        }
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                &queries::record_failure(&self.schema),
+                &[
+                    &plan.id,
+                    &plan.key,
+                    &plan.etag,
+                    &(plan.size as i64),
+                    &plan.table.name,
+                    &plan.kind,
+                    &plan.started_at,
+                    &error,
+                    &self.host,
+                    &crate::VERSION,
+                ],
+            )
+            .await
+            .map_err(TargetError::pg("record the failure"))?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), TargetError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(TargetError::pg("ping"))?;
+        Ok(())
+    }
+}

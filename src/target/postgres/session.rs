@@ -1,0 +1,177 @@
+//! A stream's connection ([`PgSession`]) and the dry run's one transaction ([`DryRun`]).
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+
+use super::catalog::read_table_specs;
+use super::pool_error;
+use crate::dms::TableSpec;
+use crate::target::{describe_pg_error, queries, TargetError};
+
+/// A dry run's state: one connection inside one transaction (the migrations, the catalog, the
+/// ledger reads and every delivery under its savepoint), and the delivery ids a real run would
+/// take next, counted here because a sequence's `nextval` is never rolled back.
+pub(super) struct DryRun {
+    /// The dry run's connection, in its transaction.
+    pub(super) connection: Arc<tokio::sync::Mutex<deadpool_postgres::ClientWrapper>>,
+    next_id: std::sync::atomic::AtomicI64,
+}
+
+impl DryRun {
+    /// The next delivery id a real run would take.
+    pub(super) fn take_delivery_id(&self) -> i64 {
+        self.next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Rolls back everything the dry run did.
+    pub(super) async fn roll_back(&self) {
+        let client = self.connection.lock().await;
+        match client.batch_execute("ROLLBACK").await {
+            Ok(()) => tracing::info!("Dry run: everything rolled back; nothing persisted."),
+            // The connection is gone, and with it the transaction.
+            Err(e) => tracing::warn!(
+                "Dry run: the rollback failed ({}); the connection is closed, which rolls back as well.",
+                describe_pg_error(&e)
+            ),
+        }
+    }
+}
+
+/// Opens the dry run's transaction on `client`, applies the missing migrations in it, and reads
+/// the catalog and the next delivery id from it.
+pub(super) async fn begin_dry_run(
+    client: deadpool_postgres::Object,
+    schema: &str,
+) -> Result<(HashMap<String, Arc<TableSpec>>, DryRun), TargetError> {
+    // Never handed back to the pool: it is closed (and its transaction rolled back) with the
+    // target, whatever happens in between.
+    let client = deadpool_postgres::Object::take(client);
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(TargetError::pg("begin the dry run"))?;
+    let applied = crate::target::migrations::apply(&client, schema).await?;
+    if !applied.is_empty() {
+        let names: Vec<&str> = applied.iter().map(|m| m.name).collect();
+        tracing::info!(
+            "Dry run: the database lacks migrations {}; they are applied inside the dry run's transaction and rolled back with it.",
+            names.join(", ")
+        );
+    }
+    let tables = read_table_specs(&client, schema).await?;
+    let next_id: i64 = client
+        .query_one(&queries::peek_delivery_id(schema), &[])
+        .await
+        .map_err(TargetError::pg("read the next delivery id"))?
+        .get(0);
+    Ok((
+        tables,
+        DryRun {
+            connection: Arc::new(tokio::sync::Mutex::new(client)),
+            next_id: std::sync::atomic::AtomicI64::new(next_id),
+        },
+    ))
+}
+
+/// One stream's connection. It tracks whether a transaction is open: a session dropped inside
+/// one takes its connection out of the pool (closing it rolls the transaction back), so a pooled
+/// connection is never handed out mid-transaction.
+pub struct PgSession {
+    client: Option<SessionClient>,
+    dry_run: bool,
+    in_transaction: bool,
+}
+
+/// A session's connection: its own from the pool, or, in a dry run, the dry run's one (held
+/// for as long as the session lasts, so streams take turns).
+enum SessionClient {
+    Pooled(Box<deadpool_postgres::Object>),
+    DryRun(tokio::sync::OwnedMutexGuard<deadpool_postgres::ClientWrapper>),
+}
+
+impl PgSession {
+    /// A session on a connection of `pool`, or in a dry run on the dry run's connection (held
+    /// until the session is dropped).
+    pub(super) async fn open(pool: &Pool, dry_run: Option<&DryRun>) -> Result<Self, TargetError> {
+        let client = match dry_run {
+            Some(dry) => SessionClient::DryRun(dry.connection.clone().lock_owned().await),
+            None => SessionClient::Pooled(Box::new(pool.get().await.map_err(pool_error)?)),
+        };
+        Ok(PgSession {
+            client: Some(client),
+            dry_run: dry_run.is_some(),
+            in_transaction: false,
+        })
+    }
+
+    /// The statements that begin, commit and roll back a delivery: a transaction, or in a dry
+    /// run a savepoint of the dry run's transaction.
+    fn delivery_statements(&self) -> (&'static str, &'static str, &'static str) {
+        if self.dry_run {
+            (
+                "SAVEPOINT delivery",
+                "RELEASE SAVEPOINT delivery",
+                "ROLLBACK TO SAVEPOINT delivery; RELEASE SAVEPOINT delivery",
+            )
+        } else {
+            ("BEGIN", "COMMIT", "ROLLBACK")
+        }
+    }
+
+    pub(super) async fn begin_delivery(&mut self) -> Result<(), TargetError> {
+        let (begin, _, _) = self.delivery_statements();
+        self.run(begin, "begin the delivery").await
+    }
+
+    pub(super) async fn commit_delivery(&mut self) -> Result<(), TargetError> {
+        let (_, commit, _) = self.delivery_statements();
+        self.run(commit, "commit").await
+    }
+
+    /// Best effort: if this fails too the connection is broken and is not reused.
+    pub(super) async fn roll_back_delivery(&mut self) {
+        let (_, _, rollback) = self.delivery_statements();
+        let _ = self.run(rollback, "roll back").await;
+    }
+
+    pub(super) fn client(&self) -> &tokio_postgres::Client {
+        match self
+            .client
+            .as_ref()
+            .expect("a session has its connection until dropped")
+        {
+            SessionClient::Pooled(object) => object,
+            SessionClient::DryRun(guard) => guard,
+        }
+    }
+
+    async fn run(&mut self, sql: &'static str, context: &'static str) -> Result<(), TargetError> {
+        let result = self
+            .client()
+            .batch_execute(sql)
+            .await
+            .map_err(TargetError::pg(context));
+        match (sql, &result) {
+            ("BEGIN", Ok(())) => self.in_transaction = true,
+            ("COMMIT" | "ROLLBACK", Ok(())) => self.in_transaction = false,
+            _ => {}
+        }
+        if result.is_err() && !sql.starts_with("SAVEPOINT") && !sql.starts_with("RELEASE") {
+            // The transaction state is unknown: never give this connection back to the pool.
+            self.in_transaction = true;
+        }
+        result
+    }
+}
+
+impl Drop for PgSession {
+    fn drop(&mut self) {
+        if self.in_transaction {
+            if let Some(SessionClient::Pooled(client)) = self.client.take() {
+                drop(deadpool_postgres::Object::take(*client));
+            }
+        }
+    }
+}
