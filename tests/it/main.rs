@@ -5,6 +5,7 @@
 mod helpers;
 
 mod bad_input;
+mod discovery;
 mod dry_run;
 mod loader;
 mod metrics_http;
