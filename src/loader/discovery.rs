@@ -74,19 +74,40 @@ impl Cursor {
         }
     }
 
-    fn start_after(&self) -> Option<&str> {
-        match (self.flat.as_deref(), self.dated.as_deref()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    /// The listings an incremental pass makes for this folder: `(prefix, start_after)`.
+    ///
+    /// One naming (the usual case: DMS's `DatePartitionEnabled` is either on or off): one
+    /// listing after its cursor. Both namings: one listing after the flat cursor (new flat
+    /// files, full-load files, date folders of later years) and one of the dated cursor's year
+    /// folder after the dated cursor, so neither lists the other's history again.
+    fn listings(&self, folder: &str) -> Vec<(String, Option<String>)> {
+        match (&self.flat, &self.dated) {
+            (Some(flat), Some(dated)) => {
+                let year = dated[folder.len()..].split('/').next().unwrap_or_default();
+                vec![
+                    (folder.to_string(), Some(flat.clone())),
+                    (format!("{folder}{year}/"), Some(dated.clone())),
+                ]
+            }
+            (flat, dated) => vec![(folder.to_string(), flat.clone().or(dated.clone()))],
         }
     }
 
-    /// Whether `key` sorts at or behind the cursor of its naming (an incremental listing would
-    /// not have returned it).
+    /// Whether `key` sorts at or behind a cursor, so an incremental listing may not have
+    /// returned it: behind its own naming's cursor, or, while its naming has none yet, behind
+    /// the other one's (a stream that starts using date folders after flat names: `2022/...`
+    /// sorts before `20220922-...`). Such files are found by the full listing.
     fn is_behind(&self, key: &str, folder: &str) -> bool {
         let dated = key[folder.len()..].contains('/');
-        let slot = if dated { &self.dated } else { &self.flat };
-        slot.as_deref().is_some_and(|c| key <= c)
+        let (own, other) = if dated {
+            (&self.dated, &self.flat)
+        } else {
+            (&self.flat, &self.dated)
+        };
+        match own {
+            Some(c) => key <= c.as_str(),
+            None => other.as_deref().is_some_and(|c| key <= c),
+        }
     }
 }
 
@@ -158,13 +179,16 @@ impl Discovery {
             full,
             ..Plan::default()
         };
-        if full {
-            self.full_listing(source, tables, ledger, &mut plan).await?;
+        // The ledger entries of the pending files, read while listing: the head rule needs no
+        // query of its own.
+        let entries = if full {
+            let entries = self.full_listing(source, tables, ledger, &mut plan).await?;
             self.last_full = Some(Instant::now());
+            entries
         } else {
-            self.incremental(source, tables, ledger, &mut plan).await?;
-        }
-        self.apply_head_rule(source, ledger, stop_at_failures, &mut plan)
+            self.incremental(source, tables, ledger, &mut plan).await?
+        };
+        self.apply_head_rule(source, &entries, stop_at_failures, &mut plan)
             .await?;
         Ok(plan)
     }
@@ -176,9 +200,10 @@ impl Discovery {
         tables: &Tables,
         ledger: &L,
         plan: &mut Plan,
-    ) -> Result<(), LoaderError> {
+    ) -> Result<HashMap<String, LedgerEntry>, LoaderError> {
         let root = root_prefix(source.path());
         let first = self.last_full.is_none();
+        let mut pending_entries = HashMap::new();
         let mut fresh: BTreeMap<String, Stream> = BTreeMap::new();
         let mut token = None;
         loop {
@@ -213,6 +238,9 @@ impl Discovery {
                         plan.late.push((object.table.clone(), object.key.clone()));
                     }
                 }
+                if let Some(entry) = entries.get(&object.key) {
+                    pending_entries.insert(object.key.clone(), entry.clone());
+                }
                 stream
                     .pending
                     .insert(order(&object), PendingFile { object, info });
@@ -227,7 +255,7 @@ impl Discovery {
             stream.stopped = self.streams.get(table).and_then(|s| s.stopped.clone());
         }
         self.streams = fresh;
-        Ok(())
+        Ok(pending_entries)
     }
 
     /// Lists each stream folder after its cursor; asks the ledger about new and pending keys.
@@ -237,7 +265,7 @@ impl Discovery {
         tables: &Tables,
         ledger: &L,
         plan: &mut Plan,
-    ) -> Result<(), LoaderError> {
+    ) -> Result<HashMap<String, LedgerEntry>, LoaderError> {
         let root = root_prefix(source.path());
         for folder in source.list_folders(&root).await? {
             self.schema_folders.insert(folder);
@@ -248,20 +276,23 @@ impl Discovery {
         for schema_folder in &self.schema_folders {
             for table in &names {
                 let folder = format!("{schema_folder}{table}/");
-                let stream = self.streams.get(*table);
-                let start_after = stream
+                let listings = self
+                    .streams
+                    .get(*table)
                     .and_then(|s| s.cursors.get(&folder))
-                    .and_then(Cursor::start_after)
-                    .map(str::to_string);
-                let mut token = None;
-                loop {
-                    let page = source
-                        .list_page(&folder, start_after.as_deref(), token)
-                        .await?;
-                    listed.extend(page.objects);
-                    match page.next {
-                        Some(next) => token = Some(next),
-                        None => break,
+                    .map(|c| c.listings(&folder))
+                    .unwrap_or_else(|| vec![(folder.clone(), None)]);
+                for (prefix, start_after) in listings {
+                    let mut token = None;
+                    loop {
+                        let page = source
+                            .list_page(&prefix, start_after.as_deref(), token)
+                            .await?;
+                        listed.extend(page.objects);
+                        match page.next {
+                            Some(next) => token = Some(next),
+                            None => break,
+                        }
                     }
                 }
             }
@@ -271,12 +302,13 @@ impl Discovery {
         for (object, info) in objects {
             let folder = stream_folder(&object, &root);
             let stream = self.streams.entry(object.table.clone()).or_default();
-            stream
-                .cursors
-                .entry(folder.clone())
-                .or_default()
-                .advance(&object, &folder);
-            let known = stream.settled_loads.contains(&object.key)
+            let cursor = stream.cursors.entry(folder.clone()).or_default();
+            // A change file behind a cursor was seen before (done or pending), or is late and
+            // left to the full listing: never asked about again here.
+            let seen = !object.kind.is_load() && cursor.is_behind(&object.key, &folder);
+            cursor.advance(&object, &folder);
+            let known = seen
+                || stream.settled_loads.contains(&object.key)
                 || stream.pending.contains_key(&order(&object));
             if !known {
                 new.push(PendingFile { object, info });
@@ -307,23 +339,17 @@ impl Discovery {
             }
             stream.pending.insert(order(&file.object), file);
         }
-        Ok(())
+        Ok(entries)
     }
 
     /// Applies the stream-head rule to every stream and fills the plan.
-    async fn apply_head_rule<S: Source, L: LedgerStore>(
+    async fn apply_head_rule<S: Source>(
         &mut self,
         source: &S,
-        ledger: &L,
+        entries: &HashMap<String, LedgerEntry>,
         stop_at_failures: bool,
         plan: &mut Plan,
     ) -> Result<(), LoaderError> {
-        let heads: Vec<String> = self
-            .streams
-            .values()
-            .filter_map(|s| s.pending.values().next().map(|f| f.info.key.clone()))
-            .collect();
-        let entries: HashMap<String, LedgerEntry> = ledger.entries(&heads).await?;
         for (table, stream) in self.streams.iter_mut() {
             let Some(head) = stream.pending.values_mut().next() else {
                 stream.stopped = None;

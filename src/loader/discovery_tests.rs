@@ -241,3 +241,57 @@ async fn unknown_table_folders_are_reported_and_keys_with_control_characters_are
         .unknown_tables
         .contains(&("dbo".to_string(), "orders\nINFO forged".to_string())));
 }
+
+#[tokio::test]
+async fn with_both_namings_each_is_listed_after_its_own_cursor() {
+    let (source, ledger) = setup();
+    let mut history = Vec::new();
+    for i in 0..50u32 {
+        let s = stamp(i);
+        history.push(format!("{O}{s}.csv.gz"));
+        history.push(format!(
+            "{O}{}/{}/{}/{s}.csv.gz",
+            &s[..4],
+            &s[4..6],
+            &s[6..8]
+        ));
+    }
+    for key in &history {
+        source.put(key, vec![1]);
+        ledger.set(key, DeliveryStatus::Success, None);
+    }
+    let mut d = Discovery::new(Duration::from_secs(3600));
+    d.pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    let queries = ledger.queries();
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    assert!(plan.streams.is_empty());
+    assert_eq!(
+        ledger.queries(),
+        queries,
+        "an idle pass asks the ledger nothing"
+    );
+    // New files of both namings are found without a full listing.
+    let s = stamp(100);
+    let flat = format!("{O}{s}.csv.gz");
+    let dated = format!("{O}{}/{}/{}/{s}.csv.gz", &s[..4], &s[4..6], &s[6..8]);
+    source.put(&flat, vec![1]);
+    source.put(&dated, vec![1]);
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    assert!(!plan.full);
+    let mut found = keys(&plan, "orders");
+    found.sort();
+    assert_eq!(found, [dated, flat]);
+    assert_eq!(
+        ledger.asked_last(),
+        2,
+        "only the two new keys are asked about"
+    );
+}
