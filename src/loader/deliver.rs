@@ -43,6 +43,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                 "Delivery {id}: process_{} {}.",
                 file.object.schema, file.info.key
             );
+            self.set_in_flight(&table.name, Some(id));
             let mut plan = self.plan_for(id, file, &table, direct_allowed);
             // Only the first attempt uses what was decoded ahead; a retry reads the file again.
             let result = self

@@ -196,6 +196,18 @@ impl<S: Source, T: Target> Loader<S, T> {
         self.status.send_replace(statuses);
     }
 
+    /// Marks the delivery under way in a stream's published state.
+    fn set_in_flight(&self, table: &str, id: Option<i64>) {
+        self.status
+            .send_if_modified(|streams| match streams.get_mut(table) {
+                Some(s) if s.in_flight != id => {
+                    s.in_flight = id;
+                    true
+                }
+                _ => false,
+            });
+    }
+
     /// Every table stream's state, updated after each discovery and each pass.
     pub fn streams(&self) -> watch::Receiver<BTreeMap<String, StreamStatus>> {
         self.status.subscribe()
@@ -213,6 +225,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                 ahead = self.prefetch(next).await;
             }
             let outcome = self.deliver(&mut session, file, current).await;
+            self.set_in_flight(&file.object.table, None);
             if matches!(
                 outcome,
                 FileOutcome::Delivered(_) | FileOutcome::AlreadyDelivered

@@ -198,32 +198,12 @@ impl TargetError {
         }
     }
 
-    /// Whether trying the same delivery again later may succeed: lost or refused connections
-    /// (no SQLSTATE, or classes 08, 53, 57, 58), serialization failures and deadlocks (40), and a
-    /// stream that another loader holds right now.
+    /// Whether trying the same delivery again later may succeed (see [`crate::policy`]: lost or
+    /// refused connections, serialization failures and deadlocks, a stream another loader holds).
     pub fn is_retryable(&self) -> bool {
-        match self {
-            TargetError::Postgres { source, .. } => match source.code() {
-                // No SQLSTATE: transient only if the connection failed, not if, say, a parameter
-                // could not be encoded.
-                None => {
-                    source.is_closed()
-                        || std::error::Error::source(source)
-                            .is_some_and(|inner| inner.is::<std::io::Error>())
-                }
-                Some(code) => {
-                    let c = code.code();
-                    ["08", "40", "53", "57", "58"]
-                        .iter()
-                        .any(|p| c.starts_with(p))
-                }
-            },
-            TargetError::Pool(_) | TargetError::Busy(_) => true,
-            TargetError::Input(f) => f.retryable,
-            TargetError::AlreadyDelivered(_)
-            | TargetError::Schema(_)
-            | TargetError::NeedsStaging(_) => false,
-        }
+        crate::policy::policy(crate::policy::target_kind(self))
+            .directive
+            .is_transient()
     }
 }
 

@@ -209,3 +209,42 @@ async fn dry_run_records_nothing_for_a_bad_file() {
     assert!(app.ledger(&key).await.is_none());
     assert_eq!(app.database_state().await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_state_shows_a_stopped_stream_its_head_reason_and_waiting_files() {
+    let app = spawn_app().await;
+    app.put_csv(
+        "strategies",
+        "LOAD00000001.csv.gz",
+        &strategy("1", "ACTIVE", 1),
+    )
+    .await;
+    let bad = app
+        .put_csv("strategies", "20220922-095853123.csv.gz", "I,2,too,few\n")
+        .await;
+    app.put_csv(
+        "strategies",
+        "20220922-100000000.csv.gz",
+        &format!("I,{}", strategy("3", "ACTIVE", 3)),
+    )
+    .await;
+    app.put_csv("orders", "LOAD00000001.csv.gz", ORDER).await;
+    let loader = app.loader(&[]).await;
+    let streams = loader.streams();
+    app.drain(&loader).await;
+    let state = streams.borrow().clone();
+    let strategies = &state["strategies"];
+    assert_eq!(strategies.pending, 2, "the bad file and the one behind it");
+    assert_eq!(strategies.head.as_deref(), Some(bad.as_str()));
+    let stopped = strategies.stopped.as_ref().expect("stopped");
+    assert_eq!(stopped.key, bad);
+    assert!(stopped.reason.contains("line 1"), "{}", stopped.reason);
+    assert_eq!(strategies.in_flight, None);
+    let orders = &state["orders"];
+    assert_eq!((orders.pending, orders.stopped.is_none()), (0, true));
+    // The same state is in the gauges.
+    let m = loader.metrics();
+    assert_eq!(m.pending_files.with_label_values(&["strategies"]).get(), 2);
+    assert_eq!(m.stream_stopped.with_label_values(&["strategies"]).get(), 1);
+    assert_eq!(m.stream_stopped.with_label_values(&["orders"]).get(), 0);
+}
