@@ -2,9 +2,9 @@
 //! what was decoded ahead of its turn.
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
 use super::outcome::{AttemptError, PendingFile};
@@ -12,7 +12,7 @@ use super::Loader;
 use crate::dms::{self, DmsObject, TableSpec};
 use crate::pipeline::{DecodeJob, Tape};
 use crate::source::Source;
-use crate::target::{Chunk, DeliveryPlan, DeliveryResult, Encoding, Target, TargetError};
+use crate::target::{Chunk, DeliveryPlan, DeliveryResult, Rows, Target, TargetError};
 
 pub(crate) use crate::pipeline::Prefetch;
 
@@ -51,8 +51,6 @@ impl<S: Source, T: Target> Loader<S, T> {
         let body = self.source.open(&file.info.key).await.ok()?;
         let cancel = Arc::new(AtomicBool::new(false));
         let (tx, mut rx) = mpsc::channel::<Chunk>(4);
-        let (encoding_tx, encoding_rx) = oneshot::channel::<Encoding>();
-        let _ = encoding_tx.send(encoding);
         let job = self.decode_job(
             &file.info.key,
             None,
@@ -62,7 +60,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             &body.bytes_read,
         );
         let reader = SyncIoBridge::new(body.reader);
-        tokio::task::spawn_blocking(move || job.run(reader, encoding_rx, tx));
+        tokio::task::spawn_blocking(move || job.run(reader, encoding, tx));
         // The tuples go to a temporary file (memory stays bounded whatever the file size).
         let stop = cancel.clone();
         let tape = tokio::task::spawn_blocking(move || -> std::io::Result<Tape> {
@@ -115,8 +113,6 @@ impl<S: Source, T: Target> Loader<S, T> {
         if body.size > 0 {
             plan.size = body.size;
         }
-        let (tx, rx) = mpsc::channel::<Chunk>(4);
-        let (layout_tx, layout_rx) = oneshot::channel::<Encoding>();
         let bytes_read = body.bytes_read.clone();
         let job = self.decode_job(
             &plan.key,
@@ -127,10 +123,17 @@ impl<S: Source, T: Target> Loader<S, T> {
             &bytes_read,
         );
         let reader = SyncIoBridge::new(body.reader);
-        let decoder = tokio::task::spawn_blocking(move || job.run(reader, layout_rx, tx));
-        let result = self.apply(session, plan, layout_tx, rx).await;
-        // The decoder ends on its own once the channel is closed.
-        let _ = decoder.await;
+        let (worker, slot) = worker_slot();
+        // The decoder thread starts when the Target opens the rows with their encoding.
+        let rows: Rows = Box::new(move |encoding| {
+            let (tx, rx) = mpsc::channel::<Chunk>(4);
+            slot(tokio::task::spawn_blocking(move || {
+                job.run(reader, encoding, tx)
+            }));
+            rx
+        });
+        let result = self.apply(session, plan, rows).await;
+        worker.finish().await;
         let result = result.map_err(AttemptError::Target)?;
         Ok((result, bytes_read.load(Ordering::Relaxed)))
     }
@@ -151,13 +154,17 @@ impl<S: Source, T: Target> Loader<S, T> {
         if ahead.size > 0 {
             plan.size = ahead.size;
         }
-        let (tx, rx) = mpsc::channel::<Chunk>(4);
-        let (layout_tx, layout_rx) = oneshot::channel::<Encoding>();
         let chunk_bytes = self.settings.chunk_bytes;
-        let player =
-            tokio::task::spawn_blocking(move || tape.play(encoding, layout_rx, tx, chunk_bytes));
-        let result = self.apply(session, plan, layout_tx, rx).await;
-        let _ = player.await;
+        let (worker, slot) = worker_slot();
+        let rows: Rows = Box::new(move |asked| {
+            let (tx, rx) = mpsc::channel::<Chunk>(4);
+            slot(tokio::task::spawn_blocking(move || {
+                tape.play(encoding, asked, tx, chunk_bytes)
+            }));
+            rx
+        });
+        let result = self.apply(session, plan, rows).await;
+        worker.finish().await;
         Some(
             result
                 .map(|r| (r, bytes_read.load(Ordering::Relaxed)))
@@ -170,19 +177,39 @@ impl<S: Source, T: Target> Loader<S, T> {
         &self,
         session: &mut Option<T::Session>,
         plan: &DeliveryPlan,
-        layout_tx: oneshot::Sender<Encoding>,
-        rx: mpsc::Receiver<Chunk>,
+        rows: Rows,
     ) -> Result<DeliveryResult, TargetError> {
         match session {
-            Some(s) => self.target.apply(s, plan, layout_tx, rx).await,
+            Some(s) => self.target.apply(s, plan, rows).await,
             None => match self.target.open_session().await {
-                Ok(s) => {
-                    self.target
-                        .apply(session.insert(s), plan, layout_tx, rx)
-                        .await
-                }
+                Ok(s) => self.target.apply(session.insert(s), plan, rows).await,
                 Err(e) => Err(e),
             },
         }
     }
+}
+
+/// The blocking thread a `Rows` factory starts (if the Target opened the rows at all), so the
+/// attempt can wait for it to end before it reports.
+struct Worker(Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>);
+
+impl Worker {
+    async fn finish(self) {
+        let handle = self.0.lock().expect("not poisoned").take();
+        if let Some(handle) = handle {
+            // It ends on its own once the channel is closed.
+            let _ = handle.await;
+        }
+    }
+}
+
+fn worker_slot() -> (
+    Worker,
+    impl FnOnce(tokio::task::JoinHandle<()>) + Send + 'static,
+) {
+    let slot = Arc::new(Mutex::new(None));
+    let setter = slot.clone();
+    (Worker(slot), move |handle| {
+        *setter.lock().expect("not poisoned") = Some(handle);
+    })
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::info;
 
 use super::split::InsertSplit;
@@ -42,16 +42,7 @@ impl<R: Read> Read for WatchedReader<R> {
 
 impl DecodeJob {
     /// Runs on a blocking thread: bucket bytes -> gzip -> CSV -> binary COPY tuples -> channel.
-    pub(crate) fn run<R: Read>(
-        self,
-        reader: R,
-        encoding: oneshot::Receiver<Encoding>,
-        tx: mpsc::Sender<Chunk>,
-    ) {
-        // The Target decides, inside its transaction, which table the tuples are for.
-        let Ok(encoding) = encoding.blocking_recv() else {
-            return;
-        };
+    pub(crate) fn run<R: Read>(self, reader: R, encoding: Encoding, tx: mpsc::Sender<Chunk>) {
         let source_failed = Arc::new(AtomicBool::new(false));
         let watched = WatchedReader {
             inner: reader,

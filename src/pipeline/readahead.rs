@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::target::{send_file, Chunk, ChunkFailure, Encoding};
 
@@ -36,13 +36,10 @@ impl Tape {
     pub(crate) fn play(
         mut self,
         encoding: Encoding,
-        asked: oneshot::Receiver<Encoding>,
+        asked: Encoding,
         tx: mpsc::Sender<Chunk>,
         chunk_bytes: usize,
     ) {
-        let Ok(asked) = asked.blocking_recv() else {
-            return;
-        };
         if asked != encoding {
             let _ = tx.blocking_send(Chunk::Failed(ChunkFailure {
                 message: "the file was decoded ahead for another table layout".into(),

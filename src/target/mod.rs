@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::dms::{TableSpec, TupleLayout};
 
@@ -95,6 +95,11 @@ pub enum Chunk {
     /// The file is bad (or could not be read): the message names the file, line and column.
     Failed(ChunkFailure),
 }
+
+/// A file's rows, opened by the target once it knows their [`Encoding`]: calling it starts
+/// decoding (or replaying what was decoded ahead) and returns the binary COPY chunks, which end
+/// with exactly one `End` or `Failed`.
+pub type Rows = Box<dyn FnOnce(Encoding) -> mpsc::Receiver<Chunk> + Send>;
 
 /// Sends a file of COPY tuples, from its start, as `Data` chunks of `chunk_bytes` (from a
 /// blocking thread). `Ok(false)` if the receiver went away.
@@ -229,15 +234,14 @@ pub trait Target: Send + Sync + 'static {
     /// Opens a session for the deliveries of one stream.
     fn open_session(&self) -> impl Future<Output = Result<Self::Session, TargetError>> + Send;
     /// Applies one file in one transaction together with its SUCCESS ledger row (in a dry run,
-    /// under a savepoint of the session's transaction). It first says on `encoding` which table
-    /// the decoder must write tuples for; `chunks` then carries the binary COPY tuples and ends
-    /// with `End` or `Failed`. On error nothing of the file remains.
+    /// under a savepoint of the session's transaction). Once it knows how the rows must be
+    /// encoded (for the table itself, or for staging), it opens them by calling `rows`. On error
+    /// nothing of the file remains.
     fn apply(
         &self,
         session: &mut Self::Session,
         plan: &DeliveryPlan,
-        encoding: oneshot::Sender<Encoding>,
-        chunks: mpsc::Receiver<Chunk>,
+        rows: Rows,
     ) -> impl Future<Output = Result<DeliveryResult, TargetError>> + Send;
     /// The encoding [`Target::apply`] will ask for a change file of `table`, when it is known
     /// before the transaction opens, so the loader may decode the file ahead of its turn (while

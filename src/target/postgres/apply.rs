@@ -3,13 +3,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::SinkExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::PgTarget;
 use crate::dms::{TableSpec, TupleLayout, COPY_BINARY_HEADER, COPY_BINARY_TRAILER};
 use crate::target::direct::{self, DirectInserts};
 use crate::target::{
-    queries, Chunk, DeliveryPlan, DeliveryResult, Encoding, NetCounts, StreamSummary, TargetError,
+    queries, Chunk, DeliveryPlan, DeliveryResult, Encoding, NetCounts, Rows, StreamSummary,
+    TargetError,
 };
 
 /// Streams the decoder's tuples into `COPY <sql>` and returns the decoder's summary and the
@@ -63,8 +64,7 @@ impl PgTarget {
         &self,
         client: &tokio_postgres::Client,
         plan: &DeliveryPlan,
-        encoding: oneshot::Sender<Encoding>,
-        chunks: mpsc::Receiver<Chunk>,
+        rows: Rows,
     ) -> Result<DeliveryResult, TargetError> {
         let spec = &plan.table;
         // A dry run writes nothing, so it takes no stream lock: a loader running meanwhile is
@@ -92,19 +92,19 @@ impl PgTarget {
         // exists already, which the primary key reports (23505) and which sends the file through
         // the staged apply instead. A normal full load (new keys, file after file) takes one pass.
         if plan.direct_allowed {
-            return self.apply_direct(client, plan, encoding, chunks).await;
+            return self.apply_direct(client, plan, rows).await;
         }
         // A change file's new keys go straight into the table (see `direct`); everything else,
         // and any file when the key cannot be compared by its bytes, takes the staged apply.
-        let _ = encoding.send(if plan.kind == "CDC" {
-            cdc_encoding(spec)
-        } else {
-            Encoding::staging()
-        });
         client
             .batch_execute(&queries::create_stage(spec))
             .await
             .map_err(TargetError::pg("create the staging table"))?;
+        let chunks = rows(if plan.kind == "CDC" {
+            cdc_encoding(spec)
+        } else {
+            Encoding::staging()
+        });
         let (summary, inserts) = copy_chunks(client, queries::COPY_STAGE, chunks, plan).await?;
         let direct_rows = match inserts {
             Some(inserts) => self.copy_inserts(client, plan, Arc::new(inserts)).await?,

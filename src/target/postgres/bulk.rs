@@ -3,14 +3,12 @@
 //! ([`crate::target::direct`]).
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
-
 use super::apply::copy_chunks;
 use super::PgTarget;
 use crate::dms::{TableSpec, TupleLayout};
 use crate::target::direct::{DirectInserts, Replay};
 use crate::target::{
-    queries, Chunk, DeliveryPlan, DeliveryResult, Encoding, NetCounts, TargetError,
+    queries, DeliveryPlan, DeliveryResult, Encoding, NetCounts, Rows, TargetError,
 };
 
 /// Size of the COPY chunks of a replay of set-aside inserts.
@@ -33,8 +31,7 @@ impl PgTarget {
         &self,
         client: &tokio_postgres::Client,
         plan: &DeliveryPlan,
-        encoding: oneshot::Sender<Encoding>,
-        chunks: mpsc::Receiver<Chunk>,
+        rows: Rows,
     ) -> Result<DeliveryResult, TargetError> {
         let spec = &plan.table;
         // Into an empty table, or one no bigger than the file, the indexes are dropped and
@@ -58,7 +55,7 @@ impl PgTarget {
             Vec::new()
         };
         let loaded_at = loaded_at(plan);
-        let _ = encoding.send(Encoding {
+        let chunks = rows(Encoding {
             layout: TupleLayout::Direct {
                 delivery_id: plan.id,
                 loaded_at,

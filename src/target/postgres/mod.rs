@@ -9,12 +9,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 
 use super::queries;
 use super::{
-    Chunk, DeliveryPlan, DeliveryResult, DeliveryStatus, Encoding, LedgerEntry, Target, TargetError,
+    DeliveryPlan, DeliveryResult, DeliveryStatus, Encoding, LedgerEntry, Rows, Target, TargetError,
 };
 use crate::dms::TableSpec;
 
@@ -170,12 +169,11 @@ impl Target for PgTarget {
         &self,
         session: &mut PgSession,
         plan: &DeliveryPlan,
-        encoding: oneshot::Sender<Encoding>,
-        chunks: mpsc::Receiver<Chunk>,
+        rows: Rows,
     ) -> Result<DeliveryResult, TargetError> {
         session.begin_delivery().await?;
         match self
-            .apply_in_transaction(session.client(), plan, encoding, chunks)
+            .apply_in_transaction(session.client(), plan, rows)
             .await
         {
             Ok(result) => {
