@@ -43,7 +43,10 @@ pub async fn connect_target(config: &Config) -> Result<PgTarget, TargetError> {
         .await
         {
             Ok(target) => return Ok(target),
-            Err(e) if e.is_retryable() && (config.run_as_service || attempt < 5) => {
+            Err(e)
+                if e.is_retryable()
+                    && ((config.run_as_service && !config.dry_run) || attempt < 5) =>
+            {
                 let wait = CONNECT_BACKOFF.delay(attempt);
                 warn!(
                     "Cannot reach postgres (attempt {attempt}), retrying in {}s: {e}",
