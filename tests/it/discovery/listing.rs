@@ -239,3 +239,41 @@ async fn idle_incremental_passes_do_not_query_the_ledger_with_both_namings() {
     .await;
     assert_eq!(queries, Vec::<String>::new());
 }
+
+/// The wake-up hook: a service sleeping a minute between passes looks at the bucket at once
+/// when woken (what a bucket notification will do), and not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_woken_service_looks_at_the_bucket_at_once() {
+    let app = spawn_app().await;
+    let config = app.config(&[
+        ("RUN_AS_SERVICE", "true"),
+        ("MIN_SLEEP", "60"),
+        ("MAX_SLEEP", "60"),
+    ]);
+    let service = paper_engine_orders::startup::Application::build(config)
+        .await
+        .unwrap();
+    let waker = service.loader().waker();
+    let stop = service.stop_handle();
+    let running = tokio::spawn(service.run_until_stopped());
+    // Let the first (empty) pass end and the service fall asleep.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let key = app
+        .put_csv("strategies", "LOAD00000001.csv.gz", &strategies(2))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status(&app, &key).await, None, "asleep: not seen yet");
+    waker.wake();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status(&app, &key).await.as_deref() == Some("SUCCESS")
+        })
+        .await,
+        "delivered once woken"
+    );
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("stops")
+        .unwrap();
+}
