@@ -21,8 +21,21 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// A delivery failed, a stream is stopped at a bad file, or a component stayed unreachable.
     pub const FAILED: i32 = 1;
-    /// The configuration is missing or malformed.
+    /// The configuration is missing or malformed, or Postgres refuses it for good (a wrong
+    /// password, no such role or database, no permission).
     pub const CONFIG: i32 = 2;
+}
+
+/// Logs why the target could not be reached at start-up and returns the exit code: 2 when
+/// Postgres refused the configuration itself (retrying cannot help), 1 otherwise.
+fn start_failure(e: &TargetError) -> i32 {
+    let policy = crate::policy::policy(crate::policy::target_kind(e));
+    error!("Cannot start: {e}. Next step: {}.", policy.solution);
+    if policy.kind == crate::policy::ErrorKind::AccessDenied {
+        exit::CONFIG
+    } else {
+        exit::FAILED
+    }
 }
 
 /// Waits between tries to reach Postgres at start-up.
@@ -169,6 +182,7 @@ pub async fn run(config: Config) -> i32 {
     let run_as_service = config.run_as_service;
     let app = match Application::build(config).await {
         Ok(app) => app,
+        Err(crate::startup::StartError::Target(e)) => return start_failure(&e),
         Err(e) => {
             error!("{e}");
             return exit::FAILED;
@@ -209,10 +223,7 @@ async fn dry_run(config: Config) -> i32 {
     stop_on_signals(stop_tx);
     let loader = match build_loader(&config, Arc::new(Metrics::new())).await {
         Ok(loader) => loader,
-        Err(e) => {
-            error!("Cannot start: {e}");
-            return exit::FAILED;
-        }
+        Err(e) => return start_failure(&e),
     };
     let summary = loader.run_until_stopped(stop).await;
     log_totals("Dry run summary (what a real run would do)", &summary);

@@ -26,7 +26,10 @@ pub enum ErrorKind {
     AlreadyDelivered,
     /// A full-load file cannot go straight into its table (a repeated or existing key, a delete).
     NeedsStaging,
-    /// Postgres rejected a statement for another reason (permissions, constraints, the schema).
+    /// Postgres refused the loader itself: a wrong password, no such role or database, no
+    /// permission (SQLSTATE class 28, 3D000, 42501). Permanent: at start-up it ends the process.
+    AccessDenied,
+    /// Postgres rejected a statement for another reason (constraints, the schema).
     TargetRejected,
     /// The target schema is not what the loader needs (a type it cannot decode, no primary key,
     /// an edited migration).
@@ -117,6 +120,12 @@ pub const POLICIES: &[Policy] = &[
         solution: "none: the file is applied through the staging table",
     },
     Policy {
+        kind: ErrorKind::AccessDenied,
+        directive: Directive::StopStream,
+        metric: "target",
+        solution: "check TARGET (user, password, database name) and the role's privileges on the database and TARGET_SCHEMA",
+    },
+    Policy {
         kind: ErrorKind::TargetRejected,
         directive: Directive::StopStream,
         metric: "target",
@@ -189,7 +198,11 @@ pub fn target_kind(e: &TargetError) -> ErrorKind {
 /// 22 and 23 (data exceptions and integrity violations raised by a file's values) are bad
 /// input; the rest is a rejected statement.
 pub fn sqlstate_kind(code: &str) -> ErrorKind {
+    if code == "3D000" || code == "42501" {
+        return ErrorKind::AccessDenied;
+    }
     match code.get(..2) {
+        Some("28") => ErrorKind::AccessDenied,
         Some("08" | "53" | "57" | "58") => ErrorKind::TargetUnavailable,
         Some("40") => ErrorKind::TargetConflict,
         Some("22" | "23") => ErrorKind::BadInput,
@@ -232,6 +245,7 @@ mod tests {
             StreamBusy,
             AlreadyDelivered,
             NeedsStaging,
+            AccessDenied,
             TargetRejected,
             Schema,
         ] {
@@ -241,7 +255,7 @@ mod tests {
                 "{kind:?}"
             );
         }
-        assert_eq!(POLICIES.len(), 10);
+        assert_eq!(POLICIES.len(), 11);
     }
 
     #[test]
@@ -266,7 +280,10 @@ mod tests {
         assert_eq!(sqlstate_kind("57P01"), ErrorKind::TargetUnavailable);
         assert_eq!(sqlstate_kind("40P01"), ErrorKind::TargetConflict);
         assert_eq!(sqlstate_kind("22001"), ErrorKind::BadInput);
-        assert_eq!(sqlstate_kind("42501"), ErrorKind::TargetRejected);
+        assert_eq!(sqlstate_kind("42501"), ErrorKind::AccessDenied);
+        assert_eq!(sqlstate_kind("28P01"), ErrorKind::AccessDenied);
+        assert_eq!(sqlstate_kind("3D000"), ErrorKind::AccessDenied);
+        assert_eq!(sqlstate_kind("42P01"), ErrorKind::TargetRejected);
     }
 
     #[test]

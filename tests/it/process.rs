@@ -355,3 +355,36 @@ async fn unknown_table_folders_are_skipped_with_one_warning_each() {
         assert_eq!(warnings, 1, "{table}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refusing_the_configuration_ends_start_up_with_exit_2_and_its_own_message() {
+    let app = spawn_app().await;
+    let target = app.env["TARGET"].replace(
+        &format!("dbname={}", app.database),
+        "dbname=no_such_database_peo",
+    );
+    assert_ne!(target, app.env["TARGET"]);
+    for service in ["false", "true"] {
+        let started = Instant::now();
+        let mut child = ChildGuard(
+            command(&app, &[("TARGET", &target), ("RUN_AS_SERVICE", service)])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let status = wait_with_timeout(&mut child.0, Duration::from_secs(20));
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status, Some(2), "RUN_AS_SERVICE={service}:\n{stderr}");
+        assert!(started.elapsed() < Duration::from_secs(15), "not retried");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("Cannot start:"))
+            .unwrap_or_else(|| panic!("no start-up error in:\n{stderr}"));
+        assert!(line.contains("does not exist"), "{line}");
+        assert!(line.contains("SQLSTATE 3D000"), "{line}");
+        assert!(line.contains("Next step: check TARGET"), "{line}");
+        assert!(!stderr.contains(PG_PASSWORD), "no password in the log");
+        assert!(!stderr.contains("db error\n"), "{stderr}");
+    }
+}

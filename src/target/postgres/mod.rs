@@ -49,8 +49,16 @@ impl std::fmt::Debug for PgTarget {
     }
 }
 
-fn pool_error(e: impl std::fmt::Display) -> TargetError {
-    TargetError::Pool(e.to_string())
+/// A failure to get a connection: Postgres's own answer (message and SQLSTATE, or the refused
+/// connection) when there is one, the pool's otherwise.
+fn pool_error(e: deadpool_postgres::PoolError) -> TargetError {
+    match e {
+        deadpool_postgres::PoolError::Backend(source) => TargetError::Postgres {
+            context: "connect",
+            source,
+        },
+        other => TargetError::Pool(other.to_string()),
+    }
 }
 
 impl PgTarget {
@@ -84,7 +92,7 @@ impl PgTarget {
             .recycle_timeout(Some(std::time::Duration::from_secs(5)))
             .wait_timeout(Some(std::time::Duration::from_secs(60)))
             .build()
-            .map_err(pool_error)?;
+            .map_err(|e| TargetError::Pool(e.to_string()))?;
         let client = pool.get().await.map_err(pool_error)?;
         let (tables, dry_run) = if dry_run {
             let (tables, dry) = begin_dry_run(client, schema).await?;
