@@ -37,3 +37,7 @@ SELECT id, object_key, etag, size, table_name, kind, started_at, finished_at,
 
 -- Unresolved errors (the stream heads that stop a stream) are found without reading the ledger.
 CREATE INDEX loader_deliveries_unresolved_idx ON loader_deliveries (table_name) WHERE status = 'ERROR';
+
+-- Each table's last successful delivery (seeds last_success_timestamp_seconds at start-up).
+CREATE INDEX loader_deliveries_last_success_idx ON loader_deliveries (table_name, finished_at)
+    WHERE status = 'SUCCESS';

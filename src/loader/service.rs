@@ -25,6 +25,23 @@ impl Waker {
 }
 
 impl<S: Source, T: Target> Loader<S, T> {
+    /// Seeds the gauges that only the ledger knows after a restart: each table's last successful
+    /// delivery. (The stream gauges follow from the start-up listing, the first pass.)
+    pub async fn seed_metrics(&self) {
+        match self.target.last_successes().await {
+            Ok(last) => {
+                for (table, at) in last {
+                    self.metrics
+                        .last_success
+                        .with_label_values(&[&table])
+                        .set(at.timestamp_micros() as f64 / 1e6);
+                }
+            }
+            // Not fatal: the first pass reports Postgres being away, with its retries.
+            Err(e) => tracing::debug!("Seeding the metrics from the ledger failed: {e}"),
+        }
+    }
+
     /// A handle that wakes this loader from its sleep between passes.
     pub fn waker(&self) -> Waker {
         Waker(self.wake.clone())
@@ -34,6 +51,9 @@ impl<S: Source, T: Target> Loader<S, T> {
     /// mode, passes until nothing more is delivered; in a dry run (either mode), exactly one
     /// pass, then everything is rolled back.
     pub async fn run_until_stopped(&self, stop: watch::Receiver<bool>) -> RunSummary {
+        if !self.settings.dry_run {
+            self.seed_metrics().await;
+        }
         let summary = self.run_passes(stop).await;
         self.target.finish().await;
         summary

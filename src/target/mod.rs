@@ -260,6 +260,11 @@ pub trait Target: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
     /// Answers whether the database is reachable (for readiness).
     fn ping(&self) -> impl Future<Output = Result<(), TargetError>> + Send;
+    /// When each table's last successful delivery finished (tables never delivered are absent),
+    /// one index lookup per table.
+    fn last_successes(
+        &self,
+    ) -> impl Future<Output = Result<HashMap<String, DateTime<Utc>>, TargetError>> + Send;
 }
 
 /// What a delivery did, known once its rows are applied: what an outbox row is made from.

@@ -71,6 +71,14 @@ pub fn next_delivery_id(schema: &str) -> String {
 }
 
 /// Serializes deliveries of one table stream across loaders: `$1` is `schema.table`.
+/// When table `$1`'s last successful delivery finished (NULL if none).
+pub fn last_success(schema: &str) -> String {
+    format!(
+        "SELECT max(finished_at) FROM {} WHERE table_name = $1 AND status = 'SUCCESS'",
+        qualified(schema, "loader_deliveries")
+    )
+}
+
 /// The id `next_delivery_id` would return, without taking it (a dry run's first id).
 pub fn peek_delivery_id(schema: &str) -> String {
     format!(

@@ -6,6 +6,8 @@
 //! [`outbox`] (the relay's reads). This file holds [`PgTarget`] itself and the [`Target`] trait's
 //! methods, which delegate to them.
 use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -231,6 +233,23 @@ impl Target for PgTarget {
             .await
             .map_err(TargetError::pg("record the failure"))?;
         Ok(())
+    }
+
+    async fn last_successes(&self) -> Result<HashMap<String, DateTime<Utc>>, TargetError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let sql = queries::last_success(&self.schema);
+        let mut out = HashMap::new();
+        for table in self.tables.keys() {
+            let at: Option<DateTime<Utc>> = client
+                .query_one(&sql, &[table])
+                .await
+                .map_err(TargetError::pg("read the last deliveries"))?
+                .get(0);
+            if let Some(at) = at {
+                out.insert(table.clone(), at);
+            }
+        }
+        Ok(out)
     }
 
     async fn ping(&self) -> Result<(), TargetError> {
