@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::policy::Backoff;
 use crate::source::S3Source;
 use crate::source::Source;
-use crate::startup::Application;
+use crate::startup::{Application, StartError};
 use crate::target::Target;
 use crate::target::{PgTarget, TargetError};
 
@@ -26,12 +26,21 @@ pub mod exit {
     pub const CONFIG: i32 = 2;
 }
 
-/// Logs why the target could not be reached at start-up and returns the exit code: 2 when
-/// Postgres refused the configuration itself (retrying cannot help), 1 otherwise.
-fn start_failure(e: &TargetError) -> i32 {
-    let policy = crate::policy::policy(crate::policy::target_kind(e));
+/// Logs why the loader could not start and returns the exit code: 2 when the bucket or Postgres
+/// refused the configuration itself (retrying cannot help), 1 otherwise.
+fn start_failure(e: &StartError) -> i32 {
+    use crate::policy::{policy, source_kind, target_kind, ErrorKind};
+    let kind = match e {
+        StartError::Target(e) => target_kind(e),
+        StartError::Bucket(e) => source_kind(e),
+        StartError::Listen { .. } | StartError::Nats(_) => {
+            error!("{e}");
+            return exit::FAILED;
+        }
+    };
+    let policy = policy(kind);
     error!("Cannot start: {e}. Next step: {}.", policy.solution);
-    if policy.kind == crate::policy::ErrorKind::AccessDenied {
+    if matches!(kind, ErrorKind::AccessDenied | ErrorKind::SourceRefused) {
         exit::CONFIG
     } else {
         exit::FAILED
@@ -76,8 +85,17 @@ pub async fn connect_target(config: &Config) -> Result<PgTarget, TargetError> {
 pub async fn build_loader(
     config: &Config,
     metrics: Arc<Metrics>,
-) -> Result<Loader<S3Source, PgTarget>, TargetError> {
+) -> Result<Loader<S3Source, PgTarget>, StartError> {
     let source = S3Source::new(&config.source);
+    // A bucket that does not exist or refuses these credentials is a configuration error; one
+    // that does not answer now is a fault the passes retry.
+    if let Err(e) = Source::ping(&source).await {
+        if e.is_retryable() {
+            warn!("The bucket does not answer yet ({e}); the loader goes on and retries.");
+        } else {
+            return Err(StartError::Bucket(e));
+        }
+    }
     let target = connect_target(config).await?;
     info!(
         "Connected: bucket {} (path '{}'), postgres database {} (schema {}), tables: {}.",
@@ -182,11 +200,7 @@ pub async fn run(config: Config) -> i32 {
     let run_as_service = config.run_as_service;
     let app = match Application::build(config).await {
         Ok(app) => app,
-        Err(crate::startup::StartError::Target(e)) => return start_failure(&e),
-        Err(e) => {
-            error!("{e}");
-            return exit::FAILED;
-        }
+        Err(e) => return start_failure(&e),
     };
     stop_on_signals(app.stop_handle());
     let summary = app.run_until_stopped().await;
@@ -194,6 +208,11 @@ pub async fn run(config: Config) -> i32 {
         return exit::OK;
     }
     for (key, reason) in &summary.blocked {
+        // The recorded reason starts with the key already.
+        let reason = reason
+            .strip_prefix(key.as_str())
+            .and_then(|r| r.strip_prefix(": "))
+            .unwrap_or(reason);
         error!("Stopped at {key}: {reason}");
     }
     log_totals("Run summary", &summary);

@@ -25,8 +25,10 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("Cannot start: {0}")]
+    #[error("{0}")]
     Target(#[from] crate::target::TargetError),
+    #[error("the bucket: {0}")]
+    Bucket(crate::source::SourceError),
     #[error("Cannot set up NATS: {0}")]
     Nats(String),
 }

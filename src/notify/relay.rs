@@ -128,7 +128,7 @@ impl<O: Outbox, N: Notifier> OutboxRelay<O, N> {
                         self.metrics.errors.with_label_values(&["notifier"]).inc();
                         let _ = self.outbox.mark_failed(message.id, &e.to_string()).await;
                         failed = Some(format!(
-                            "delivery {}: {e}; {} and later messages wait in the outbox",
+                            "delivery {}: {e}; its message (outbox row {}) and the ones after it wait in the outbox",
                             message.delivery_id, message.id
                         ));
                         break;

@@ -64,7 +64,7 @@ impl SourceError {
     pub(crate) fn from_sdk<E, R>(op: &'static str, what: String, err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + HttpStatus,
+        R: std::fmt::Debug + HttpStatus + 'static,
     {
         let status = err.raw_response().map(|r| r.status_code());
         let code = err.code().map(str::to_string);
@@ -77,7 +77,8 @@ impl SourceError {
                     _ => DisplayErrorContext(&err).to_string(),
                 }
             }
-            _ => DisplayErrorContext(&err).to_string(),
+            // No answer (connection refused, a timeout, DNS): the chain of causes, in words.
+            _ => error_chain(&err),
         };
         SourceError::Request {
             op,
@@ -87,6 +88,20 @@ impl SourceError {
             message,
         }
     }
+}
+
+/// An error and its causes as one line (`a: b: c`), without the SDK's debug dump.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// The HTTP status of a raw response, whatever the SDK's response type.

@@ -388,3 +388,46 @@ async fn postgres_refusing_the_configuration_ends_start_up_with_exit_2_and_its_o
         assert!(!stderr.contains("db error\n"), "{stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_ends_start_up_with_exit_2_and_an_unreachable_one_is_said_in_words() {
+    let app = spawn_app().await;
+    let missing = app.env["SOURCE"].replace(
+        &format!("bucket_name={}", app.s3.bucket()),
+        "bucket_name=no-such-bucket-peo",
+    );
+    assert_ne!(missing, app.env["SOURCE"]);
+    let out = command(&app, &[("SOURCE", &missing)]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("HeadBucket of no-such-bucket-peo failed (HTTP 404)"), "{stderr}");
+    assert!(stderr.contains("Next step: check SOURCE"), "{stderr}");
+    assert!(!stderr.contains("Connected:"), "{stderr}");
+
+    // Nothing listens on this port: the bucket does not answer; said in words, no debug dump.
+    let port = crate::helpers::free_port();
+    let unreachable = app.env["SOURCE"].replace(
+        &crate::helpers::s3_endpoint(),
+        &format!("http://127.0.0.1:{port}"),
+    );
+    assert_ne!(unreachable, app.env["SOURCE"]);
+    let mut child = ChildGuard(
+        command(&app, &[("SOURCE", &unreachable)])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait_with_timeout(&mut child.0, Duration::from_secs(60));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status, Some(1), "{stderr}");
+    assert!(stderr.contains("does not answer yet"), "{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("connection refused"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("DispatchFailure("),
+        "no debug dump:\n{stderr}"
+    );
+}
