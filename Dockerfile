@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # paper-engine-orders: a two-stage build. The builder compiles the dependencies in a layer of
-# their own (rebuilt only when Cargo.toml or Cargo.lock change), then the loader; the runtime image
+# their own (rebuilt only when a manifest or Cargo.lock changes), then the loader; the runtime image
 # is Debian slim with the binary, CA certificates and curl (for the health check), run as an
 # unprivileged user.
 #
@@ -11,13 +11,17 @@ FROM rust:1-slim-bookworm AS builder
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /build
 
-# 1. Dependencies only: placeholder sources for every target the manifest declares (the library,
-#    the binary and any [[bench]], at its `path` or benches/<name>.rs), so `cargo build` compiles
-#    just the dependencies.
+# 1. Dependencies only: the workspace's manifests (the root package and every crate of crates/,
+#    one COPY line each) and placeholder sources for every target they declare (the library, the
+#    binary and any [[bench]], at its `path` or benches/<name>.rs; each crate's library), so
+#    `cargo build` compiles just the dependencies.
 COPY Cargo.toml Cargo.lock ./
+COPY crates/dms-naming/Cargo.toml crates/dms-naming/
+COPY crates/dms-sample/Cargo.toml crates/dms-sample/
 RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
+    && for crate in crates/*/; do mkdir -p "${crate}src" && touch "${crate}src/lib.rs"; done \
     && awk 'function flush() { if (b) print (p != "" ? p : "benches/" n ".rs"); b = 0; n = p = "" } \
             /^\[/ { flush() } /^\[\[bench\]\]/ { b = 1; next } \
             b && /^name *=/ { n = $0; gsub(/^name *= *"|".*$/, "", n) } \
@@ -25,13 +29,15 @@ RUN mkdir -p src benches \
             END { flush() }' Cargo.toml \
        | while read -r bench; do mkdir -p "$(dirname "$bench")"; echo 'fn main() {}' > "$bench"; done \
     && cargo build --release --locked \
-    && rm -rf src
+    && rm -rf src crates/*/src
 
-# 2. The loader itself (db/ holds the migrations, compiled into the binary). The placeholder
-#    benches stay: `cargo build` does not build benches but the manifest must find them.
+# 2. The loader itself and the workspace's crates (db/ holds the migrations, compiled into the
+#    binary). The placeholder benches stay: `cargo build` does not build benches but the manifest
+#    must find them. The touch makes cargo rebuild what the placeholders stood for.
 COPY src ./src
+COPY crates ./crates
 COPY db ./db
-RUN touch src/main.rs src/lib.rs \
+RUN touch src/main.rs src/lib.rs crates/*/src/lib.rs \
     && cargo build --release --locked --bin paper-engine-orders \
     && install -m 0755 target/release/paper-engine-orders /usr/local/bin/paper-engine-orders \
     && /usr/local/bin/paper-engine-orders --version

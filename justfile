@@ -8,10 +8,10 @@ default:
 fmt:
     cargo fmt --all
 
-# Lint: clippy on every target, warnings are errors; formatting checked.
+# Lint: clippy on every target of every workspace member, warnings are errors; formatting checked.
 lint:
     cargo fmt --all -- --check
-    cargo clippy --all-targets --locked -- -D warnings
+    cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # The whole test suite against real Postgres, NATS and moto (installed/started as needed).
 test *ARGS:

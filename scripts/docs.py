@@ -9,8 +9,8 @@ Run through scripts/docs.sh (which installs what this needs). What it does:
 * joins them with docs/model.toml (column meanings, logical relationships), failing when a
   column has no meaning, an entry names nothing, or a relationship does not fit the columns;
 * reads every metric from src/telemetry/metrics.rs, every environment variable from src/config/
-  (checked against docs/configuration.toml) and every user-facing message from src/ (checked
-  against docs/messages.toml);
+  (checked against docs/configuration.toml) and every user-facing message from src/ and the
+  workspace's crates, crates/*/src/ (checked against docs/messages.toml);
 * rewrites the generated blocks of docs/data_specification.md and docs/user_guide.md (between
   `<!-- BEGIN GENERATED: name -->` and `<!-- END GENERATED: name -->`) and writes the Graphviz
   sources docs/diagrams/*.dot.
@@ -157,10 +157,12 @@ def non_test_source(path: Path) -> str:
 
 
 def is_test_file(rel: str) -> bool:
-    """Whether a file of src/ (path relative to the root) holds only unit tests: a module's
-    `tests.rs` or `*_tests.rs`, or a file under its `tests/` folder."""
+    """Whether a file of src/ or of a crate's crates/<name>/src/ (path relative to the root) holds
+    only unit tests: a module's `tests.rs` or `*_tests.rs`, or a file under its `tests/` folder."""
     parts = rel.split("/")
-    return parts[0] == "src" and (
+    if parts[0] == "crates":
+        parts = parts[2:]
+    return bool(parts) and parts[0] == "src" and (
         parts[-1] == "tests.rs" or parts[-1].endswith("_tests.rs") or "tests" in parts[1:-1]
     )
 
@@ -174,17 +176,18 @@ _NOT_MESSAGES = {
 # Files whose literals are data (sample dataset), metric help texts or SQL: only their log
 # macros can hold messages.
 _DATA_FILES = {"src/telemetry/metrics.rs", "src/target/queries.rs"}
-_DATA_DIRS = ("src/sample/",)
+_DATA_DIRS = ("crates/dms-sample/src/",)
 _SQL = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|SAVEPOINT|RELEASE|ROLLBACK|COMMIT|BEGIN|SET)\b")
 _LOG_MACROS = {"error!", "warn!", "tracing::error!", "tracing::warn!"}
 
 
 def source_messages(root: Path) -> dict[str, list[str]]:
-    """Every literal in src/ (tests excluded) that can reach a user: log errors and warnings,
-    error types' texts, configuration and decoding errors, HTTP answers. Maps the text to where
-    it is (`file:line`)."""
+    """Every literal in src/ and crates/*/src/ (tests excluded) that can reach a user: log errors
+    and warnings, error types' texts, configuration and decoding errors, HTTP answers. Maps the
+    text to where it is (`file:line`)."""
     found: dict[str, list[str]] = {}
-    for path in sorted((root / "src").rglob("*.rs")):
+    sources = sorted((root / "src").rglob("*.rs")) + sorted(root.glob("crates/*/src/**/*.rs"))
+    for path in sources:
         rel = path.relative_to(root).as_posix()
         if is_test_file(rel):
             continue

@@ -18,9 +18,10 @@ trap '[ -n "${MOTO_PID:-}" ] && kill "$MOTO_PID" 2>/dev/null; rm -f "$output"' E
 export PEO_S3_ENDPOINT="http://127.0.0.1:$port"
 
 cargo fmt --all -- --check || die "cargo fmt finds unformatted code: run cargo fmt"
-cargo clippy --all-targets --locked -- -D warnings
-# Unit and integration tests (no doc tests exist; benches are run by `just bench`, not here).
-[ $# -gt 0 ] || set -- --lib --bins --tests
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# Unit and integration tests of every workspace member (the loader and the crates of crates/; no
+# doc tests exist; benches are run by `just bench`, not here).
+[ $# -gt 0 ] || set -- --workspace --lib --bins --tests
 set +e
 cargo test --locked "$@" 2>&1 | tee "$output"
 status=${PIPESTATUS[0]}

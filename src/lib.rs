@@ -7,7 +7,7 @@
 //! [`policy`] (what to do about each failure), [`notify`] (change notifications),
 //! [`telemetry`] (metrics, logging), [`http`], [`report`] (end-of-run summary), [`startup`]
 //! (the [`startup::Application`]), [`app`] (run modes and exit codes) and [`sample`] (the
-//! deterministic sample dataset).
+//! deterministic sample dataset: the `dms-sample` crate of the workspace, re-exported).
 pub mod app;
 pub mod config;
 pub mod dms;
@@ -18,12 +18,12 @@ pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod report;
-pub mod sample;
 pub mod source;
 pub mod startup;
 pub mod target;
 pub mod telemetry;
 
+pub use dms_sample as sample;
 pub use notify as notifier;
 pub use telemetry::{logging, metrics};
 

@@ -31,17 +31,9 @@ impl Op {
     }
 }
 
-/// Whether a file's records start with the DMS `Op` column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpColumn {
-    /// Always (change files).
-    Present,
-    /// Never: every row is an insert.
-    Absent,
-    /// Decide on the first record (full-load files): `ncols + 1` fields with `I` first means
-    /// present, `ncols` fields means absent; later records must have the same layout.
-    Detect,
-}
+/// Whether a file's records start with the DMS `Op` column (from the `dms-naming` crate:
+/// [`FileKind::op_column`](crate::dms::FileKind::op_column) gives it per kind of file).
+pub use dms_naming::OpColumn;
 
 /// What [`RowDecoder::decode`] learned about a row besides its tuple.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

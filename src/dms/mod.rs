@@ -5,8 +5,9 @@
 //!
 //! One concept per file:
 //! - `table.rs`: the target table layout, [`TableSpec`], [`Column`] and [`ColumnType`].
-//! - `object.rs`: DMS object keys and their order, [`DmsObject`], [`parse_object_key`],
-//!   [`FileKind`] and [`Compression`].
+//! - DMS object keys and their order, [`DmsObject`], [`parse_object_key`], [`FileKind`],
+//!   [`Compression`] and [`OpColumn`], live in the `dms-naming` crate (shared with the sample
+//!   generator) and are re-exported here.
 //! - `error.rs`: [`DecodeError`], and the quoting of values in error messages.
 //! - `scanner.rs`: the streaming CSV scanner, [`CsvScanner`] and [`RawRecord`]: buffering,
 //!   input errors and the fast path for lines without quotes.
@@ -25,7 +26,6 @@ mod copy;
 mod decode;
 mod error;
 mod numeric;
-mod object;
 mod scan_slow;
 mod scanner;
 mod table;
@@ -33,8 +33,8 @@ mod value;
 
 pub use copy::{COPY_BINARY_HEADER, COPY_BINARY_TRAILER};
 pub use decode::{DecodedRow, Op, OpColumn, RowDecoder, StagingTuple, TupleLayout};
+pub use dms_naming::{parse_object_key, Compression, DmsObject, FileKind};
 pub use error::DecodeError;
-pub use object::{parse_object_key, Compression, DmsObject, FileKind};
 pub use scanner::{CsvScanner, RawRecord, DEFAULT_SCAN_BUFFER};
 pub use table::{Column, ColumnType, TableSpec};
 

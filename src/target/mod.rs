@@ -38,26 +38,9 @@ pub struct DeliveryPlan {
     pub direct_allowed: bool,
 }
 
-/// Net effect of a delivery, per distinct key of the file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct NetCounts {
-    pub creates: u64,
-    pub amends: u64,
-    pub removes: u64,
-    pub unchanged: u64,
-}
-
-impl NetCounts {
-    /// Number of distinct keys the file touched.
-    pub fn keys(&self) -> u64 {
-        self.creates + self.amends + self.removes + self.unchanged
-    }
-
-    /// Whether the file changed anything (a notification is due).
-    pub fn changed(&self) -> bool {
-        self.creates + self.amends + self.removes > 0
-    }
-}
+/// Net effect of a delivery, per distinct key of the file (from the `dms-naming` crate: the
+/// sample generator's ground truth uses the same type).
+pub use dms_naming::NetCounts;
 
 /// What the decoder saw once the whole file was read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::target::NetCounts;
+use dms_naming::NetCounts;
 
 use super::rows::{Exec, Order, Row, Strategy};
 

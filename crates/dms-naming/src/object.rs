@@ -1,7 +1,6 @@
 //! DMS object keys: recognising data files in the bucket and the order they apply in.
 
-use super::calendar::days_in_month;
-use super::decode::OpColumn;
+use chrono::NaiveDate;
 
 /// How a DMS data file is compressed, from its name suffix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -10,6 +9,18 @@ pub enum Compression {
     Gzip,
     /// `*.csv`
     None,
+}
+
+/// Whether a file's records start with the DMS `Op` column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpColumn {
+    /// Always (change files).
+    Present,
+    /// Never: every row is an insert.
+    Absent,
+    /// Decide on the first record (full-load files): `ncols + 1` fields with `I` first means
+    /// present, `ncols` fields means absent; later records must have the same layout.
+    Detect,
 }
 
 /// What a DMS data file holds.
@@ -31,11 +42,9 @@ impl FileKind {
         matches!(self, FileKind::Load { .. })
     }
 
-    /// How the Op column of this kind of file should be handled by [`RowDecoder`]: change files
-    /// always carry one, full-load files only when DMS's `includeOpForFullLoad` was on, so it
-    /// has to be detected.
-    ///
-    /// [`RowDecoder`]: super::RowDecoder
+    /// How the Op column of this kind of file should be handled by the row decoder: change
+    /// files always carry one, full-load files only when DMS's `includeOpForFullLoad` was on, so
+    /// it has to be detected.
     pub fn op_column(&self) -> OpColumn {
         match self {
             FileKind::Load { .. } => OpColumn::Detect,
@@ -127,32 +136,14 @@ pub fn parse_object_key(bucket_path: &str, key: &str) -> Option<DmsObject> {
         _ => return None,
     };
 
-    let (stem, compression) = if let Some(stem) = file.strip_suffix(".csv.gz") {
-        (stem, Compression::Gzip)
-    } else if let Some(stem) = file.strip_suffix(".csv") {
-        (stem, Compression::None)
-    } else {
-        return None;
-    };
-
-    let kind = if let Some(hex) = stem.strip_prefix("LOAD") {
-        if folders.is_some() || hex.len() != 8 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let (kind, compression) = parse_file_name(file)?;
+    if let Some((y, m, d)) = folders {
+        // Only change files go under date folders.
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        if kind.is_load() || !(digits(y, 4) && digits(m, 2) && digits(d, 2)) {
             return None;
         }
-        FileKind::Load {
-            seq: u32::from_str_radix(hex, 16).ok()?,
-        }
-    } else {
-        if let Some((y, m, d)) = folders {
-            let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
-            if !(digits(y, 4) && digits(m, 2) && digits(d, 2)) {
-                return None;
-            }
-        }
-        FileKind::Cdc {
-            stamp: parse_cdc_stamp(stem.as_bytes())?,
-        }
-    };
+    }
 
     Some(DmsObject {
         key: key.to_string(),
@@ -161,6 +152,33 @@ pub fn parse_object_key(bucket_path: &str, key: &str) -> Option<DmsObject> {
         kind,
         compression,
     })
+}
+
+/// Recognises a DMS data file name (the last part of a key): `LOAD<8 hex digits>` or
+/// `YYYYMMDD-HHMMSSmmm` (a valid date and time), with `.csv.gz` or `.csv`. Returns `None` for
+/// anything else.
+pub fn parse_file_name(name: &str) -> Option<(FileKind, Compression)> {
+    let (stem, compression) = if let Some(stem) = name.strip_suffix(".csv.gz") {
+        (stem, Compression::Gzip)
+    } else if let Some(stem) = name.strip_suffix(".csv") {
+        (stem, Compression::None)
+    } else {
+        return None;
+    };
+
+    let kind = if let Some(hex) = stem.strip_prefix("LOAD") {
+        if hex.len() != 8 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        FileKind::Load {
+            seq: u32::from_str_radix(hex, 16).ok()?,
+        }
+    } else {
+        FileKind::Cdc {
+            stamp: parse_cdc_stamp(stem.as_bytes())?,
+        }
+    };
+    Some((kind, compression))
 }
 
 /// Parses and validates `YYYYMMDD-HHMMSSmmm` into the number `YYYYMMDDHHMMSSmmm`.
@@ -182,7 +200,9 @@ fn parse_cdc_stamp(s: &[u8]) -> Option<u64> {
     let month = num(&s[4..6]);
     let day = num(&s[6..8]);
     let (hour, min, sec) = (num(&s[9..11]), num(&s[11..13]), num(&s[13..15]));
-    if year < 1 || !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+    // A valid proleptic Gregorian date (month 1-12, day within the month, 29 February only in
+    // leap years) of year 1 or later.
+    if year < 1 || NaiveDate::from_ymd_opt(year, month, day).is_none() {
         return None;
     }
     if hour > 23 || min > 59 || sec > 59 {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::target::NetCounts;
+use dms_naming::NetCounts;
 
 /// The replicated tables, in delivery order.
 pub const TABLES: [&str; 3] = ["strategies", "orders", "executions"];

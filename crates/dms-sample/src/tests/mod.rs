@@ -56,8 +56,13 @@ fn records(body: &[u8]) -> Vec<Rec> {
         .collect()
 }
 
+/// Whether `key` names a full-load file, read with the loader's own naming (`dms-naming`).
 fn is_load(key: &str) -> bool {
-    key.rsplit('/').next().unwrap().starts_with("LOAD")
+    let name = key.rsplit('/').next().unwrap();
+    dms_naming::parse_file_name(name)
+        .unwrap_or_else(|| panic!("{key} is not a DMS file name"))
+        .0
+        .is_load()
 }
 
 fn columns(table: &str) -> &'static [&'static str] {
@@ -92,7 +97,7 @@ fn deterministic_per_seed() {
     assert!(same < a.len().min(c.len()), "another seed gives other data");
 }
 
-/// `cargo test --release --lib sample::tests::full_scale -- --ignored --nocapture`
+/// `cargo test --release -p dms-sample --lib tests::full_scale -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn full_scale() {

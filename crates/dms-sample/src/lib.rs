@@ -33,7 +33,8 @@
 //! - `history`: the full-load history, order lifecycles replayed in time order.
 //! - `cdc`: one CDC batch: its deliberate edge cases and its schedule.
 //! - `actions`: the random changes of a CDC batch (orders, trades, cancels, corrections, busts).
-//! - `emit`: DMS object keys and file names; CSV and gzip encoding of the bodies.
+//! - `emit`: the files' DMS object keys (named by the `dms-naming` crate, the naming the loader
+//!   reads); CSV and gzip encoding of the bodies.
 //! - `tests`: end-to-end checks of generated datasets (determinism, naming, ground truth,
 //!   dialect).
 
@@ -60,7 +61,7 @@ pub use spec::{
 };
 
 /// Net effect of one file, counted per distinct key: the same type the Target reports.
-pub use crate::target::NetCounts;
+pub use dms_naming::NetCounts;
 
 #[cfg(test)]
 mod tests;

@@ -1,38 +1,18 @@
-//! The files: DMS object keys and file names, and the CSV (gzip) encoding of their bodies.
+//! The files: their DMS object keys (named by `dms-naming`), and the CSV (gzip) encoding of their
+//! bodies.
 
-use chrono::{Datelike, Timelike};
+use dms_naming::{load_file_name, object_key, NetCounts};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::target::NetCounts;
-
-use super::clock::datetime;
 use super::fields::Fields;
 use super::reference::Ctx;
 use super::rows::Row;
 use super::spec::{FileSummary, SampleFile};
 use super::state::{Log, Table};
 
-pub(super) fn cdc_name(commit: i64, dated: bool) -> String {
-    let dt = datetime(commit);
-    let stamp = format!(
-        "{:04}{:02}{:02}-{:02}{:02}{:02}{:03}.csv.gz",
-        dt.year(),
-        dt.month(),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second(),
-        dt.nanosecond() / 1_000_000
-    );
-    if dated {
-        format!("{:04}/{:02}/{:02}/{stamp}", dt.year(), dt.month(), dt.day())
-    } else {
-        stamp
-    }
-}
-
 pub(super) struct Emitter {
+    /// The bucket path the keys start with (may be empty).
     pub(super) prefix: String,
     pub(super) fields: Fields,
     pub(super) files: Vec<FileSummary>,
@@ -40,11 +20,7 @@ pub(super) struct Emitter {
 
 impl Emitter {
     fn key(&self, table: &str, name: &str) -> String {
-        if self.prefix.is_empty() {
-            format!("dbo/{table}/{name}")
-        } else {
-            format!("{}/dbo/{table}/{name}", self.prefix)
-        }
+        object_key(&self.prefix, "dbo", table, name)
     }
 
     pub(super) fn load<R: Row, E>(
@@ -59,7 +35,7 @@ impl Emitter {
         let mut n = 0u32;
         while rows.peek().is_some() {
             n += 1;
-            let key = self.key(table, &format!("LOAD{n:08X}.csv.gz"));
+            let key = self.key(table, &load_file_name(n));
             let chunk = rows.by_ref().take(limit).map(|r| (None, r));
             let (body, count, max_event_id) = encode(cx, &mut self.fields, chunk, None);
             let counts = NetCounts {

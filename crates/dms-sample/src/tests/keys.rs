@@ -1,5 +1,5 @@
 use super::*;
-use crate::sample::clock::datetime;
+use crate::clock::datetime;
 
 #[test]
 fn keys_are_named_and_ordered_like_dms() {

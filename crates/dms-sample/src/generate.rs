@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use super::clock::cdc_commit_micros;
-use super::emit::{cdc_name, dump, Emitter};
+use dms_naming::cdc_file_name;
+
+use super::clock::{cdc_commit_micros, datetime};
+use super::emit::{dump, Emitter};
 use super::fields::Fields;
 use super::sim::Sim;
 use super::spec::{order_count, strategy_count, SampleFile, SampleManifest, SampleSpec};
@@ -30,7 +32,7 @@ pub fn generate<E>(
     let target = spec.cdc_rows_per_file.max(1);
     for b in 0..spec.cdc_files {
         let logs = sim.run_batch(b, target);
-        let name = cdc_name(cdc_commit_micros(b), b % 2 == 1);
+        let name = cdc_file_name(datetime(cdc_commit_micros(b)), b % 2 == 1);
         let last = b + 1 == spec.cdc_files;
         out.cdc(
             &sim.cx,
