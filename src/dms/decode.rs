@@ -65,9 +65,6 @@ pub enum TupleLayout {
     Direct { delivery_id: i64, loaded_at: i64 },
 }
 
-/// The name reported for the Op column in errors.
-const OP_NAME: &str = "Op";
-
 impl RowDecoder {
     /// A decoder for one file of `spec`'s table. Use a new decoder per file when `op_column`
     /// is [`OpColumn::Detect`].
@@ -157,10 +154,8 @@ impl RowDecoder {
                 b"U" => Op::Update,
                 b"D" => Op::Delete,
                 other => {
-                    return Err(DecodeError::Field {
+                    return Err(DecodeError::Op {
                         line: rec.line(),
-                        column: 1,
-                        name: OP_NAME.to_string(),
                         reason: format!("invalid op {} (expected I, U or D)", quote(other)),
                     })
                 }
@@ -183,7 +178,7 @@ impl RowDecoder {
             let value = rec.field(f);
             let field_err = |reason: String| DecodeError::Field {
                 line: rec.line(),
-                column: f + 1,
+                column: i + 1,
                 name: col.name.clone(),
                 reason,
             };
@@ -418,15 +413,15 @@ mod tests {
         let err = decode_all(&mut decoder, "I,1,a\nX,2,b\n").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "line 2, column 1 (Op): invalid op \"X\" (expected I, U or D)"
+            "line 2, column Op: invalid op \"X\" (expected I, U or D)"
         );
         let err = decode_all(&mut decoder, ",2,b\n").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "line 1, column 1 (Op): invalid op \"\" (expected I, U or D)"
+            "line 1, column Op: invalid op \"\" (expected I, U or D)"
         );
         let err = decode_all(&mut decoder, "ins,2,b\n").unwrap_err();
-        assert!(matches!(err, DecodeError::Field { column: 1, ref name, .. } if name == "Op"));
+        assert!(matches!(err, DecodeError::Op { line: 1, .. }), "{err}");
     }
 
     #[test]
@@ -445,7 +440,7 @@ mod tests {
         let err = decode_all(&mut decoder, "I,1,a\nU,,b\n").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "line 2, column 2 (id): NULL in non-nullable column"
+            "line 2, column 1 (id): NULL in non-nullable column"
         );
         // A non-nullable text column accepts "".
         let s = spec(vec![col("t", ColumnType::Text, false)]);
@@ -469,7 +464,7 @@ mod tests {
     }
 
     #[test]
-    fn error_columns_count_the_op_column() {
+    fn error_columns_are_numbered_as_in_the_data_specification_without_the_op_field() {
         let s = spec(vec![
             col("id", ColumnType::Int4, false),
             col("amount", ColumnType::Int2, true),
@@ -481,7 +476,7 @@ mod tests {
         let err = decode_all(&mut decoder, "I,1,2\nI,1,12x\n").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "line 2, column 3 (amount): invalid integer \"12x\""
+            "line 2, column 2 (amount): invalid integer \"12x\""
         );
         let mut decoder = RowDecoder::new(s, OpColumn::Absent);
         let err = decode_all(&mut decoder, "\"multi\nline\",2\n").unwrap_err();

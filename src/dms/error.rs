@@ -1,8 +1,8 @@
 //! Why a file could not be scanned or a record decoded.
 
 /// Why a file could not be scanned or a record decoded. Lines are 1-based physical lines of the
-/// (decompressed) file; columns are 1-based field positions within the record, the Op column
-/// (when present) being column 1.
+/// (decompressed) file; columns are numbered as in the data specification: 1-based positions of
+/// the table's columns, the Op field of change files not counted (it is named `Op`).
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// A field's value is invalid for its column.
@@ -10,11 +10,19 @@ pub enum DecodeError {
     Field {
         /// Line on which the record starts.
         line: u64,
-        /// 1-based field position in the record (the Op column, if any, is 1).
+        /// 1-based position of the column in the table (as in the data specification).
         column: usize,
-        /// Column name (`Op` for the Op column).
+        /// Column name.
         name: String,
         /// What is wrong, quoting the value (cut to 40 characters).
+        reason: String,
+    },
+    /// A change record's Op field is not `I`, `U` or `D`.
+    #[error("line {line}, column Op: {reason}")]
+    Op {
+        /// Line on which the record starts.
+        line: u64,
+        /// What is wrong, quoting the value.
         reason: String,
     },
     /// A record has the wrong number of fields.

@@ -199,7 +199,7 @@ async fn a_dry_run_with_a_bad_file_reports_it_checks_the_rest_exits_1_and_persis
              2,S-2,Two,ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,2\n",
         )
         .await;
-    // Line 2 has a status that is not a timestamp in column 8 (created_at).
+    // Line 2 has a value that is not a timestamp in column 8 (created_at).
     let bad = app
         .put_csv(
             "strategies",

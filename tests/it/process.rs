@@ -400,7 +400,10 @@ async fn a_missing_bucket_ends_start_up_with_exit_2_and_an_unreachable_one_is_sa
     let out = command(&app, &[("SOURCE", &missing)]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("HeadBucket of no-such-bucket-peo failed (HTTP 404)"), "{stderr}");
+    assert!(
+        stderr.contains("HeadBucket of no-such-bucket-peo failed (HTTP 404)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("Next step: check SOURCE"), "{stderr}");
     assert!(!stderr.contains("Connected:"), "{stderr}");
 

@@ -10,7 +10,7 @@ async fn a_fixed_file_is_delivered_and_its_failed_attempt_stays_in_loader_failur
     let load = app.key("strategies", "LOAD00000001.csv.gz");
     wait_status(&app, &service, &load, "SUCCESS", Duration::from_secs(15)).await;
 
-    // Line 2, column 8 (max_notional) is not a number.
+    // Line 2, column 7 (max_notional) is not a number.
     let bad_body = format!(
         "{}I,11,S-11,Strategy 11,ops,IBKR,ACTIVE,12x.5,2022-09-01 10:00:00,2022-09-01 10:00:00,11\n",
         change("I", 10, "ACTIVE", 10)
@@ -131,7 +131,7 @@ async fn a_fixed_file_is_delivered_and_its_failed_attempt_stays_in_loader_failur
     assert_eq!(key, bad);
     assert_eq!(etag.as_deref(), Some(bad_etag.as_str()));
     assert_eq!((table.as_str(), kind.as_str()), ("strategies", "CDC"));
-    for part in ["line 2", "column 8 (max_notional)", "12x.5"] {
+    for part in ["line 2", "column 7 (max_notional)", "12x.5"] {
         assert!(error.contains(part), "`{part}` not in `{error}`");
     }
 
