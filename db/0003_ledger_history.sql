@@ -6,7 +6,7 @@
 -- replaced: every failed attempt is now also a row of loader_failures, never deleted, so "what
 -- failed last week, and how often" has an answer after the file was fixed.
 
-ALTER TABLE loader_deliveries DROP CONSTRAINT loader_deliveries_status_check;
+ALTER TABLE loader_deliveries DROP CONSTRAINT IF EXISTS loader_deliveries_status_check;
 ALTER TABLE loader_deliveries
     ADD CONSTRAINT loader_deliveries_status_check CHECK (status IN ('SUCCESS', 'ERROR', 'SKIPPED'));
 

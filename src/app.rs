@@ -65,8 +65,11 @@ pub async fn connect_target(config: &Config) -> Result<PgTarget, TargetError> {
         .await
         {
             Ok(target) => return Ok(target),
+            // Postgres refusing the configuration (AccessDenied) is transient for a delivery
+            // (the file is not at fault) but final at start-up.
             Err(e)
                 if e.is_retryable()
+                    && crate::policy::target_kind(&e) != crate::policy::ErrorKind::AccessDenied
                     && ((config.run_as_service && !config.dry_run) || attempt < 5) =>
             {
                 let wait = CONNECT_BACKOFF.delay(attempt);
@@ -244,10 +247,15 @@ async fn dry_run(config: Config) -> i32 {
         Ok(loader) => loader,
         Err(e) => return start_failure(&e),
     };
-    let summary = loader.run_until_stopped(stop).await;
+    let summary = loader.run_until_stopped(stop.clone()).await;
     log_totals("Dry run summary (what a real run would do)", &summary);
     let checked = summary.delivered + summary.failed.len();
-    if summary.failed.is_empty() {
+    if *stop.borrow() {
+        error!(
+            "Dry run interrupted after {checked} files: the validation is incomplete; nothing persisted."
+        );
+        exit::FAILED
+    } else if summary.failed.is_empty() {
         info!(
             "Dry run complete: {checked} files checked, every one would apply; nothing persisted."
         );

@@ -27,7 +27,8 @@ pub enum ErrorKind {
     /// A full-load file cannot go straight into its table (a repeated or existing key, a delete).
     NeedsStaging,
     /// Postgres refused the loader itself: a wrong password, no such role or database, no
-    /// permission (SQLSTATE class 28, 3D000, 42501). Permanent: at start-up it ends the process.
+    /// permission (SQLSTATE class 28, 3D000, 42501). Not the file's fault: a delivery is retried
+    /// and stays pending; at start-up it ends the process (exit code 2).
     AccessDenied,
     /// Postgres rejected a statement for another reason (constraints, the schema).
     TargetRejected,
@@ -121,7 +122,7 @@ pub const POLICIES: &[Policy] = &[
     },
     Policy {
         kind: ErrorKind::AccessDenied,
-        directive: Directive::StopStream,
+        directive: Directive::RetryWithBackoff,
         metric: "target",
         solution: "check TARGET (user, password, database name) and the role's privileges on the database and TARGET_SCHEMA",
     },

@@ -14,6 +14,7 @@ pub struct MemoryLedger {
     entries: Mutex<HashMap<String, LedgerEntry>>,
     queries: AtomicU64,
     asked_last: AtomicU64,
+    fail_next: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryLedger {
@@ -45,6 +46,11 @@ impl MemoryLedger {
         );
     }
 
+    /// Makes the next query fail as if Postgres were away.
+    pub fn fail_next(&self) {
+        self.fail_next.store(true, Ordering::Relaxed);
+    }
+
     /// Queries answered so far.
     pub fn queries(&self) -> u64 {
         self.queries.load(Ordering::Relaxed)
@@ -60,6 +66,9 @@ impl LedgerStore for MemoryLedger {
     async fn entries(&self, keys: &[String]) -> Result<HashMap<String, LedgerEntry>, TargetError> {
         if keys.is_empty() {
             return Ok(HashMap::new());
+        }
+        if self.fail_next.swap(false, Ordering::Relaxed) {
+            return Err(TargetError::Pool("the ledger is away (injected)".into()));
         }
         self.queries.fetch_add(1, Ordering::Relaxed);
         self.asked_last.store(keys.len() as u64, Ordering::Relaxed);

@@ -24,7 +24,9 @@ impl<S: Source, T: Target> Loader<S, T> {
         let table = self.target.tables()[&file.object.table].clone();
         let mut attempt = 0;
         // A full-load file goes straight into its table unless it turns out it cannot.
-        let mut direct_allowed = file.object.kind.is_load();
+        // (Not in a dry run: the direct path may rebuild indexes, locking the table until the dry
+        // run ends; the staged apply counts the same.)
+        let mut direct_allowed = file.object.kind.is_load() && !self.settings.dry_run;
         loop {
             attempt += 1;
             let started = Instant::now();

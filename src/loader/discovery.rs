@@ -84,8 +84,11 @@ impl Cursor {
         match (&self.flat, &self.dated) {
             (Some(flat), Some(dated)) => {
                 let year = dated[folder.len()..].split('/').next().unwrap_or_default();
+                // The folder listing skips the dated cursor's year folder (listed on its own):
+                // `<year>0` sorts after every `<year>/...` key and before `<year>MMDD-...`.
+                let past_year_folder = format!("{folder}{year}0");
                 vec![
-                    (folder.to_string(), Some(flat.clone())),
+                    (folder.to_string(), Some(flat.clone().max(past_year_folder))),
                     (format!("{folder}{year}/"), Some(dated.clone())),
                 ]
             }
@@ -298,18 +301,25 @@ impl Discovery {
             }
         }
         let objects = parse(source, tables, listed, plan);
+        // Judged against the cursors as they were when the pass started (the listings of one
+        // folder may come in any order), and moved only once the ledger has answered: a failed
+        // query leaves everything to be listed again.
         let mut new = Vec::new();
+        let mut listed_objects = Vec::new();
         for (object, info) in objects {
             let folder = stream_folder(&object, &root);
-            let stream = self.streams.entry(object.table.clone()).or_default();
-            let cursor = stream.cursors.entry(folder.clone()).or_default();
+            let stream = self.streams.get(&object.table);
             // A change file behind a cursor was seen before (done or pending), or is late and
             // left to the full listing: never asked about again here.
-            let seen = !object.kind.is_load() && cursor.is_behind(&object.key, &folder);
-            cursor.advance(&object, &folder);
+            let seen = !object.kind.is_load()
+                && stream
+                    .and_then(|s| s.cursors.get(&folder))
+                    .is_some_and(|c| c.is_behind(&object.key, &folder));
             let known = seen
-                || stream.settled_loads.contains(&object.key)
-                || stream.pending.contains_key(&order(&object));
+                || stream.is_some_and(|s| {
+                    s.settled_loads.contains(&object.key) || s.pending.contains_key(&order(&object))
+                });
+            listed_objects.push((folder, object.clone()));
             if !known {
                 new.push(PendingFile { object, info });
             }
@@ -321,6 +331,15 @@ impl Discovery {
             keys.extend(stream.pending.values().map(|f| f.info.key.clone()));
         }
         let entries = ledger.entries(&keys).await?;
+        for (folder, object) in listed_objects {
+            self.streams
+                .entry(object.table.clone())
+                .or_default()
+                .cursors
+                .entry(folder.clone())
+                .or_default()
+                .advance(&object, &folder);
+        }
         for stream in self.streams.values_mut() {
             stream
                 .pending
@@ -351,20 +370,43 @@ impl Discovery {
         plan: &mut Plan,
     ) -> Result<(), LoaderError> {
         for (table, stream) in self.streams.iter_mut() {
-            let Some(head) = stream.pending.values_mut().next() else {
-                stream.stopped = None;
-                continue;
-            };
-            let mut rule = ledger::head(entries.get(&head.info.key), &head.info.etag);
-            if matches!(rule, Head::Stopped { .. }) {
-                // Replaced in the bucket since it was listed? (One request per stopped stream.)
-                if let Some(current) = source.head(&head.info.key).await? {
-                    if current.etag != head.info.etag {
-                        head.info = current;
-                        rule = ledger::head(entries.get(&head.info.key), &head.info.etag);
+            let mut rule = Head::Open;
+            while let Some(head) = stream.pending.values_mut().next() {
+                rule = ledger::head(entries.get(&head.info.key), &head.info.etag);
+                if !matches!(rule, Head::Stopped { .. }) {
+                    break;
+                }
+                // Replaced in the bucket since it was listed, or deleted? (One request per
+                // stopped stream.) A failed request keeps this stream stopped, no other.
+                match source.head(&head.info.key).await {
+                    Ok(Some(current)) => {
+                        if current.etag != head.info.etag {
+                            head.info = current;
+                            rule = ledger::head(entries.get(&head.info.key), &head.info.etag);
+                        }
+                        break;
+                    }
+                    Ok(None) => {
+                        let key = head.info.key.clone();
+                        tracing::info!(
+                            "{}: no longer in the bucket; stream {table} goes on without it.",
+                            crate::source::display_key(&key)
+                        );
+                        stream.pending.retain(|_, f| f.info.key != key);
+                        rule = Head::Open;
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "Stream {table}: cannot check whether its stopped file was replaced: {e}"
+                        );
+                        break;
                     }
                 }
             }
+            let Some(head) = stream.pending.values().next() else {
+                stream.stopped = None;
+                continue;
+            };
             match rule {
                 Head::Stopped {
                     delivery_id,

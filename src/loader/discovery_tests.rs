@@ -295,3 +295,84 @@ async fn with_both_namings_each_is_listed_after_its_own_cursor() {
         "only the two new keys are asked about"
     );
 }
+
+#[tokio::test]
+async fn at_a_year_boundary_both_namings_find_their_new_files_in_one_pass() {
+    let (source, ledger) = setup();
+    for key in [
+        format!("{O}20221231-235000000.csv.gz"),
+        format!("{O}2022/12/31/20221231-235000000.csv.gz"),
+    ] {
+        source.put(&key, vec![1]);
+        ledger.set(&key, DeliveryStatus::Success, None);
+    }
+    let mut d = Discovery::new(Duration::from_secs(3600));
+    d.pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    let a = format!("{O}2022/12/31/20221231-235959000.csv.gz");
+    let b = format!("{O}2023/01/01/20230101-000010000.csv.gz");
+    source.put(&a, vec![1]);
+    source.put(&b, vec![1]);
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    assert!(!plan.full);
+    assert_eq!(keys(&plan, "orders"), [a, b], "both, in order, none late");
+}
+
+#[tokio::test]
+async fn a_failed_ledger_query_leaves_new_files_to_the_next_pass() {
+    let (source, ledger) = setup();
+    source.put(&format!("{O}{}.csv.gz", stamp(1)), vec![1]);
+    ledger.set(
+        &format!("{O}{}.csv.gz", stamp(1)),
+        DeliveryStatus::Success,
+        None,
+    );
+    let mut d = Discovery::new(Duration::from_secs(3600));
+    d.pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    let new = format!("{O}{}.csv.gz", stamp(2));
+    source.put(&new, vec![1]);
+    ledger.fail_next();
+    assert!(d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .is_err());
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    assert_eq!(keys(&plan, "orders"), [new]);
+}
+
+#[tokio::test]
+async fn a_stopped_head_deleted_from_the_bucket_no_longer_stops_its_stream() {
+    let (source, ledger) = setup();
+    let bad = format!("{O}{}.csv.gz", stamp(1));
+    let next = format!("{O}{}.csv.gz", stamp(2));
+    source.put(&bad, vec![1]);
+    source.put(&next, vec![1]);
+    let mut d = Discovery::new(Duration::from_secs(3600));
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    let etag = plan.streams["orders"][0].info.etag.clone();
+    ledger.set(&bad, DeliveryStatus::Error, Some(&etag));
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    assert_eq!(plan.stopped.len(), 1);
+    source.delete(&bad);
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    assert!(plan.stopped.is_empty());
+    assert_eq!(keys(&plan, "orders"), [next]);
+}

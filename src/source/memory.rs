@@ -44,6 +44,11 @@ impl MemorySource {
             .insert(key.to_string(), (body, version));
     }
 
+    /// Deletes an object.
+    pub fn delete(&self, key: &str) {
+        self.objects.lock().expect("not poisoned").remove(key);
+    }
+
     /// Requests answered so far (listings, heads and opens).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)

@@ -91,7 +91,7 @@ pub const LOCK_STREAM: &str = "SELECT pg_try_advisory_xact_lock(1885434985, hash
 
 pub fn is_delivered(schema: &str) -> String {
     format!(
-        "SELECT 1 FROM {} WHERE object_key = $1 AND status = 'SUCCESS'",
+        "SELECT 1 FROM {} WHERE object_key = $1 AND status IN ('SUCCESS', 'SKIPPED')",
         qualified(schema, "loader_deliveries")
     )
 }
