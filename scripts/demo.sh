@@ -29,7 +29,8 @@ export NATS="nats://127.0.0.1:4222"
 export RUN_AS_SERVICE=false
 
 log "Writing the sample dataset (scale $SCALE) to s3://paper-engine-demo/data/."
-"$BIN" sample --scale "$SCALE"
+# --force: the demo's bucket is the demo's own (a moto left running from an earlier demo keeps it).
+"$BIN" sample --scale "$SCALE" --force
 log "Loading it into postgres database $DB (one-shot)."
 "$BIN"
 

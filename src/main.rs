@@ -13,8 +13,10 @@ Usage:
       Run the loader, configured by environment variables (see config.env.sample).
   paper-engine-orders sample [--env-file PATH] [--scale X] [--seed N] [--cdc-files N]
                              [--cdc-rows N] [--load-rows-per-file N] [--manifest PATH]
+                             [--force]
       Write the deterministic sample DMS dataset to the SOURCE bucket
-      (scale 1 = 90 strategies, 160k orders, 1.5M executions).
+      (scale 1 = 90 strategies, 160k orders, 1.5M executions). Refuses when the
+      bucket path already holds objects, unless --force.
   paper-engine-orders --version | --help";
 
 fn usage_error(message: &str) -> ExitCode {
@@ -66,7 +68,9 @@ fn main() -> ExitCode {
             runtime.block_on(app::run(config))
         }
         Some("sample") => match sample_spec(&args[1..]) {
-            Ok((spec, manifest_path)) => runtime.block_on(sample(spec, manifest_path)),
+            Ok((spec, manifest_path, force)) => {
+                runtime.block_on(sample(spec, manifest_path, force))
+            }
             Err(e) => return usage_error(&e),
         },
         Some(other) => return usage_error(&format!("unknown command `{other}`")),
@@ -74,11 +78,16 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-fn sample_spec(args: &[String]) -> Result<(SampleSpec, Option<String>), String> {
+fn sample_spec(args: &[String]) -> Result<(SampleSpec, Option<String>, bool), String> {
     let mut spec = SampleSpec::default();
     let mut manifest = None;
+    let mut force = false;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
+        if flag == "--force" {
+            force = true;
+            continue;
+        }
         let value = it
             .next()
             .ok_or_else(|| format!("{flag} needs a value"))?
@@ -108,10 +117,10 @@ fn sample_spec(args: &[String]) -> Result<(SampleSpec, Option<String>), String> 
             other => return Err(format!("unknown option `{other}`")),
         }
     }
-    Ok((spec, manifest))
+    Ok((spec, manifest, force))
 }
 
-async fn sample(mut spec: SampleSpec, manifest_path: Option<String>) -> i32 {
+async fn sample(mut spec: SampleSpec, manifest_path: Option<String>, force: bool) -> i32 {
     paper_engine_orders::logging::init(
         &std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into()),
     );
@@ -130,6 +139,21 @@ async fn sample(mut spec: SampleSpec, manifest_path: Option<String>) -> i32 {
     };
     spec.bucket_path = source.path.clone();
     let s3 = S3Source::new(&source);
+    // Never over a real bucket by mistake: the sample's keys would mix with (or replace) DMS's.
+    let prefix = paper_engine_orders::source::root_prefix(&source.path);
+    if !force {
+        use paper_engine_orders::source::Source;
+        if let Ok(page) = s3.list_page(&prefix, None, None).await {
+            if let Some(first) = page.objects.first() {
+                tracing::error!(
+                    "Sample: bucket {} already holds objects under '{prefix}' (e.g. {}): refusing to write the sample over them. Use --force to write anyway.",
+                    s3.bucket(),
+                    paper_engine_orders::source::display_key(&first.key)
+                );
+                return exit::FAILED;
+            }
+        }
+    }
     match app::upload_sample(&s3, spec).await {
         Ok(manifest) => {
             let rows: u64 = manifest.files.iter().map(|f| f.rows).sum();

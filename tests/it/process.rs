@@ -434,3 +434,36 @@ async fn a_missing_bucket_ends_start_up_with_exit_2_and_an_unreachable_one_is_sa
         "no debug dump:\n{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_refuses_a_bucket_path_that_holds_objects_unless_forced() {
+    use paper_engine_orders::source::Source;
+    let app = spawn_app().await;
+    let sample = |force: bool| {
+        let mut cmd = command(&app, &[]);
+        cmd.args(["sample", "--scale", "0.001", "--cdc-files", "1"]);
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.output().unwrap()
+    };
+    // The bucket path already holds something (a real bucket, say): refused, nothing written.
+    app.put(&app.key("orders", "notes.txt"), b"kept".to_vec())
+        .await;
+    let load = app.key("strategies", "LOAD00000001.csv.gz");
+    let out = sample(false);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("refusing to write the sample"), "{stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert_eq!(app.s3.head(&load).await.unwrap(), None, "nothing written");
+    // Forced: written.
+    let out = sample(true);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(app.s3.head(&load).await.unwrap().is_some());
+}
