@@ -37,6 +37,23 @@ pub enum ErrorKind {
     Schema,
 }
 
+impl ErrorKind {
+    /// Every kind.
+    pub const ALL: [ErrorKind; 11] = [
+        ErrorKind::SourceUnavailable,
+        ErrorKind::SourceRefused,
+        ErrorKind::BadInput,
+        ErrorKind::TargetUnavailable,
+        ErrorKind::TargetConflict,
+        ErrorKind::StreamBusy,
+        ErrorKind::AlreadyDelivered,
+        ErrorKind::NeedsStaging,
+        ErrorKind::AccessDenied,
+        ErrorKind::TargetRejected,
+        ErrorKind::Schema,
+    ];
+}
+
 /// What the loader does about a failure of a file's delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Directive {
@@ -236,27 +253,14 @@ mod tests {
 
     #[test]
     fn every_kind_has_exactly_one_policy() {
-        use ErrorKind::*;
-        for kind in [
-            SourceUnavailable,
-            SourceRefused,
-            BadInput,
-            TargetUnavailable,
-            TargetConflict,
-            StreamBusy,
-            AlreadyDelivered,
-            NeedsStaging,
-            AccessDenied,
-            TargetRejected,
-            Schema,
-        ] {
+        for kind in ErrorKind::ALL {
             assert_eq!(
                 POLICIES.iter().filter(|p| p.kind == kind).count(),
                 1,
                 "{kind:?}"
             );
         }
-        assert_eq!(POLICIES.len(), 11);
+        assert_eq!(POLICIES.len(), ErrorKind::ALL.len());
     }
 
     #[test]

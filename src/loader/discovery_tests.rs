@@ -162,8 +162,9 @@ async fn a_file_behind_the_cursor_is_found_by_the_next_full_listing_as_late() {
     assert_eq!(keys(&plan, "orders"), [late]);
 }
 
-#[tokio::test]
-async fn a_stream_stops_at_a_failed_head_until_the_object_is_replaced() {
+/// A stream of two change files whose first failed (an ERROR row with its ETag): discovery,
+/// the keys of the bad and the next file, and the pass that finds the stream stopped.
+async fn stopped_stream() -> (MemorySource, MemoryLedger, Discovery, String, String, Plan) {
     let (source, ledger) = setup();
     let bad = format!("{O}{}.csv.gz", stamp(1));
     let next = format!("{O}{}.csv.gz", stamp(2));
@@ -180,6 +181,12 @@ async fn a_stream_stops_at_a_failed_head_until_the_object_is_replaced() {
         .pass(&source, &ledger.tables(), &ledger, true)
         .await
         .unwrap();
+    (source, ledger, d, bad, next, plan)
+}
+
+#[tokio::test]
+async fn a_stream_stops_at_a_failed_head_until_the_object_is_replaced() {
+    let (source, ledger, mut d, bad, next, plan) = stopped_stream().await;
     assert!(plan.streams.is_empty());
     assert_eq!(plan.stopped.len(), 1);
     assert_eq!(plan.stopped[0].key, bad);
@@ -351,22 +358,7 @@ async fn a_failed_ledger_query_leaves_new_files_to_the_next_pass() {
 
 #[tokio::test]
 async fn a_stopped_head_deleted_from_the_bucket_no_longer_stops_its_stream() {
-    let (source, ledger) = setup();
-    let bad = format!("{O}{}.csv.gz", stamp(1));
-    let next = format!("{O}{}.csv.gz", stamp(2));
-    source.put(&bad, vec![1]);
-    source.put(&next, vec![1]);
-    let mut d = Discovery::new(Duration::from_secs(3600));
-    let plan = d
-        .pass(&source, &ledger.tables(), &ledger, true)
-        .await
-        .unwrap();
-    let etag = plan.streams["orders"][0].info.etag.clone();
-    ledger.set(&bad, DeliveryStatus::Error, Some(&etag));
-    let plan = d
-        .pass(&source, &ledger.tables(), &ledger, true)
-        .await
-        .unwrap();
+    let (source, ledger, mut d, bad, next, plan) = stopped_stream().await;
     assert_eq!(plan.stopped.len(), 1);
     source.delete(&bad);
     let plan = d
