@@ -6,11 +6,10 @@
 //! flight) and their SUCCESS ledger rows inserted in SQL; then the release binary in service
 //! mode (`MIN_SLEEP=MAX_SLEEP=0.5`, `FULL_LIST_INTERVAL=3600`) with its `bucket_endpoint` on the
 //! counting proxy (`proxy`). Measured: the start-up (S3 requests, S3 time, time to the first
-//! idle pass), the idle passes over a window (S3 requests, S3 time, Postgres transactions,
+//! idle pass), five PUT-to-commit latencies, then the idle passes over a window (S3 requests, S3 time, Postgres transactions,
 //! ledger scans and active time from `pg_stat_database`/`pg_stat_user_tables`, and the pass
-//! time: mean time between two `Nothing pending` lines less the 0.5 s sleep), five PUT-to-commit
-//! latencies (the ledger polled every 5 ms for the new key's SUCCESS row), and the loader's
-//! VmHWM.
+//! time: mean time between two `Nothing pending` lines less the 0.5 s sleep; the latencies:
+//! the ledger polled every 5 ms for the new key's SUCCESS row), and the loader's VmHWM.
 use std::fs;
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::PathBuf;
@@ -54,6 +53,8 @@ pub struct HistoryPoint {
     pub pg_active_ms: f64,
     pub latencies_ms: Vec<f64>,
     pub peak_rss_kib: u64,
+    /// The S3 request lines of the window's last idle pass.
+    pub pass_lines: Vec<String>,
 }
 
 impl HistoryPoint {
@@ -265,12 +266,13 @@ fn one(ctx: &Ctx, n: usize, window: Duration) -> Result<HistoryPoint> {
              SELECT '{PATH}/dbo/orders/' || to_char(timestamp '2022-09-22' + i * interval '1 \
              minute', 'YYYYMMDD-HH24MISSMS') || '.csv.gz', NULL, {size}, 'orders', 'CDC', \
              'SUCCESS', 1, 1, now(), now(), 'bench', 'bench' \
-             FROM generate_series(0, {last}) i;
-             VACUUM ANALYZE {SCHEMA}.loader_deliveries;",
+             FROM generate_series(0, {last}) i",
             size = tiny.len(),
             last = n as i64 - 1
         ),
     )?;
+    ctx.pg()
+        .exec(&dsn, &format!("VACUUM ANALYZE {SCHEMA}.loader_deliveries"))?;
     let check = ctx.pg().value(
         &dsn,
         &format!(
@@ -308,22 +310,6 @@ fn one(ctx: &Ctx, n: usize, window: Duration) -> Result<HistoryPoint> {
         .map_err(|e| anyhow!("{e}; log {}:\n{}", log.display(), tail(&log, 15)))?;
     point.startup_secs = first.duration_since(spawned).as_secs_f64();
     point.startup = proxy.counts();
-    // A few passes to settle, then the window, from one idle line to another.
-    let k0 = watch.times(idle).len() + 2;
-    let t0 = watch.wait_next(idle, k0, Duration::from_secs(60))?;
-    let (c0, pg0) = (proxy.counts(), pg_stats(ctx, &db)?);
-    std::thread::sleep(window);
-    let k1 = watch.times(idle).len();
-    let t1 = watch.wait_next(idle, k1, Duration::from_secs(60))?;
-    let (c1, pg1) = (proxy.counts(), pg_stats(ctx, &db)?);
-    point.passes = k1 - k0;
-    point.window_secs = t1.duration_since(t0).as_secs_f64();
-    point.window = c1.since(&c0);
-    point.pass_ms = (point.window_secs / point.passes as f64 - SLEEP) * 1000.0;
-    // Less this bench's own transaction in the database (the pg_stat_user_tables query).
-    point.xacts = pg1.0 - pg0.0 - 1;
-    point.pg_active_ms = pg1.1 - pg0.1;
-    point.ledger_scans = pg1.2 - pg0.2;
     for p in 0..PROBES {
         let k = key(n + 10 + p);
         let probe = body(1_000_000 + p as u64)?;
@@ -358,6 +344,27 @@ fn one(ctx: &Ctx, n: usize, window: Duration) -> Result<HistoryPoint> {
             .latencies_ms
             .push(put_at.elapsed().as_secs_f64() * 1000.0);
     }
+    // The idle window, after the probes (so the table folders exist for every N, the bucket
+    // holding N + 5 delivered files), from one idle line to another.
+    let k0 = watch.times(idle).len() + 2;
+    let t0 = watch.wait_next(idle, k0, Duration::from_secs(60))?;
+    let (c0, pg0) = (proxy.counts(), pg_stats(ctx, &db)?);
+    std::thread::sleep(window);
+    let k1 = watch.times(idle).len();
+    let t1 = watch.wait_next(idle, k1, Duration::from_secs(60))?;
+    let (c1, pg1) = (proxy.counts(), pg_stats(ctx, &db)?);
+    let idle_times = watch.times(idle);
+    if k1 >= 1 {
+        point.pass_lines = proxy.lines_between(idle_times[k1 - 1], idle_times[k1]);
+    }
+    point.passes = k1 - k0;
+    point.window_secs = t1.duration_since(t0).as_secs_f64();
+    point.window = c1.since(&c0);
+    point.pass_ms = (point.window_secs / point.passes as f64 - SLEEP) * 1000.0;
+    // Less this bench's own transaction in the database (the pg_stat_user_tables query).
+    point.xacts = pg1.0 - pg0.0 - 1;
+    point.pg_active_ms = pg1.1 - pg0.1;
+    point.ledger_scans = pg1.2 - pg0.2;
     point.peak_rss_kib = vm_hwm_kib(pid).unwrap_or(0);
     drop(service);
     drop(watch);

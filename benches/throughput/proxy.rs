@@ -41,9 +41,15 @@ impl Counts {
     }
 }
 
+/// The request lines seen (up to this many), with their time.
+const KEEP_LINES: usize = 50_000;
+
+type Lines = Arc<Mutex<Vec<(Instant, String)>>>;
+
 pub struct Proxy {
     pub endpoint: String,
     counts: Arc<Mutex<Counts>>,
+    lines: Lines,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -59,14 +65,16 @@ impl Proxy {
             .context("proxy: bind")?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let counts = Arc::new(Mutex::new(Counts::default()));
-        let shared = counts.clone();
+        let lines: Lines = Arc::default();
+        let (shared, shared_lines) = (counts.clone(), lines.clone());
         let task = rt.spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let counts = shared.clone();
+                let lines = shared_lines.clone();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&upstream).await {
-                        let _ = relay(client, server, counts).await;
+                        let _ = relay(client, server, counts, lines).await;
                     }
                 });
             }
@@ -74,12 +82,23 @@ impl Proxy {
         Ok(Proxy {
             endpoint,
             counts,
+            lines,
             task,
         })
     }
 
     pub fn counts(&self) -> Counts {
         *self.counts.lock().expect("not poisoned")
+    }
+
+    /// The request lines seen between two instants.
+    pub fn lines_between(&self, from: Instant, to: Instant) -> Vec<String> {
+        let lines = self.lines.lock().expect("not poisoned");
+        lines
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .map(|(_, l)| l.clone())
+            .collect()
     }
 }
 
@@ -105,7 +124,12 @@ impl Exchange {
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, counts: Arc<Mutex<Counts>>) -> Result<()> {
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    counts: Arc<Mutex<Counts>>,
+    lines: Lines,
+) -> Result<()> {
     let (mut c_read, mut c_write) = client.into_split();
     let (mut s_read, mut s_write) = server.into_split();
     let state = Arc::new(Mutex::new(Exchange::default()));
@@ -125,6 +149,11 @@ async fn relay(client: TcpStream, server: TcpStream, counts: Arc<Mutex<Counts>>)
                         st.close(&counts);
                         st.request_at = Some(Instant::now());
                         let line = buf[..n].split(|b| *b == b'\r').next().unwrap_or_default();
+                        let mut seen = lines.lock().expect("not poisoned");
+                        if seen.len() < KEEP_LINES {
+                            seen.push((Instant::now(), String::from_utf8_lossy(line).into_owned()));
+                        }
+                        drop(seen);
                         let mut c = counts.lock().expect("not poisoned");
                         if line.starts_with(b"GET ") && contains(line, b"list-type=2") {
                             c.list += 1;
