@@ -300,8 +300,10 @@ fn extra_sections(ctx: &Ctx, env: &report::Environment) -> Result<()> {
     if let Some(ns) = &opts.history {
         let started = Instant::now();
         let window = Duration::from_secs(opts.history_window);
+        let noisy = ctx.noisy.get();
         let points = history::bench_history(ctx, ns, window)?;
-        let block = sections::render_history(opts, env, &points, started.elapsed());
+        let noisy = ctx.noisy.get() - noisy;
+        let block = sections::render_history(opts, env, &points, started.elapsed(), noisy);
         println!("\n{block}");
         if let Some(report) = &opts.report {
             sections::write_block(report, sections::HISTORY_MARKS, &block)?;
@@ -310,8 +312,10 @@ fn extra_sections(ctx: &Ctx, env: &report::Environment) -> Result<()> {
     }
     if let Some(files) = opts.small_files {
         let started = Instant::now();
+        let noisy = ctx.noisy.get();
         let result = small_files::bench_small_files(ctx, files, opts.small_scale)?;
-        let block = sections::render_small_files(opts, env, &result, started.elapsed());
+        let noisy = ctx.noisy.get() - noisy;
+        let block = sections::render_small_files(opts, env, &result, started.elapsed(), noisy);
         println!("\n{block}");
         if let Some(report) = &opts.report {
             sections::write_block(report, sections::SMALL_MARKS, &block)?;

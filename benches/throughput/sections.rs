@@ -40,24 +40,22 @@ pub fn write_block(path: &Path, marks: (&str, &str), block: &str) -> Result<()> 
     Ok(())
 }
 
-fn machine(md: &mut String, opts: &Options, env: &Environment, elapsed: Duration, flag: &str) {
+fn machine(md: &mut String, opts: &Options, env: &Environment, elapsed: Duration, noisy: usize) {
     let _ = writeln!(
         md,
         "Command: `just bench {}` ({:.1} minutes), revision {}.\n\nMachine: {} ({} cores, \
          shared; {}), {}; Postgres settings as shipped (defaults); S3 is moto_server on the same \
-         machine. Load average before the run: {}.\n",
-        if opts.args.is_empty() {
-            flag.to_string()
-        } else {
-            opts.args.join(" ")
-        },
+         machine. Load average before the run: {}; timed runs started while the machine \
+         was busy with other work (over 15% CPU after --wait-idle {} s): {noisy}.\n",
+        opts.args.join(" "),
         elapsed.as_secs_f64() / 60.0,
         env.revision,
         env.cpu,
         env.cores,
         env.memory,
         env.postgres.split(" on ").next().unwrap_or(&env.postgres),
-        env.load_before
+        env.load_before,
+        opts.wait_idle
     );
 }
 
@@ -74,6 +72,7 @@ pub fn render_history(
     env: &Environment,
     points: &[HistoryPoint],
     elapsed: Duration,
+    noisy: usize,
 ) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "{}\n", HISTORY_MARKS.0);
@@ -81,7 +80,7 @@ pub fn render_history(
         md,
         "## History scaling (idle passes, new files, start-up)\n"
     );
-    machine(&mut md, opts, env, elapsed, "--history");
+    machine(&mut md, opts, env, elapsed, noisy);
     let _ = writeln!(
         md,
         "N tiny `orders` change files already delivered (in the bucket, flat names one minute \
@@ -213,11 +212,12 @@ pub fn render_small_files(
     env: &Environment,
     r: &SmallFilesResult,
     elapsed: Duration,
+    noisy: usize,
 ) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "{}\n", SMALL_MARKS.0);
     let _ = writeln!(md, "## Small files\n");
-    machine(&mut md, opts, env, elapsed, "--small-files");
+    machine(&mut md, opts, env, elapsed, noisy);
     let _ = writeln!(
         md,
         "After a full load of the sample at scale {} ({} rows, untimed), {} change files of \
