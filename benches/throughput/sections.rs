@@ -260,8 +260,8 @@ pub fn render_small_files(
     let _ = writeln!(
         md,
         "\nThe loader's own per-delivery times (its log) sum to {deliveries:.2} s ({:.2} ms per \
-         file); the rest of its wall time is start-up (migrations check, full listing) and \
-         parallel overlap. Peak RSS: {:.1} MiB.\n",
+         file; at `PARALLELISM` 2 two deliveries run at once, so the sum can exceed the wall \
+         time). Peak RSS (VmHWM, polled every 10 ms): {:.1} MiB.\n",
         deliveries * 1000.0 / r.files as f64,
         r.peak_rss_kib() as f64 / 1024.0
     );
