@@ -38,6 +38,8 @@ release VERSION *ARGS:
     scripts/release.sh {{VERSION}} {{ARGS}}
 
 # Throughput benchmark, loader vs psql on this machine's Postgres (moto started by it); writes
-# docs/benchmarks.md and docs/benchmarks.png. `just bench --help` lists the options.
+# docs/benchmarks.md and docs/benchmarks.png. `just bench --history` (idle passes and latency vs
+# delivered history) and `just bench --small-files` (per-file overhead vs psql and Python loops)
+# run one extra section each. `just bench --help` lists the options.
 bench *ARGS:
     scripts/bench.sh {{ARGS}}

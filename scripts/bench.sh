@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `just bench`: installs what the benchmark needs if missing (moto_server, matplotlib for the
 # plot; Postgres and NATS started with the machine's commands), then runs the benchmark program
-# benches/throughput/main.rs with the given options (`scripts/bench.sh --help` lists them).
+# benches/throughput/main.rs with the given options (`scripts/bench.sh --help` lists them;
+# --history and --small-files select the extra sections; --small-files installs boto3 and
+# psycopg into a venv under the bench's work directory when python3 lacks them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

@@ -83,15 +83,15 @@ impl Ctx {
         }
     }
 
-    /// Runs the release binary once (one-shot), polling its VmHWM until it exits.
-    pub fn run_loader(
+    /// The release binary's command for one run, its output to a new log file: `SOURCE` on
+    /// `source`, `TARGET` on `db`, notifications off, the metrics server on a free local port.
+    /// The caller sets `RUN_AS_SERVICE` and what else it needs.
+    pub fn loader_command(
         &self,
         db: &str,
-        bucket: &str,
-        prefix: &str,
-        parallelism: usize,
+        source: &str,
         label: &str,
-    ) -> Result<LoaderRun> {
+    ) -> Result<(Command, PathBuf)> {
         let n = self.runs.get() + 1;
         self.runs.set(n);
         let log = self.work.join(format!("loader-{n:03}-{label}.log"));
@@ -104,14 +104,14 @@ impl Ctx {
             "MIN_SLEEP",
             "MAX_SLEEP",
             "RUST_LOG",
+            "PARALLELISM",
+            "FULL_LIST_INTERVAL",
         ] {
             cmd.env_remove(var);
         }
-        cmd.env("SOURCE", self.source(bucket, prefix))
+        cmd.env("SOURCE", source)
             .env("TARGET", self.dsn(db))
-            .env("RUN_AS_SERVICE", "false")
             .env("NOTIFICATIONS", "false")
-            .env("PARALLELISM", parallelism.to_string())
             .env("LOG_LEVEL", &self.opts.log_level)
             // The metrics server on a free local port: never in the way of another loader.
             .env("METRICS_BIND", "127.0.0.1")
@@ -119,6 +119,26 @@ impl Ctx {
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);
+        Ok((cmd, log))
+    }
+
+    /// Runs the release binary once (one-shot), polling its VmHWM until it exits.
+    pub fn run_loader(
+        &self,
+        db: &str,
+        bucket: &str,
+        prefix: &str,
+        parallelism: usize,
+        label: &str,
+    ) -> Result<LoaderRun> {
+        let (mut cmd, log) = self.loader_command(db, &self.source(bucket, prefix), label)?;
+        cmd.env("RUN_AS_SERVICE", "false")
+            .env("PARALLELISM", parallelism.to_string());
+        self.run_one_shot(cmd, &log, &format!("{bucket}/{prefix} into {db}"))
+    }
+
+    /// Runs a one-shot loader command to its end, polling its VmHWM; fails if it fails.
+    pub fn run_one_shot(&self, mut cmd: Command, log: &Path, what: &str) -> Result<LoaderRun> {
         let started = Instant::now();
         let mut child = cmd
             .spawn()
@@ -137,12 +157,12 @@ impl Ctx {
         let secs = started.elapsed().as_secs_f64();
         if !status.success() {
             bail!(
-                "the loader failed ({status}) on {bucket}/{prefix} into {db}; log {}:\n{}",
+                "the loader failed ({status}) on {what}; log {}:\n{}",
                 log.display(),
-                tail(&log, 15)
+                tail(log, 15)
             );
         }
-        let (deliveries, delivery_secs) = delivery_times(&log);
+        let (deliveries, delivery_secs) = delivery_times(log);
         Ok(LoaderRun {
             secs,
             peak_rss_kib: peak,

@@ -30,6 +30,12 @@
 //! references), `ctx` (the run context and loader runs), `scale` (one scale's measurements),
 //! `full_load` and `cdc` (the two phases), `rss` (peak RSS), `report` (`docs/benchmarks.md`, the
 //! JSON figures and the plot) and `util`.
+//!
+//! Two more sections, each on its own flag and with its own block of `docs/benchmarks.md`:
+//! `--history` (`history`, with the counting S3 proxy `proxy`: idle service passes, new-file
+//! latency and start-up listing as the delivered history grows) and `--small-files`
+//! (`small_files`: many small change files, the loader against psql and Python loops);
+//! `sections` renders their blocks. Given alone they skip the full-load and CDC phases.
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -67,13 +73,17 @@ macro_rules! say {
 mod cdc;
 mod ctx;
 mod full_load;
+mod history;
 mod options;
 mod postgres;
+mod proxy;
 mod reference;
 mod report;
 mod rss;
 mod s3;
 mod scale;
+mod sections;
+mod small_files;
 mod util;
 
 fn preflight(opts: &Options, rt: &Runtime) -> Result<()> {
@@ -110,7 +120,7 @@ fn preflight(opts: &Options, rt: &Runtime) -> Result<()> {
             Err(_) => Err(anyhow!("Postgres did not answer at `{dsn}` within 10 s")),
         }
     })?;
-    if opts.plot.is_some() {
+    if opts.plot.is_some() && (opts.full || opts.cdc || opts.rss_check.is_some()) {
         ensure!(
             Command::new("python3")
                 .args(["-c", "import matplotlib"])
@@ -224,6 +234,17 @@ fn run() -> Result<()> {
         Some(rows) => Some(rss_check(&ctx, rows)?),
         None => None,
     };
+    extra_sections(&ctx, &env)?;
+    if !(opts.full || opts.cdc || rss.is_some()) {
+        if !opts.keep {
+            ctx.drop_db(&opts.db);
+        }
+        say!(
+            "done in {:.1} minutes",
+            started.elapsed().as_secs_f64() / 60.0
+        );
+        return Ok(());
+    }
     if !opts.keep {
         ctx.drop_db(&opts.db);
     }
@@ -270,6 +291,37 @@ fn run() -> Result<()> {
         elapsed.as_secs_f64() / 60.0,
         json_path.display()
     );
+    Ok(())
+}
+
+/// `--history` and `--small-files`: each measured, printed and written to its own block.
+fn extra_sections(ctx: &Ctx, env: &report::Environment) -> Result<()> {
+    let opts = &ctx.opts;
+    if let Some(ns) = &opts.history {
+        let started = Instant::now();
+        let window = Duration::from_secs(opts.history_window);
+        let noisy = ctx.noisy.get();
+        let points = history::bench_history(ctx, ns, window)?;
+        let noisy = ctx.noisy.get() - noisy;
+        let block = sections::render_history(opts, env, &points, started.elapsed(), noisy);
+        println!("\n{block}");
+        if let Some(report) = &opts.report {
+            sections::write_block(report, sections::HISTORY_MARKS, &block)?;
+            say!("wrote {}", report.display());
+        }
+    }
+    if let Some(files) = opts.small_files {
+        let started = Instant::now();
+        let noisy = ctx.noisy.get();
+        let result = small_files::bench_small_files(ctx, files, opts.small_scale)?;
+        let noisy = ctx.noisy.get() - noisy;
+        let block = sections::render_small_files(opts, env, &result, started.elapsed(), noisy);
+        println!("\n{block}");
+        if let Some(report) = &opts.report {
+            sections::write_block(report, sections::SMALL_MARKS, &block)?;
+            say!("wrote {}", report.display());
+        }
+    }
     Ok(())
 }
 

@@ -35,6 +35,16 @@ and measures the loader against psql on the same Postgres; fails on any correctn
   --wait-idle SECS          before every timed run, wait up to SECS for the machine to be idle
                             (under 15% CPU busy over 1 s); 0 = do not wait (default 60)
   --keep                    keep the generated files and the databases
+
+Extra sections (each writes its own block of docs/benchmarks.md; given alone, the full-load and
+CDC measurements are skipped unless --phase asks for them):
+  --history [N,N,...]       history scaling: idle service passes, PUT-to-commit latency and
+                            start-up listing with N files already delivered (default
+                            0,10000,50000); see benches/throughput/history.rs
+  --history-window SECS     idle passes measured over SECS seconds (default 30)
+  --small-files [FILES]     FILES small change files (default 2000) after a small full load:
+                            the loader one-shot against psql and Python (boto3 + psycopg) loops
+  --small-scale X           the small-files full load's scale (default 0.02)
 ";
 
 #[derive(Clone, Debug)]
@@ -58,6 +68,10 @@ pub struct Options {
     pub log_level: String,
     pub wait_idle: u64,
     pub keep: bool,
+    pub history: Option<Vec<usize>>,
+    pub history_window: u64,
+    pub small_files: Option<usize>,
+    pub small_scale: f64,
     pub args: Vec<String>,
 }
 
@@ -88,12 +102,17 @@ impl Options {
             log_level: "info".into(),
             wait_idle: 60,
             keep: false,
+            history: None,
+            history_window: 30,
+            small_files: None,
+            small_scale: 0.02,
             args: Vec::new(),
         };
         // `cargo bench` passes `--bench` to every bench target.
         let args: Vec<String> = args.into_iter().filter(|a| a != "--bench").collect();
         o.args = args.clone();
         let mut it = args.into_iter().peekable();
+        let mut phase = false;
         fn number<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T> {
             let v = v.ok_or_else(|| anyhow!("{flag} needs a value"))?;
             v.replace('_', "")
@@ -122,7 +141,7 @@ impl Options {
                 "--cdc-rows" => o.cdc_rows = Some(number(&flag, it.next())?),
                 "--no-parallel" => o.parallel = false,
                 "--cdc-streams" => o.cdc_streams = number(&flag, it.next())?,
-                "--phase" => match it.next().as_deref() {
+                "--phase" => match it.next().as_deref().inspect(|_| phase = true) {
                     Some("full") => o.cdc = false,
                     Some("cdc") => o.full = false,
                     Some("none") => (o.full, o.cdc) = (false, false),
@@ -165,10 +184,41 @@ impl Options {
                 }
                 "--wait-idle" => o.wait_idle = number(&flag, it.next())?,
                 "--keep" => o.keep = true,
+                "--history" => {
+                    let list = match it.peek() {
+                        Some(v) if !v.starts_with("--") => it.next(),
+                        _ => None,
+                    };
+                    o.history = Some(match list {
+                        Some(v) => v
+                            .split(',')
+                            .map(|n| number(&flag, Some(n.trim().to_string())))
+                            .collect::<Result<_>>()?,
+                        None => vec![0, 10_000, 50_000],
+                    });
+                }
+                "--history-window" => o.history_window = number(&flag, it.next())?,
+                "--small-files" => {
+                    let files = match it.peek() {
+                        Some(v) if v.replace('_', "").parse::<usize>().is_ok() => {
+                            number(&flag, it.next())?
+                        }
+                        _ => 2000,
+                    };
+                    o.small_files = Some(files);
+                }
+                "--small-scale" => o.small_scale = number(&flag, it.next())?,
                 other => bail!("unknown option `{other}`"),
             }
         }
+        if (o.history.is_some() || o.small_files.is_some()) && !phase {
+            (o.full, o.cdc) = (false, false);
+        }
         ensure!(o.rounds >= 1, "--rounds must be at least 1");
+        ensure!(
+            o.history_window >= 5,
+            "--history-window must be at least 5 seconds"
+        );
         ensure!(o.cdc_streams >= 1, "--cdc-streams must be at least 1");
         ensure!(
             o.load_rows_per_file >= 1,

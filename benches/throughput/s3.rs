@@ -14,7 +14,6 @@ use paper_engine_orders::source::S3Source;
 
 use crate::ctx::Ctx;
 use crate::util::{free_port, on_path, tail};
-use crate::TABLES;
 
 /// The S3 server, started for this run: a watchdog shell ends it if the bench dies.
 pub struct Moto {
@@ -88,6 +87,8 @@ pub struct DataFile {
     pub kind: Kind,
     /// The gzip body on disk (the bytes uploaded).
     pub path: PathBuf,
+    /// The object key in the bucket.
+    pub key: String,
     pub rows: u64,
     pub bytes: u64,
 }
@@ -133,7 +134,8 @@ pub const CDC: &str = "cdc";
 /// An empty prefix: a loader run there only applies the migrations.
 pub const NOTHING: &str = "nothing";
 
-/// Generates a dataset, keeps the files of `keep(table, kind, n)` on disk and in the bucket.
+/// Generates a dataset, keeps the files of `keep(table, kind, n)` on disk and in the bucket
+/// (`n`: the file's index among its table's files of its kind).
 pub fn generate(
     ctx: &Ctx,
     spec: SampleSpec,
@@ -174,7 +176,7 @@ pub fn generate(
                 .filter(|(t, k)| t == table && *k == kind)
                 .count();
             seen.push((table.to_string(), kind));
-            if !TABLES.contains(&table) || !keep(table, kind, n) {
+            if !keep(table, kind, n) {
                 continue;
             }
             let path = dir.join(format!(
@@ -194,6 +196,7 @@ pub fn generate(
                 table: table.to_string(),
                 kind,
                 path,
+                key: object,
                 rows: file.summary.rows,
                 bytes: file.summary.bytes,
             });

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::ctx::{Ctx, LoaderRun};
 use crate::s3::{generate, Kind};
 use crate::util::{fmt_rate, fmt_rows, median};
-use crate::{cdc, full_load};
+use crate::{cdc, full_load, TABLES};
 
 /// One measurement over the rounds.
 #[derive(Clone, Debug, Default)]
@@ -118,7 +118,7 @@ pub fn bench_scale(ctx: &Ctx, index: usize, scale: f64) -> Result<ScaleResult> {
         spec.clone(),
         &format!("peo-bench-{index}"),
         &dir,
-        |_, _, _| true,
+        |table, _, _| TABLES.contains(&table),
     )?;
     let full_rows = ds.rows(Kind::Load);
     let cdc_rows = ds.rows(Kind::Cdc);
