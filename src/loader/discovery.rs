@@ -29,6 +29,7 @@ pub(crate) type Tables = HashMap<String, std::sync::Arc<crate::dms::TableSpec>>;
 /// Why a stream does not deliver: its head failed and was not replaced since.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stopped {
+    pub table: String,
     pub key: String,
     pub delivery_id: i64,
     pub reason: String,
@@ -419,6 +420,7 @@ impl Discovery {
                         _ => Utc::now(),
                     };
                     let stopped = Stopped {
+                        table: table.clone(),
                         key: head.info.key.clone(),
                         delivery_id,
                         reason,

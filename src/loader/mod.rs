@@ -169,7 +169,7 @@ impl<S: Source, T: Target> Loader<S, T> {
         }
         for stopped in &plan.stopped {
             let (key, id, reason) = (&stopped.key, stopped.delivery_id, &stopped.reason);
-            let table = plan_table(key, self.source.path());
+            let table = &stopped.table;
             self.warn_once(&format!("blocked:{key}:{id}"), || {
                 format!(
                     "Stream {table} is stopped at {} (delivery {id} failed: {reason}); \
@@ -250,11 +250,4 @@ impl<S: Source, T: Target> Loader<S, T> {
         }
         outcomes
     }
-}
-
-/// The table folder of a key (for log lines), or the key itself.
-fn plan_table(key: &str, path: &str) -> String {
-    crate::dms::parse_object_key(path, key)
-        .map(|o| o.table)
-        .unwrap_or_else(|| key.to_string())
 }
