@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use super::events::{DeliveryCompleted, DeliveryFailed, Event, RetryScheduled};
-use super::outcome::{AttemptError, Delivered, Failed, FileOutcome, PendingFile};
+use super::outcome::{Delivered, Failed, FileOutcome, LoaderError, PendingFile};
 use super::read::Prefetch;
 use super::Loader;
 use crate::dms::TableSpec;
@@ -33,7 +33,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             let id = match self.target.next_delivery_id().await {
                 Ok(id) => id,
                 Err(e) => {
-                    let err = AttemptError::Target(e);
+                    let err = LoaderError::Target(e);
                     if attempt < self.settings.retry.attempts && err.is_retryable() {
                         self.retry_later(&file.info.key, 0, attempt, &err).await;
                         continue;
@@ -129,7 +129,7 @@ impl<S: Source, T: Target> Loader<S, T> {
         }
     }
 
-    pub(crate) async fn retry_later(&self, key: &str, id: i64, attempt: u32, err: &AttemptError) {
+    pub(crate) async fn retry_later(&self, key: &str, id: i64, attempt: u32, err: &LoaderError) {
         let wait = self.settings.retry.backoff.delay(attempt);
         RetryScheduled {
             id,
@@ -209,7 +209,7 @@ impl<S: Source, T: Target> Loader<S, T> {
         id: i64,
         file: &PendingFile,
         table: &Arc<TableSpec>,
-        err: AttemptError,
+        err: LoaderError,
         record: bool,
     ) -> FileOutcome {
         let message = err.describe(&file.info.key);

@@ -76,7 +76,8 @@ impl RunSummary {
     }
 }
 
-/// A pass could not even start: the bucket could not be listed or the ledger read.
+/// A failure at the bucket or at Postgres: a pass that could not list the bucket or read the
+/// ledger, or one attempt of a file's delivery.
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
     #[error(transparent)]
@@ -90,12 +91,28 @@ impl LoaderError {
         self.policy().directive.is_transient()
     }
 
-    /// What this failure is, and so what to do about it.
+    /// What this failure is, and so (see [`crate::policy`]) what to do about it.
     pub fn policy(&self) -> &'static Policy {
         policy(match self {
             LoaderError::Source(e) => source_kind(e),
             LoaderError::Target(e) => target_kind(e),
         })
+    }
+
+    /// The `kind` label of `errors_total`.
+    pub(crate) fn kind(&self) -> &'static str {
+        self.policy().metric
+    }
+
+    /// The message recorded in the ledger and logged for a file's delivery: always names the
+    /// file.
+    pub(crate) fn describe(&self, key: &str) -> String {
+        match self {
+            // Input failures already start with the key.
+            LoaderError::Target(TargetError::Input(f)) => f.message.clone(),
+            LoaderError::Target(e) => format!("{key}: {e}"),
+            LoaderError::Source(e) => format!("{key}: {e}"),
+        }
     }
 }
 
@@ -104,38 +121,6 @@ impl LoaderError {
 pub(crate) struct PendingFile {
     pub object: DmsObject,
     pub info: ObjectInfo,
-}
-
-/// Why a delivery attempt failed.
-pub(crate) enum AttemptError {
-    Source(SourceError),
-    Target(TargetError),
-}
-
-impl AttemptError {
-    /// What this failure is, and so (see [`crate::policy`]) what to do about it.
-    pub(crate) fn policy(&self) -> &'static Policy {
-        policy(match self {
-            AttemptError::Source(e) => source_kind(e),
-            AttemptError::Target(e) => target_kind(e),
-        })
-    }
-    pub(crate) fn is_retryable(&self) -> bool {
-        self.policy().directive.is_transient()
-    }
-    /// The `kind` label of `errors_total`.
-    pub(crate) fn kind(&self) -> &'static str {
-        self.policy().metric
-    }
-    /// The message recorded in the ledger and logged: always names the file.
-    pub(crate) fn describe(&self, key: &str) -> String {
-        match self {
-            // Input failures already start with the key.
-            AttemptError::Target(TargetError::Input(f)) => f.message.clone(),
-            AttemptError::Target(e) => format!("{key}: {e}"),
-            AttemptError::Source(e) => format!("{key}: {e}"),
-        }
-    }
 }
 
 /// How a file's delivery ended.

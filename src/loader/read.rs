@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
-use super::outcome::{AttemptError, PendingFile};
+use super::outcome::{LoaderError, PendingFile};
 use super::Loader;
 use crate::dms::{self, DmsObject, TableSpec};
 use crate::pipeline::{DecodeJob, Tape};
@@ -96,7 +96,7 @@ impl<S: Source, T: Target> Loader<S, T> {
         plan: &mut DeliveryPlan,
         object: &DmsObject,
         ahead: Option<Prefetch>,
-    ) -> Result<(DeliveryResult, u64), AttemptError> {
+    ) -> Result<(DeliveryResult, u64), LoaderError> {
         if let Some(ahead) = ahead {
             if let Some(played) = self.play(session, plan, ahead).await {
                 return played;
@@ -106,7 +106,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             .source
             .open(&plan.key)
             .await
-            .map_err(AttemptError::Source)?;
+            .map_err(LoaderError::Source)?;
         if !body.etag.is_empty() {
             plan.etag = body.etag.clone();
         }
@@ -134,7 +134,7 @@ impl<S: Source, T: Target> Loader<S, T> {
         });
         let result = self.apply(session, plan, rows).await;
         worker.finish().await;
-        let result = result.map_err(AttemptError::Target)?;
+        let result = result.map_err(LoaderError::Target)?;
         Ok((result, bytes_read.load(Ordering::Relaxed)))
     }
 
@@ -145,7 +145,7 @@ impl<S: Source, T: Target> Loader<S, T> {
         session: &mut Option<T::Session>,
         plan: &mut DeliveryPlan,
         mut ahead: Prefetch,
-    ) -> Option<Result<(DeliveryResult, u64), AttemptError>> {
+    ) -> Option<Result<(DeliveryResult, u64), LoaderError>> {
         let tape = (&mut ahead.tape).await.ok()?.ok()?;
         let (encoding, bytes_read) = (ahead.encoding, ahead.bytes_read.clone());
         if !ahead.etag.is_empty() {
@@ -168,7 +168,7 @@ impl<S: Source, T: Target> Loader<S, T> {
         Some(
             result
                 .map(|r| (r, bytes_read.load(Ordering::Relaxed)))
-                .map_err(AttemptError::Target),
+                .map_err(LoaderError::Target),
         )
     }
 
