@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::EncodingType;
 use aws_sdk_s3::Client;
@@ -100,18 +101,22 @@ impl S3Source {
     }
 }
 
-impl Source for S3Source {
-    async fn list_page(
+impl S3Source {
+    /// One ListObjectsV2 request (keys URL-encoded in the answer), and where the next page
+    /// starts (`None` on the last page).
+    async fn list(
         &self,
         prefix: &str,
+        delimiter: Option<&str>,
         start_after: Option<&str>,
         token: Option<String>,
-    ) -> Result<ListPage, SourceError> {
+    ) -> Result<(ListObjectsV2Output, Option<String>), SourceError> {
         let page = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_string))
             .encoding_type(EncodingType::Url)
             .set_start_after(start_after.map(str::to_string))
             .set_continuation_token(token)
@@ -120,6 +125,27 @@ impl Source for S3Source {
             .map_err(|e| {
                 SourceError::from_sdk("ListObjectsV2", format!("{}/{prefix}", self.bucket), e)
             })?;
+        let next = match (page.is_truncated(), page.next_continuation_token()) {
+            (Some(true), Some(next)) => Some(next.to_string()),
+            _ => None,
+        };
+        Ok((page, next))
+    }
+}
+
+/// An ETag as S3 sends it, without its quotes.
+fn etag(raw: Option<&str>) -> String {
+    raw.unwrap_or_default().trim_matches('"').to_string()
+}
+
+impl Source for S3Source {
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        token: Option<String>,
+    ) -> Result<ListPage, SourceError> {
+        let (page, next) = self.list(prefix, None, start_after, token).await?;
         let objects = page
             .contents()
             .iter()
@@ -127,19 +153,10 @@ impl Source for S3Source {
                 Some(ObjectInfo {
                     key: decode_listed_key(object.key()?),
                     size: object.size().unwrap_or(0).max(0) as u64,
-                    etag: object
-                        .e_tag()
-                        .unwrap_or_default()
-                        .trim_matches('"')
-                        .to_string(),
+                    etag: etag(object.e_tag()),
                 })
             })
             .collect();
-        let next = if page.is_truncated() == Some(true) {
-            page.next_continuation_token().map(str::to_string)
-        } else {
-            None
-        };
         Ok(ListPage { objects, next })
     }
 
@@ -147,27 +164,15 @@ impl Source for S3Source {
         let mut folders = Vec::new();
         let mut token = None;
         loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .delimiter("/")
-                .encoding_type(EncodingType::Url)
-                .set_continuation_token(token)
-                .send()
-                .await
-                .map_err(|e| {
-                    SourceError::from_sdk("ListObjectsV2", format!("{}/{prefix}", self.bucket), e)
-                })?;
+            let (page, next) = self.list(prefix, Some("/"), None, token).await?;
             folders.extend(
                 page.common_prefixes()
                     .iter()
                     .filter_map(|p| p.prefix().map(decode_listed_key)),
             );
-            match (page.is_truncated(), page.next_continuation_token()) {
-                (Some(true), Some(next)) => token = Some(next.to_string()),
-                _ => return Ok(folders),
+            match next {
+                Some(next) => token = Some(next),
+                None => return Ok(folders),
             }
         }
     }
@@ -184,11 +189,7 @@ impl Source for S3Source {
             Ok(head) => Ok(Some(ObjectInfo {
                 key: key.to_string(),
                 size: head.content_length().unwrap_or(0).max(0) as u64,
-                etag: head
-                    .e_tag()
-                    .unwrap_or_default()
-                    .trim_matches('"')
-                    .to_string(),
+                etag: etag(head.e_tag()),
             })),
             Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(None),
             Err(e) => Err(SourceError::from_sdk("HeadObject", key.to_string(), e)),
@@ -204,11 +205,7 @@ impl Source for S3Source {
             .send()
             .await
             .map_err(|e| SourceError::from_sdk("GetObject", key.to_string(), e))?;
-        let etag = response
-            .e_tag()
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_string();
+        let etag = etag(response.e_tag());
         let size = response.content_length().unwrap_or(0).max(0) as u64;
         let bytes_read = Arc::new(AtomicU64::new(0));
         let reader = CountingReader {
