@@ -303,11 +303,12 @@ impl DirectInserts {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::dms::Column;
 
-    fn spec() -> TableSpec {
+    /// A table of a nullable text column and an int8 key (also the split's tests' table).
+    pub(crate) fn spec() -> TableSpec {
         TableSpec {
             name: "t".into(),
             columns: vec![

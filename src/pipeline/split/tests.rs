@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::keys::TupleHead;
 use super::*;
-use crate::dms::{Column, ColumnType, CsvScanner, OpColumn, RawRecord, RowDecoder, StagingTuple};
+use crate::dms::{ColumnType, CsvScanner, OpColumn, RawRecord, RowDecoder, StagingTuple};
 use crate::target::direct::Replay;
 use crate::target::Chunk;
 
@@ -43,22 +43,7 @@ fn fields(tuple: &[u8]) -> Vec<Option<Vec<u8>>> {
 }
 
 fn spec() -> Arc<TableSpec> {
-    Arc::new(TableSpec {
-        name: "t".into(),
-        columns: vec![
-            Column {
-                name: "v".into(),
-                ty: ColumnType::Text,
-                nullable: true,
-            },
-            Column {
-                name: "k".into(),
-                ty: ColumnType::Int8,
-                nullable: false,
-            },
-        ],
-        key: vec![1],
-    })
+    Arc::new(crate::target::direct::tests::spec())
 }
 
 fn head_of(spec: &Arc<TableSpec>, line: &str, seq: i64) -> TupleHead {
