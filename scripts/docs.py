@@ -175,7 +175,12 @@ _NOT_MESSAGES = {
 }
 # Files whose literals are data (sample dataset), metric help texts or SQL: only their log
 # macros can hold messages.
-_DATA_FILES = {"src/telemetry/metrics.rs", "src/target/queries.rs"}
+# The status module's files and the CLI's listings lay out output (tables, the page, commands to
+# run), not messages.
+_DATA_FILES = {
+    "src/telemetry/metrics.rs", "src/target/queries/mod.rs", "src/target/queries/operate.rs",
+    "src/status/mod.rs", "src/status/text.rs", "src/status/html.rs",
+}
 _DATA_DIRS = ("crates/dms-sample/src/",)
 _SQL = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|SAVEPOINT|RELEASE|ROLLBACK|COMMIT|BEGIN|SET)\b")
 _LOG_MACROS = {"error!", "warn!", "tracing::error!", "tracing::warn!"}
@@ -609,6 +614,22 @@ def block_configuration(variables: list[str], conf: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+_PLACEHOLDER_NAMES = {"e": "error", "k": "name", "v": "value", "r": "reason", "b": "who"}
+
+
+def readable(text: str) -> str:
+    """A format string as a reader sees the message: `{reason}` -> `<reason>`, an unnamed or
+    formatted placeholder (`{}`, `{:.1}`, `{0:?}`) -> `…`; `{{`/`}}` -> braces."""
+    def one(m: re.Match) -> str:
+        name = m.group(1)
+        if not name or name.isdigit():
+            return "…"
+        return f"<{_PLACEHOLDER_NAMES.get(name, name)}>"
+    text = text.replace("{{", "\x00").replace("}}", "\x01")
+    text = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*|\d*)(?::[^{}]*)?\}", one, text)
+    return text.replace("\x00", "{").replace("\x01", "}")
+
+
 def block_troubleshooting(found: dict[str, list[str]], catalogue: dict) -> str:
     problems = []
     documented: set[str] = set()
@@ -644,9 +665,10 @@ def block_troubleshooting(found: dict[str, list[str]], catalogue: dict) -> str:
         out.append("| message | cause | what to do |")
         out.append("|---|---|---|")
         for e in (e for e in entries if e["group"] == g):
-            msgs = "<br>".join(code(m) for m in e["messages"])
+            msgs = "<br>".join(code(readable(m)) for m in e["messages"])
             if e.get("parts"):
-                msgs += "<br>where the part in braces is one of: " + ", ".join(code(p) for p in e["parts"])
+                msgs += "<br>where a `<...>` or `…` part is one of: " + ", ".join(
+                    code(readable(p)) for p in e["parts"])
             out.append(f"| {msgs} | {cell(' '.join(e['cause'].split()))} | {cell(' '.join(e['action'].split()))} |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"

@@ -28,7 +28,7 @@ pub mod exit {
 
 /// Logs why the loader could not start and returns the exit code: 2 when the bucket or Postgres
 /// refused the configuration itself (retrying cannot help), 1 otherwise.
-fn start_failure(e: &StartError) -> i32 {
+pub(crate) fn start_failure(e: &StartError) -> i32 {
     use crate::policy::{policy, source_kind, target_kind, ErrorKind};
     let kind = match e {
         StartError::Target(e) => target_kind(e),
@@ -216,7 +216,11 @@ pub async fn run(config: Config) -> i32 {
             .strip_prefix(key.as_str())
             .and_then(|r| r.strip_prefix(": "))
             .unwrap_or(reason);
-        error!("Stopped at {key}: {reason}");
+        error!(
+            "Stopped at {key}: {reason}. Fix it, then run: {} (or: {}).",
+            crate::status::retry_command(key),
+            crate::status::skip_command(key)
+        );
     }
     log_totals("Run summary", &summary);
     if summary.is_success() {

@@ -1,6 +1,8 @@
 //! The loader's one HTTP server: `/metrics` (Prometheus text format), `/healthz` (the process is
-//! alive) and `/readyz` (Postgres and the bucket answer now; 503 otherwise). It runs in both
-//! modes. Later: `/status` and `/api`.
+//! alive), `/readyz` (Postgres and the bucket answer now; 503 otherwise), `/status` (every
+//! stream's state as JSON, as `paper-engine-orders status --json` prints it, plus the last 50
+//! deliveries, the outbox backlog and the mode) and `/` (the same as a page for a person). It
+//! runs in both modes.
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -9,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
@@ -21,10 +23,52 @@ use crate::metrics::Metrics;
 pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
+/// The status report, once the loader is up (`None` while it starts).
+pub type StatusSource = Arc<
+    dyn Fn() -> Option<
+            Pin<Box<dyn Future<Output = Result<crate::status::StatusReport, String>> + Send>>,
+        > + Send
+        + Sync,
+>;
+
 #[derive(Clone)]
 struct AppState {
     metrics: Arc<Metrics>,
     ready: ReadyCheck,
+    status: StatusSource,
+}
+
+/// The report, or why there is none (503).
+async fn report(state: &AppState) -> Result<crate::status::StatusReport, String> {
+    match (state.status)() {
+        None => Err("the loader is starting (Postgres not reached yet)".to_string()),
+        Some(report) => match tokio::time::timeout(READY_TIMEOUT * 2, report).await {
+            Ok(result) => result,
+            Err(_) => Err("the ledger did not answer in time".to_string()),
+        },
+    }
+}
+
+async fn status_json(State(state): State<AppState>) -> Response {
+    match report(&state).await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "error": why })),
+        )
+            .into_response(),
+    }
+}
+
+async fn status_page(State(state): State<AppState>) -> Response {
+    match report(&state).await {
+        Ok(report) => Html(crate::status::html::render(&report)).into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Html(crate::status::html::unavailable(&why)),
+        )
+            .into_response(),
+    }
 }
 
 /// How long `/readyz` waits for each dependency.
@@ -58,12 +102,18 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-pub fn router(metrics: Arc<Metrics>, ready: ReadyCheck) -> Router {
+pub fn router(metrics: Arc<Metrics>, ready: ReadyCheck, status: StatusSource) -> Router {
     Router::new()
+        .route("/", get(status_page))
+        .route("/status", get(status_json))
         .route("/metrics", get(self::metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(AppState { metrics, ready })
+        .with_state(AppState {
+            metrics,
+            ready,
+            status,
+        })
 }
 
 /// Binds `addr` and serves until `stop` turns true. Returns the bound address (port 0 picks a
@@ -72,12 +122,15 @@ pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     ready: ReadyCheck,
+    status: StatusSource,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    info!("Serving /metrics, /healthz and /readyz on http://{bound}.");
-    let app = router(metrics, ready);
+    info!(
+        "Serving the status page (/), /status, /metrics, /healthz and /readyz on http://{bound}."
+    );
+    let app = router(metrics, ready, status);
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {

@@ -9,6 +9,7 @@
 //! (the [`startup::Application`]), [`app`] (run modes and exit codes) and [`sample`] (the
 //! deterministic sample dataset: the `dms-sample` crate of the workspace, re-exported).
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod dms;
 pub mod http;
@@ -20,6 +21,7 @@ pub mod policy;
 pub mod report;
 pub mod source;
 pub mod startup;
+pub mod status;
 pub mod target;
 pub mod telemetry;
 

@@ -10,11 +10,13 @@ use tracing::{info, warn};
 use crate::app::{build_loader, ready_check};
 use crate::config::Config;
 use crate::http;
+use crate::ledger::DeliveryQuery;
 use crate::loader::{Loader, RunSummary};
 use crate::metrics::Metrics;
 use crate::notifier::{NatsNotifier, NotificationSettings, OutboxRelay};
 use crate::source::S3Source;
-use crate::target::PgTarget;
+use crate::status::{OutboxReport, StatusReport};
+use crate::target::{Outbox, PgTarget};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,29 @@ pub enum StartError {
     Bucket(crate::source::SourceError),
     #[error("Cannot set up NATS: {0}")]
     Nats(String),
+}
+
+/// `GET /status` and `GET /`: the loader's stream states with what the ledger knows.
+fn status_source(loader: &Loader<S3Source, PgTarget>, mode: &'static str) -> http::StatusSource {
+    let streams = loader.streams();
+    let target = loader.target().clone();
+    Arc::new(move || {
+        let streams = streams.borrow().clone();
+        let target = target.clone();
+        Some(Box::pin(async move {
+            let facts = target.table_facts().await.map_err(|e| e.to_string())?;
+            let recent = target
+                .deliveries(&DeliveryQuery::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let outbox = Outbox::pending_count(&target).await.ok();
+            let mut report = StatusReport::build(&streams, facts);
+            report.mode = Some(mode.to_string());
+            report.outbox = outbox.map(|pending| OutboxReport { pending });
+            report.recent_deliveries = Some(recent);
+            Ok(report)
+        }))
+    })
 }
 
 /// The running parts of the service, built by [`Application::build`].
@@ -52,11 +77,18 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let (stop_tx, stop) = watch::channel(false);
         let target_slot = Arc::new(std::sync::OnceLock::new());
+        let status_slot: Arc<std::sync::OnceLock<http::StatusSource>> =
+            Arc::new(std::sync::OnceLock::new());
         let source = S3Source::new(&config.source);
+        let status = {
+            let slot = status_slot.clone();
+            Arc::new(move || slot.get().and_then(|source| source())) as http::StatusSource
+        };
         let (addr, server) = http::serve(
             config.metrics_addr,
             metrics.clone(),
             ready_check(target_slot.clone(), source),
+            status,
             stop.clone(),
         )
         .await
@@ -67,6 +99,12 @@ impl Application {
         let mut loader = build_loader(&config, metrics.clone()).await?;
         let target = loader.target().clone();
         let _ = target_slot.set(target.clone());
+        let mode = if config.run_as_service {
+            "service"
+        } else {
+            "one-shot"
+        };
+        let _ = status_slot.set(status_source(&loader, mode));
         let mut relay = None;
         if let (true, Some(nats)) = (config.publishes(), &config.nats) {
             let notifier = NatsNotifier::connect(nats)

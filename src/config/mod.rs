@@ -49,6 +49,12 @@ pub struct Config {
     /// `NOTIFICATION_PROCESS` (default `orders`): the `id` of notifications; the subject is
     /// `<datasource>.meta.<process>.change`.
     pub notification_process: String,
+    /// `LOG_FORMAT`: `text` (default, the replaced service's line shape) or `json` (one object
+    /// per line, for log pipelines).
+    pub log_format: crate::logging::LogFormat,
+    /// Deliver only these tables' streams (not an environment variable: the `retry` command
+    /// sets it to the stream it retries). `None`: every table.
+    pub only_tables: Option<std::collections::BTreeSet<String>>,
 }
 
 /// Default for `PARALLELISM`: the number of cores.
@@ -136,6 +142,12 @@ impl Config {
         };
         let notification_datasource = token("NOTIFICATION_DATASOURCE", "paper-engine")?;
         let notification_process = token("NOTIFICATION_PROCESS", "orders")?;
+        let log_format = match get("LOG_FORMAT") {
+            None => crate::logging::LogFormat::Text,
+            Some(v) => crate::logging::LogFormat::parse(&v).ok_or_else(|| {
+                ConfigError::new("LOG_FORMAT", format!("`{v}` is not `text` or `json`"))
+            })?,
+        };
         let config = Config {
             run_as_service,
             min_sleep,
@@ -152,6 +164,8 @@ impl Config {
             metrics_addr: std::net::SocketAddr::new(metrics_bind, metrics_port),
             notification_datasource,
             notification_process,
+            log_format,
+            only_tables: None,
         };
         config.validate()?;
         Ok(config)

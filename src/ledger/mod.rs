@@ -5,13 +5,19 @@
 //! - an object is *done* when its status is `SUCCESS` or `SKIPPED`, *pending* otherwise;
 //! - a stream's *head* is its first pending object in delivery order; a stream *stops* at a head
 //!   whose `ERROR` row has the object's current ETag, until the object is replaced (new ETag) or
-//!   an operator acts (deletes the `ERROR` row to retry, or marks it `SKIPPED`).
+//!   an operator acts (`retry`: the `ERROR` row is removed; `skip`: it becomes `SKIPPED`; both
+//!   recorded in `loader_actions`, see [`Action`]).
 //!
 //! The store is the [`crate::target::Target`]: it answers for a set of keys
 //! ([`crate::target::Target::ledger_entries`]), never for the whole history.
 
+mod history;
 mod memory;
 
+pub use history::{
+    Action, ActionDone, ActionError, ActionRecord, ActionRefused, Actor, DeliveryQuery,
+    DeliveryRecord, FailedHead, FailureRecord, LastDelivery, SkippedFile, TableFacts, Today,
+};
 pub use memory::MemoryLedger;
 
 use std::collections::HashMap;

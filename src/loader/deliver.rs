@@ -224,10 +224,12 @@ impl<S: Source, T: Target> Loader<S, T> {
         if record && !self.settings.dry_run {
             let plan = self.plan_for(id, file, table, false);
             match self.target.record_failure(&plan, &message).await {
-                Ok(()) => info!(
-                    "Delivery {id}: recorded as ERROR; stream {} stops at this file. Next step: {}.",
+                Ok(()) => error!(
+                    "Delivery {id}: recorded as ERROR; stream {} stops at this file. Next step: {}; then run: {} (or let the stream go on without it: {}).",
                     table.name,
-                    err.policy().solution
+                    err.policy().solution,
+                    crate::status::retry_command(&file.info.key),
+                    crate::status::skip_command(&file.info.key)
                 ),
                 Err(e) => error!("Delivery {id}: could not record the failure: {e}"),
             }

@@ -97,7 +97,7 @@ impl<S: Source, T: Target> Loader<S, T> {
     /// every stream in order (up to `parallelism` streams at once). A stream stops at its first
     /// failure.
     pub async fn poll_once(&self) -> Result<Outcome, LoaderError> {
-        let plan = {
+        let mut plan = {
             let mut discovery = self.discovery.lock().await;
             let plan = discovery
                 .pass(
@@ -110,6 +110,10 @@ impl<S: Source, T: Target> Loader<S, T> {
             self.publish_status(&discovery);
             plan
         };
+        if let Some(only) = &self.settings.only_tables {
+            plan.streams.retain(|table, _| only.contains(table));
+            plan.stopped.retain(|s| only.contains(&s.table));
+        }
         self.report_plan(&plan);
         let pending = plan.streams.values().map(Vec::len).sum();
         // A dry run works in one transaction on one connection: its streams take turns.
@@ -146,6 +150,18 @@ impl<S: Source, T: Target> Loader<S, T> {
         Ok(outcome)
     }
 
+    /// One discovery pass that delivers nothing: every stream's state as of now, from the bucket
+    /// and the ledger (what the `status` command shows; the service's own state is
+    /// [`Loader::streams`]).
+    pub async fn survey(&self) -> Result<BTreeMap<String, StreamStatus>, LoaderError> {
+        let mut discovery = self.discovery.lock().await;
+        discovery
+            .pass(&*self.source, self.target.tables(), &*self.target, true)
+            .await?;
+        self.publish_status(&discovery);
+        Ok(discovery.statuses())
+    }
+
     /// Logs and counts what discovery found beyond the pending files.
     fn report_plan(&self, plan: &discovery::Plan) {
         if plan.full {
@@ -173,8 +189,10 @@ impl<S: Source, T: Target> Loader<S, T> {
             self.warn_once(&format!("blocked:{key}:{id}"), || {
                 format!(
                     "Stream {table} is stopped at {} (delivery {id} failed: {reason}); \
-                     later files of {table} wait.",
-                    display_key(key)
+                     later files of {table} wait. Fix it, then run: {} (or: {}).",
+                    display_key(key),
+                    crate::status::retry_command(key),
+                    crate::status::skip_command(key)
                 )
             });
         }

@@ -42,6 +42,9 @@ pub struct LoaderSettings {
     /// How often the whole bucket path is listed (besides at start-up) to find files that
     /// appeared behind a stream's cursor.
     pub full_list_interval: Duration,
+    /// Deliver only these tables' streams (`None`: every table). The others are still listed,
+    /// and shown in the status, but not delivered.
+    pub only_tables: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Default for LoaderSettings {
@@ -57,6 +60,7 @@ impl Default for LoaderSettings {
             notification: None,
             publish_wait: Duration::from_secs(2),
             full_list_interval: Duration::from_secs(3600),
+            only_tables: None,
         }
     }
 }
@@ -70,6 +74,7 @@ impl LoaderSettings {
             min_sleep: Duration::from_secs_f64(config.min_sleep),
             max_sleep: Duration::from_secs_f64(config.max_sleep),
             full_list_interval: Duration::from_secs_f64(config.full_list_interval),
+            only_tables: config.only_tables.clone(),
             notification: config.publishes().then(|| {
                 Arc::new(NotificationSettings {
                     datasource: config.notification_datasource.clone(),

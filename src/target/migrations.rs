@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_ledger_history",
         sql: include_str!("../../db/0003_ledger_history.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_operator_actions",
+        sql: include_str!("../../db/0004_operator_actions.sql"),
+    },
 ];
 
 /// FNV-1a of the migration text: detects an applied migration that was edited afterwards.

@@ -10,4 +10,5 @@ mod dry_run;
 mod loader;
 mod metrics_http;
 mod notifications;
+mod operate;
 mod process;

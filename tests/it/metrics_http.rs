@@ -74,10 +74,16 @@ async fn serve(
     let slot = Arc::new(std::sync::OnceLock::new());
     slot.set(loader.target().clone()).unwrap();
     let ready = paper_engine_orders::app::ready_check(slot, loader.source().clone());
-    let (addr, _server) =
-        paper_engine_orders::http::serve("127.0.0.1:0".parse().unwrap(), metrics, ready, stop)
-            .await
-            .unwrap();
+    let status: paper_engine_orders::http::StatusSource = Arc::new(|| None);
+    let (addr, _server) = paper_engine_orders::http::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        metrics,
+        ready,
+        status,
+        stop,
+    )
+    .await
+    .unwrap();
     (loader, addr, stop_tx)
 }
 

@@ -22,6 +22,7 @@ use crate::dms::TableSpec;
 mod apply;
 mod bulk;
 mod catalog;
+mod operate;
 mod outbox;
 mod session;
 

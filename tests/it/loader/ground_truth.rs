@@ -216,6 +216,7 @@ async fn loaders_starting_together_apply_the_migrations_once() {
             vec![Some("1".into()), Some("0001_initial".into())],
             vec![Some("2".into()), Some("0002_outbox".into())],
             vec![Some("3".into()), Some("0003_ledger_history".into())],
+            vec![Some("4".into()), Some("0004_operator_actions".into())],
         ]
     );
 }

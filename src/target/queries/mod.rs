@@ -2,6 +2,8 @@
 //! those come from the Postgres catalog and are quoted with [`quote_ident`].
 use crate::dms::{ColumnType, TableSpec};
 
+pub mod operate;
+
 /// Quotes an SQL identifier (`"` doubled), whatever it holds.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
