@@ -70,3 +70,14 @@ ensure_promtool() {
         die "apt-get install prometheus failed"
     command -v promtool >/dev/null 2>&1 || die "promtool is not on PATH after installing prometheus"
 }
+
+# Debian's Chromium: the status page is tested in it headless (tests/it/status_page.rs).
+ensure_chromium() {
+    command -v chromium >/dev/null 2>&1 && return 0
+    log "Installing chromium (Debian package) for the status page's browser test."
+    command -v apt-get >/dev/null || die "chromium is missing and apt-get is not available"
+    apt-get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null ||
+        die "apt-get install chromium failed"
+    command -v chromium >/dev/null 2>&1 || die "chromium is not on PATH after installing it"
+}

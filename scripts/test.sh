@@ -11,6 +11,7 @@ ensure_services
 # catalogues) must match db/ and src/.
 scripts/docs.sh --check
 ensure_promtool
+ensure_chromium
 port=$(free_port)
 ensure_moto "$port"
 output=$(mktemp)

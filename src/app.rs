@@ -223,6 +223,13 @@ pub async fn run(config: Config) -> i32 {
         );
     }
     log_totals("Run summary", &summary);
+    match summary.outbox_left {
+        Some(0) => info!("Notifications: the outbox is empty, every message is published."),
+        Some(left) => warn!(
+            "Notifications: {left} messages are left in the outbox (NATS did not acknowledge them in time); the next run or the service publishes them, in order."
+        ),
+        None => {}
+    }
     if summary.is_success() {
         info!(
             "Backfill complete: {} deliveries, nothing pending.",

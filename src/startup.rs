@@ -153,17 +153,22 @@ impl Application {
     /// Runs the loader as configured (service: until stopped; one-shot: until nothing is left),
     /// then stops the relay (which publishes what it can first) and the HTTP server.
     pub async fn run_until_stopped(self) -> RunSummary {
-        let summary = self.loader.run_until_stopped(self.stop.clone()).await;
+        let mut summary = self.loader.run_until_stopped(self.stop.clone()).await;
         let _ = self.stop_tx.send(true);
         if let Some(task) = self.relay {
-            if tokio::time::timeout(Duration::from_secs(15), task)
-                .await
-                .is_err()
+            // The relay empties the outbox first (bounded: `FLUSH_TIMEOUT` while NATS is away).
+            if tokio::time::timeout(
+                crate::notifier::FLUSH_TIMEOUT + Duration::from_secs(5),
+                task,
+            )
+            .await
+            .is_err()
             {
                 warn!(
                     "The notification relay did not stop in time; pending messages stay in the outbox."
                 );
             }
+            summary.outbox_left = Outbox::pending_count(self.loader.target()).await.ok();
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
         summary

@@ -42,8 +42,11 @@ impl<S: Source, T: Target> Loader<S, T> {
                 }
             };
             info!(
+                table = %table.name,
+                key = %file.info.key,
                 "Delivery {id}: process_{} {}.",
-                file.object.schema, file.info.key
+                file.object.schema,
+                file.info.key
             );
             self.set_in_flight(&table.name, Some(id));
             let mut plan = self.plan_for(id, file, &table, direct_allowed);
@@ -172,8 +175,11 @@ impl<S: Source, T: Target> Loader<S, T> {
         relay.wake();
         if relay.wait_published(id, self.settings.publish_wait).await {
             info!("Delivery {id}: messages published.");
-        } else {
+        } else if relay.is_failing() {
             warn!("Delivery {id}: NATS has not acknowledged the message yet; it waits in the outbox and goes out when NATS answers.");
+        } else {
+            // NATS answers; the relay is still sending earlier messages (a backlog), in order.
+            info!("Delivery {id}: message queued in the outbox behind earlier ones; it goes out in order.");
         }
     }
 

@@ -41,6 +41,7 @@ impl Event for DeliveryCompleted<'_> {
             info!("Delivery {id}: prometheus counters incremented.");
         }
         info!(
+            table = self.table,
             "Delivery {id}: processed ({} seconds).",
             format_elapsed(self.elapsed)
         );
@@ -64,7 +65,10 @@ impl Event for DeliveryFailed<'_> {
             .deliveries
             .with_label_values(&[self.table, "error"])
             .inc();
-        error!("Delivery {}: failed: {}", self.id, self.message);
+        error!(
+            table = self.table,
+            "Delivery {}: failed: {}", self.id, self.message
+        );
     }
 }
 

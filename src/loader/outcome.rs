@@ -52,6 +52,9 @@ pub struct RunSummary {
     pub blocked: Vec<(String, String)>,
     /// Per table: files, rows, net counts and errors.
     pub totals: RunTotals,
+    /// Notifications still in the outbox when the run ended (`None`: notifications off, or not
+    /// known).
+    pub outbox_left: Option<i64>,
 }
 
 impl RunSummary {

@@ -13,7 +13,7 @@ mod relay;
 
 pub use message::{change_notification, NotificationSettings};
 pub use nats::NatsNotifier;
-pub use relay::{OutboxRelay, RelayHandle};
+pub use relay::{OutboxRelay, RelayHandle, FLUSH_TIMEOUT};
 
 use std::future::Future;
 use std::time::Duration;

@@ -17,6 +17,9 @@ use crate::target::{Outbox, OutboxMessage};
 const RELAY_BACKOFF: crate::policy::Backoff =
     crate::policy::Backoff::new(Duration::from_millis(400), Duration::from_millis(5_000));
 
+/// How long a stopping relay keeps trying to empty the outbox.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Shared between the loader and the relay: the loader wakes the relay after a commit and waits
 /// (briefly) to log that its delivery's message went out.
 #[derive(Clone, Default)]
@@ -24,6 +27,9 @@ pub struct RelayHandle {
     wake: Arc<Notify>,
     published: Arc<Notify>,
     recent: Arc<Mutex<VecDeque<i64>>>,
+    /// The last publishing attempt failed (NATS away or refusing): a message not acknowledged
+    /// yet is then waiting for NATS, not merely queued behind earlier ones.
+    failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RelayHandle {
@@ -40,6 +46,16 @@ impl RelayHandle {
         }
         drop(recent);
         self.published.notify_waiters();
+    }
+
+    /// Whether the relay's last attempt to publish failed.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set_failing(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn was_published(&self, delivery_id: i64) -> bool {
@@ -74,6 +90,9 @@ pub struct OutboxRelay<O: Outbox, N: Notifier> {
     handle: RelayHandle,
     /// Pause between looks at the outbox when nothing woke the relay.
     pub idle: Duration,
+    /// How long the relay keeps trying to empty the outbox once asked to stop (a one-shot run's
+    /// end, a SIGTERM), while NATS does not answer.
+    pub flush_timeout: Duration,
 }
 
 impl<O: Outbox, N: Notifier> OutboxRelay<O, N> {
@@ -84,6 +103,7 @@ impl<O: Outbox, N: Notifier> OutboxRelay<O, N> {
             metrics,
             handle: RelayHandle::default(),
             idle: Duration::from_secs(2),
+            flush_timeout: FLUSH_TIMEOUT,
         }
     }
 
@@ -142,7 +162,29 @@ impl<O: Outbox, N: Notifier> OutboxRelay<O, N> {
         if let Ok(n) = self.outbox.pending_count().await {
             self.metrics.outbox_pending.set(n);
         }
+        self.handle.set_failing(result.is_err());
         result
+    }
+
+    /// Publishes until the outbox is empty or `flush_timeout` passed (retrying while NATS fails).
+    /// Returns whether the outbox is empty.
+    pub async fn flush(&self) -> bool {
+        let deadline = Instant::now() + self.flush_timeout;
+        let mut failures = 0u32;
+        loop {
+            match self.publish_pending().await {
+                Ok(_) => return true,
+                Err(e) => {
+                    failures += 1;
+                    let wait = RELAY_BACKOFF.delay(failures);
+                    if Instant::now() + wait > deadline {
+                        warn!("Notifications wait in the outbox: {e}");
+                        return false;
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
     }
 
     /// Runs until `stop` turns true: publishes whenever woken, and every `idle` otherwise,
@@ -166,14 +208,16 @@ impl<O: Outbox, N: Notifier> OutboxRelay<O, N> {
                 }
             };
             if *stop.borrow() {
+                self.flush().await;
                 return;
             }
             tokio::select! {
                 _ = self.handle.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {
-                    // One last attempt, so a one-shot run leaves nothing it could send.
-                    let _ = self.publish_pending().await;
+                    // A stopping loader (one-shot end, SIGTERM) leaves nothing it could send:
+                    // the relay keeps trying, for a bounded time, while NATS is briefly away.
+                    self.flush().await;
                     return;
                 }
             }

@@ -134,11 +134,14 @@ impl DecodeJob {
                 } else {
                     (summary.rows as f64 * self.size as f64 / read as f64) as u64
                 };
+                // The total is estimated from the compressed bytes read so far.
+                let estimate = estimate.max(summary.rows);
                 info!(
-                    "Delivery {}: processed {}/{}...",
+                    "Delivery {}: processed {}/{} ({}%)...",
                     id,
                     summary.rows,
-                    estimate.max(summary.rows)
+                    estimate,
+                    summary.rows * 100 / estimate.max(1)
                 );
             }
         }

@@ -49,7 +49,7 @@ tr.error td{background:#fff1f0}
 .stopped h3{margin:0 0 .4rem;font-size:1rem;color:#a50e0e}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85rem}
 pre{background:#f6f8fa;padding:.5rem .7rem;border-radius:4px;white-space:pre-wrap;word-break:break-all;margin:.3rem 0}
-.muted{color:#57606a;font-size:.85rem}.err{color:#a50e0e}
+td.t{white-space:nowrap}.muted{color:#57606a;font-size:.85rem}.err{color:#a50e0e}
 ";
 
 /// The page while no status can be read (503).
@@ -104,7 +104,7 @@ pub fn render(report: &StatusReport) -> String {
         let t = &s.rows_today;
         let _ = writeln!(
             h,
-            "<tr class=\"{state}\" id=\"stream-{table}\"><td>{table}</td><td><span class=\"state {state}\">{state}</span></td><td class=\"n\">{}</td><td>{when}</td><td><code>{file}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            "<tr class=\"{state}\" id=\"stream-{table}\"><td>{table}</td><td><span class=\"state {state}\">{state}</span></td><td class=\"n\">{}</td><td class=\"t\">{when}</td><td><code>{file}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             s.pending_files,
             t.files,
             t.rows,
@@ -185,7 +185,7 @@ pub fn render(report: &StatusReport) -> String {
             };
             let _ = writeln!(
                 h,
-                "<tr class=\"{class}\"><td class=\"n\">{}</td><td>{}</td><td>{}</td><td><span class=\"state {class}\">{}</span></td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.2}</td><td class=\"err\">{}</td></tr>",
+                "<tr class=\"{class}\"><td class=\"n\">{}</td><td class=\"t\">{}</td><td>{}</td><td><span class=\"state {class}\">{}</span></td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.2}</td><td class=\"err\">{}</td></tr>",
                 d.delivery_id,
                 time(&d.finished_at),
                 escape(&d.table),

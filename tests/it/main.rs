@@ -11,4 +11,6 @@ mod loader;
 mod metrics_http;
 mod notifications;
 mod operate;
+mod outbox_one_shot;
 mod process;
+mod status_page;

@@ -10,12 +10,21 @@ use crate::helpers::{free_port, http_get, spawn_app, try_http_get, ChildGuard, T
 
 /// Runs the binary with the test's environment: (exit code, stdout, stderr).
 pub fn run(app: &TestApp, args: &[&str], extra: &[(&str, &str)]) -> (i32, String, String) {
+    run_with(&app.env, args, extra)
+}
+
+/// [`run`] with an environment.
+pub fn run_with(
+    env: &std::collections::HashMap<String, String>,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("USER", "ops-tester")
         .args(args);
-    for (k, v) in &app.env {
+    for (k, v) in env {
         cmd.env(k, v);
     }
     for (k, v) in extra {

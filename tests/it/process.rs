@@ -81,9 +81,56 @@ async fn one_shot_loads_everything_and_exits_0_with_the_replaced_services_log_li
             .unwrap_or_else(|| panic!("no line with `{expected}` in:\n{stderr}"));
         assert!(shape(line), "line shape: {line}");
     }
+    let progress = stderr
+        .lines()
+        .find(|l| l.contains(&format!("Delivery {id}: processed 10000/")))
+        .unwrap();
+    assert!(
+        progress.ends_with("%)...") && progress.contains(" ("),
+        "progress says a percentage: {progress}"
+    );
     for secret in [PG_PASSWORD, "testing-secret-KEY9"] {
         assert!(!stderr.contains(secret), "secret {secret} in the log");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_format_json_writes_one_object_per_line() {
+    let app = spawn_app().await;
+    let key = app
+        .put_csv("strategies", "LOAD00000001.csv.gz", &strategies(3))
+        .await;
+    let out = command(&app, &[("LOG_FORMAT", "json")]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let id = app.ledger(&key).await.unwrap().id;
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() > 5, "{stderr}");
+    for line in &lines {
+        for field in ["timestamp", "level", "target", "source", "message"] {
+            assert!(line.get(field).is_some(), "no {field} in {line}");
+        }
+    }
+    let persisted = lines
+        .iter()
+        .find(|l| l["message"] == format!("Delivery {id}: persisted to postgres."))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(persisted["delivery_id"], id);
+    let started = lines
+        .iter()
+        .find(|l| l["message"].as_str().unwrap().contains("process_dbo"))
+        .unwrap();
+    assert_eq!(started["table"], "strategies");
+    assert_eq!(started["key"], key.as_str());
+    assert_eq!(persisted["level"], "INFO");
+    assert!(persisted["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("loader.rs:"));
+    assert!(!stderr.contains(PG_PASSWORD), "no secret in the log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
