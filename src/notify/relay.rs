@@ -228,6 +228,130 @@ impl<O: Outbox, N: Notifier> OutboxRelay<O, N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::{Notifier, NotifierError};
+    use crate::target::TargetError;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// An outbox in memory: messages with ids, published or not.
+    #[derive(Default)]
+    struct MemoryOutbox {
+        messages: Mutex<Vec<(OutboxMessage, bool)>>,
+    }
+
+    impl MemoryOutbox {
+        fn with(n: i64) -> Self {
+            let outbox = MemoryOutbox::default();
+            for id in 1..=n {
+                outbox.messages.lock().unwrap().push((
+                    OutboxMessage {
+                        id,
+                        delivery_id: id,
+                        subject: "s".into(),
+                        payload: "{}".into(),
+                    },
+                    false,
+                ));
+            }
+            outbox
+        }
+    }
+
+    impl Outbox for MemoryOutbox {
+        async fn pending_messages(&self, limit: i64) -> Result<Vec<OutboxMessage>, TargetError> {
+            Ok(self
+                .messages
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, published)| !published)
+                .take(limit as usize)
+                .map(|(m, _)| m.clone())
+                .collect())
+        }
+        async fn mark_published(&self, id: i64) -> Result<(), TargetError> {
+            for (m, published) in self.messages.lock().unwrap().iter_mut() {
+                if m.id == id {
+                    *published = true;
+                }
+            }
+            Ok(())
+        }
+        async fn mark_failed(&self, _id: i64, _error: &str) -> Result<(), TargetError> {
+            Ok(())
+        }
+        async fn pending_count(&self) -> Result<i64, TargetError> {
+            Ok(self
+                .messages
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, p)| !p)
+                .count() as i64)
+        }
+    }
+
+    /// A broker that is up or down.
+    struct Broker(Arc<AtomicBool>);
+
+    impl Notifier for Broker {
+        async fn publish(&self, _: &str, _: &str, _: Bytes) -> Result<(), NotifierError> {
+            if self.0.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err(NotifierError::Unavailable)
+            }
+        }
+    }
+
+    fn relay(outbox: MemoryOutbox, up: &Arc<AtomicBool>) -> OutboxRelay<MemoryOutbox, Broker> {
+        let mut relay = OutboxRelay::new(
+            Arc::new(outbox),
+            Broker(up.clone()),
+            Arc::new(Metrics::new()),
+        );
+        relay.flush_timeout = Duration::from_millis(1500);
+        relay
+    }
+
+    #[tokio::test]
+    async fn only_a_failing_broker_makes_an_unacknowledged_message_a_warning() {
+        let up = Arc::new(AtomicBool::new(true));
+        let relay = relay(MemoryOutbox::with(3), &up);
+        let handle = relay.handle();
+        // A backlog with NATS answering: not failing, whatever the wait.
+        assert!(!handle.is_failing());
+        assert_eq!(relay.publish_pending().await, Ok(3));
+        assert!(!handle.is_failing());
+        up.store(false, Ordering::SeqCst);
+        relay.outbox.messages.lock().unwrap().push((
+            OutboxMessage {
+                id: 4,
+                delivery_id: 4,
+                subject: "s".into(),
+                payload: "{}".into(),
+            },
+            false,
+        ));
+        assert!(relay.publish_pending().await.is_err());
+        assert!(handle.is_failing(), "NATS away: the warning is true");
+    }
+
+    #[tokio::test]
+    async fn a_stopping_relay_keeps_trying_while_nats_is_briefly_away() {
+        let up = Arc::new(AtomicBool::new(false));
+        let relay = relay(MemoryOutbox::with(2), &up);
+        let flag = up.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            flag.store(true, Ordering::SeqCst);
+        });
+        assert!(relay.flush().await, "emptied once NATS came back");
+        assert_eq!(relay.outbox.pending_count().await.unwrap(), 0);
+        // Away for longer than the flush timeout: gives up, says so.
+        up.store(false, Ordering::SeqCst);
+        let relay = self::relay(MemoryOutbox::with(1), &up);
+        assert!(!relay.flush().await);
+    }
 
     #[tokio::test]
     async fn the_handle_reports_publication() {
