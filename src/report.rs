@@ -16,11 +16,14 @@ pub struct TableTotals {
     pub unchanged: u64,
     /// Files that failed (bad input, or a fault that outlasted the retries).
     pub errors: u64,
+    /// Time spent delivering the table's files (their deliveries, summed), in microseconds.
+    pub micros: u64,
 }
 
 impl TableTotals {
-    pub fn add_delivery(&mut self, result: &DeliveryResult) {
+    pub fn add_delivery(&mut self, result: &DeliveryResult, elapsed: std::time::Duration) {
         self.files += 1;
+        self.micros += elapsed.as_micros() as u64;
         self.rows += result.rows;
         self.creates += result.counts.creates;
         self.amends += result.counts.amends;
@@ -36,6 +39,7 @@ impl TableTotals {
         self.removes += other.removes;
         self.unchanged += other.unchanged;
         self.errors += other.errors;
+        self.micros += other.micros;
     }
 }
 
@@ -61,7 +65,7 @@ impl RunTotals {
 
     /// The summary as aligned text lines: a header, one line per table, a total line.
     pub fn lines(&self) -> Vec<String> {
-        const HEADERS: [&str; 8] = [
+        const HEADERS: [&str; 9] = [
             "table",
             "files",
             "rows",
@@ -70,8 +74,9 @@ impl RunTotals {
             "removes",
             "unchanged",
             "errors",
+            "seconds",
         ];
-        let row = |name: &str, t: &TableTotals| -> [String; 8] {
+        let row = |name: &str, t: &TableTotals| -> [String; 9] {
             [
                 name.to_string(),
                 t.files.to_string(),
@@ -81,19 +86,20 @@ impl RunTotals {
                 t.removes.to_string(),
                 t.unchanged.to_string(),
                 t.errors.to_string(),
+                format!("{:.2}", t.micros as f64 / 1e6),
             ]
         };
-        let mut cells: Vec<[String; 8]> = vec![HEADERS.map(String::from)];
+        let mut cells: Vec<[String; 9]> = vec![HEADERS.map(String::from)];
         cells.extend(self.tables.iter().map(|(name, t)| row(name, t)));
         cells.push(row("total", &self.total()));
-        let widths: Vec<usize> = (0..8)
+        let widths: Vec<usize> = (0..9)
             .map(|i| cells.iter().map(|r| r[i].len()).max().unwrap_or(0))
             .collect();
         cells
             .iter()
             .map(|r| {
                 let mut line = format!("{:<w$}", r[0], w = widths[0]);
-                for i in 1..8 {
+                for i in 1..9 {
                     line.push_str(&format!("  {:>w$}", r[i], w = widths[i]));
                 }
                 line
@@ -109,6 +115,7 @@ mod tests {
 
     #[test]
     fn totals_add_up_per_table_and_in_all() {
+        let ms = std::time::Duration::from_millis;
         let mut totals = RunTotals::default();
         let result = |c, a, r, u, rows| DeliveryResult {
             counts: NetCounts {
@@ -122,12 +129,14 @@ mod tests {
         };
         totals
             .table("orders")
-            .add_delivery(&result(10, 0, 0, 0, 10));
-        totals.table("orders").add_delivery(&result(1, 2, 3, 4, 12));
+            .add_delivery(&result(10, 0, 0, 0, 10), ms(500));
+        totals
+            .table("orders")
+            .add_delivery(&result(1, 2, 3, 4, 12), ms(250));
         totals.table("orders").errors += 1;
         totals
             .table("executions")
-            .add_delivery(&result(5, 0, 0, 0, 5));
+            .add_delivery(&result(5, 0, 0, 0, 5), ms(10));
         assert_eq!(
             totals.tables["orders"],
             TableTotals {
@@ -137,7 +146,8 @@ mod tests {
                 amends: 2,
                 removes: 3,
                 unchanged: 4,
-                errors: 1
+                errors: 1,
+                micros: 750_000,
             }
         );
         let total = totals.total();
@@ -145,12 +155,13 @@ mod tests {
         let lines = totals.lines();
         assert_eq!(lines.len(), 4);
         assert!(lines[0].starts_with("table "), "{}", lines[0]);
-        assert!(lines[0].ends_with("errors"));
+        assert!(lines[0].ends_with("errors  seconds"));
         // Tables in name order, then the total; numbers right-aligned under their headers.
         assert!(lines[1].starts_with("executions"));
         assert!(lines[2].starts_with("orders"));
         assert!(lines[3].starts_with("total"));
-        assert!(lines[2].ends_with("     1"), "{}", lines[2]);
+        assert!(lines[2].ends_with("     1     0.75"), "{}", lines[2]);
+        assert!(lines[3].ends_with("     0.76"), "{}", lines[3]);
         assert!(lines.iter().all(|l| l.len() == lines[0].len()));
     }
 }

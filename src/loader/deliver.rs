@@ -207,6 +207,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             key: plan.key,
             table: table.clone(),
             result,
+            elapsed,
         })
     }
 

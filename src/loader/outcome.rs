@@ -12,6 +12,8 @@ pub struct Delivered {
     pub key: String,
     pub table: String,
     pub result: DeliveryResult,
+    /// From the delivery's start to its commit.
+    pub elapsed: std::time::Duration,
 }
 
 /// A file that could not be delivered.
@@ -67,7 +69,9 @@ impl RunSummary {
     pub(crate) fn add(&mut self, outcome: &Outcome, with_failures: bool) {
         self.delivered += outcome.delivered.len();
         for d in &outcome.delivered {
-            self.totals.table(&d.table).add_delivery(&d.result);
+            self.totals
+                .table(&d.table)
+                .add_delivery(&d.result, d.elapsed);
         }
         if with_failures {
             for f in &outcome.failed {
