@@ -61,8 +61,9 @@ fn status_source(loader: &Loader<S3Source, PgTarget>, mode: &'static str) -> htt
 /// The running parts of the service, built by [`Application::build`].
 pub struct Application {
     port: u16,
-    loader: Loader<S3Source, PgTarget>,
+    loader: Arc<Loader<S3Source, PgTarget>>,
     metrics: Arc<Metrics>,
+    runs: crate::runs::Runs,
     server: JoinHandle<()>,
     relay: Option<JoinHandle<()>>,
     stop_tx: watch::Sender<bool>,
@@ -80,6 +81,7 @@ impl Application {
         let status_slot: Arc<std::sync::OnceLock<http::StatusSource>> =
             Arc::new(std::sync::OnceLock::new());
         let source = S3Source::new(&config.source);
+        let api_slot = http::ApiSlot::new(config.api_token.clone());
         let status = {
             let slot = status_slot.clone();
             Arc::new(move || slot.get().and_then(|source| source())) as http::StatusSource
@@ -89,6 +91,7 @@ impl Application {
             metrics.clone(),
             ready_check(target_slot.clone(), source),
             status,
+            api_slot.clone(),
             stop.clone(),
         )
         .await
@@ -106,10 +109,17 @@ impl Application {
         };
         let _ = status_slot.set(status_source(&loader, mode));
         let mut relay = None;
-        if let (true, Some(nats)) = (config.publishes(), &config.nats) {
-            let notifier = NatsNotifier::connect(nats)
-                .await
-                .map_err(|e| StartError::Nats(e.to_string()))?;
+        // One NATS connection for notifications, runs' callbacks, bucket events and triggers.
+        let notifier = match &config.nats {
+            Some(nats) => Some(
+                NatsNotifier::connect(nats)
+                    .await
+                    .map_err(|e| StartError::Nats(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let client = notifier.as_ref().map(NatsNotifier::client);
+        if let (true, Some(nats), Some(notifier)) = (config.publishes(), &config.nats, notifier) {
             let outbox_relay = OutboxRelay::new(Arc::new(target), notifier, metrics.clone());
             loader = loader.with_relay(outbox_relay.handle());
             relay = Some(tokio::spawn(outbox_relay.run(stop.clone())));
@@ -121,10 +131,40 @@ impl Application {
             .subject();
             info!("Notifications go to {} on subject {subject}.", nats.server);
         }
+        let loader = Arc::new(loader);
+        let runs = crate::runs::Runs::new(loader.clone(), config.clone(), client.clone());
+        tokio::spawn(runs.clone().follow(stop.clone()));
+        if config.api_token.is_some() {
+            let _ = api_slot.api.set(http::Api { runs: runs.clone() });
+            info!(
+                "API on: /api (bearer token required); runs are published on {}.",
+                runs.subject()
+            );
+        }
+        if let (Some(client), Some(subject)) = (&client, &config.events_subject) {
+            let events = crate::events::BucketEvents {
+                client: client.clone(),
+                subject: subject.clone(),
+                durable: config.events_durable.clone(),
+                bucket: config.source.bucket.clone(),
+                prefix: crate::source::root_prefix(&config.source.path),
+            };
+            tokio::spawn(events.run(loader.clone(), metrics.clone(), stop.clone()));
+        }
+        if let (Some(client), Some(subject)) = (&client, &config.trigger_subject) {
+            tokio::spawn(crate::events::triggers(
+                client.clone(),
+                subject.clone(),
+                runs.clone(),
+                metrics.clone(),
+                stop.clone(),
+            ));
+        }
         Ok(Application {
             port: addr.port(),
             loader,
             metrics,
+            runs,
             server,
             relay,
             stop_tx,
@@ -153,6 +193,7 @@ impl Application {
     /// Runs the loader as configured (service: until stopped; one-shot: until nothing is left),
     /// then stops the relay (which publishes what it can first) and the HTTP server.
     pub async fn run_until_stopped(self) -> RunSummary {
+        self.runs.resume().await;
         let mut summary = self.loader.run_until_stopped(self.stop.clone()).await;
         let _ = self.stop_tx.send(true);
         if let Some(task) = self.relay {

@@ -55,6 +55,16 @@ pub struct Config {
     /// Deliver only these tables' streams (not an environment variable: the `retry` command
     /// sets it to the stream it retries). `None`: every table.
     pub only_tables: Option<std::collections::BTreeSet<String>>,
+    /// `EVENTS_SUBJECT`: a NATS subject carrying the bucket's S3 event notifications; an event
+    /// for the bucket path wakes the loop at once.
+    pub events_subject: Option<String>,
+    /// `EVENTS_DURABLE` (default `paper-engine-orders`): the durable consumer's name when a
+    /// JetStream stream captures `EVENTS_SUBJECT`.
+    pub events_durable: String,
+    /// `TRIGGER_SUBJECT`: a NATS subject on which a scheduler asks for a run.
+    pub trigger_subject: Option<String>,
+    /// `API_TOKEN`: turns the `/api` endpoints on; every request needs it as a bearer token.
+    pub api_token: Option<Secret>,
 }
 
 /// Default for `PARALLELISM`: the number of cores.
@@ -148,6 +158,40 @@ impl Config {
                 ConfigError::new("LOG_FORMAT", format!("`{v}` is not `text` or `json`"))
             })?,
         };
+        let subject = |var: &'static str| -> Result<Option<String>, ConfigError> {
+            match get(var) {
+                None => Ok(None),
+                Some(v) if v.trim().chars().any(char::is_whitespace) => Err(ConfigError::new(
+                    var,
+                    format!("`{}` is not a NATS subject (no spaces)", v.trim()),
+                )),
+                Some(v) => Ok(Some(v.trim().to_string())),
+            }
+        };
+        let events_subject = subject("EVENTS_SUBJECT")?;
+        let trigger_subject = subject("TRIGGER_SUBJECT")?;
+        let events_durable = get("EVENTS_DURABLE")
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| "paper-engine-orders".into());
+        if !events_durable
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::new(
+                "EVENTS_DURABLE",
+                format!("`{events_durable}` is not a consumer name (letters, digits, - and _)"),
+            ));
+        }
+        let api_token = match get("API_TOKEN") {
+            None => None,
+            Some(v) if v.trim().len() < 16 => {
+                return Err(ConfigError::new(
+                    "API_TOKEN",
+                    "is shorter than 16 characters (use a long random value, e.g. `openssl rand -hex 32`)",
+                ))
+            }
+            Some(v) => Some(Secret::new(v.trim())),
+        };
         let config = Config {
             run_as_service,
             min_sleep,
@@ -166,6 +210,10 @@ impl Config {
             notification_process,
             log_format,
             only_tables: None,
+            events_subject,
+            events_durable,
+            trigger_subject,
+            api_token,
         };
         config.validate()?;
         Ok(config)
@@ -216,6 +264,17 @@ impl Config {
                 "NATS",
                 "is not set, but NOTIFICATIONS is on (set NATS=nats://host:4222 or NOTIFICATIONS=false)",
             ));
+        }
+        for (var, set) in [
+            ("EVENTS_SUBJECT", self.events_subject.is_some()),
+            ("TRIGGER_SUBJECT", self.trigger_subject.is_some()),
+        ] {
+            if set && self.nats.is_none() {
+                return Err(ConfigError::new(
+                    var,
+                    "is set, but NATS is not (set NATS=nats://host:4222)",
+                ));
+            }
         }
         Ok(())
     }

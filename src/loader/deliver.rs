@@ -49,6 +49,11 @@ impl<S: Source, T: Target> Loader<S, T> {
                 file.info.key
             );
             self.set_in_flight(&table.name, Some(id));
+            let _ = self.progress.send(super::Progress::FileStarted {
+                table: table.name.clone(),
+                key: file.info.key.clone(),
+                delivery_id: id,
+            });
             let mut plan = self.plan_for(id, file, &table, direct_allowed);
             // Only the first attempt uses what was decoded ahead; a retry reads the file again.
             let result = self

@@ -449,6 +449,14 @@ impl Discovery {
         }
     }
 
+    /// A stream's pending files' keys, in delivery order (a stopped stream's head first).
+    pub fn pending_keys(&self, table: &str) -> Vec<String> {
+        self.streams
+            .get(table)
+            .map(|s| s.pending.values().map(|f| f.info.key.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Every stream's status, by table.
     pub fn statuses(&self) -> BTreeMap<String, StreamStatus> {
         self.streams

@@ -44,6 +44,32 @@ pub struct Loader<S: Source, T: Target> {
     discovery: tokio::sync::Mutex<discovery::Discovery>,
     status: watch::Sender<BTreeMap<String, StreamStatus>>,
     wake: Arc<Notify>,
+    progress: tokio::sync::broadcast::Sender<Progress>,
+    passes: std::sync::atomic::AtomicU64,
+}
+
+/// What the loader is doing, as it happens (for runs and their callers; see [`Loader::progress`]).
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// Pass number `pass` started (its discovery is next).
+    PassStarted {
+        pass: u64,
+    },
+    /// A file's delivery started.
+    FileStarted {
+        table: String,
+        key: String,
+        delivery_id: i64,
+    },
+    Delivered(Delivered),
+    Failed(Failed),
+    /// Pass `pass` ended (`ok`: it could list the bucket and read the ledger): the streams
+    /// stopped at a failed file (key, reason).
+    PassFinished {
+        pass: u64,
+        ok: bool,
+        blocked: Vec<(String, String)>,
+    },
 }
 
 impl<S: Source, T: Target> Loader<S, T> {
@@ -59,6 +85,8 @@ impl<S: Source, T: Target> Loader<S, T> {
             )),
             status: watch::channel(BTreeMap::new()).0,
             wake: Arc::new(Notify::new()),
+            progress: tokio::sync::broadcast::channel(4096).0,
+            passes: std::sync::atomic::AtomicU64::new(0),
             settings,
         }
     }
@@ -97,6 +125,25 @@ impl<S: Source, T: Target> Loader<S, T> {
     /// every stream in order (up to `parallelism` streams at once). A stream stops at its first
     /// failure.
     pub async fn poll_once(&self) -> Result<Outcome, LoaderError> {
+        let pass = self
+            .passes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        let _ = self.progress.send(Progress::PassStarted { pass });
+        let result = self.pass().await;
+        let blocked = match &result {
+            Ok(outcome) => outcome.blocked.clone(),
+            Err(_) => Vec::new(),
+        };
+        let _ = self.progress.send(Progress::PassFinished {
+            pass,
+            ok: result.is_ok(),
+            blocked,
+        });
+        result
+    }
+
+    async fn pass(&self) -> Result<Outcome, LoaderError> {
         let mut plan = {
             let mut discovery = self.discovery.lock().await;
             let plan = discovery
@@ -148,6 +195,45 @@ impl<S: Source, T: Target> Loader<S, T> {
             self.publish_status(&*self.discovery.lock().await);
         }
         Ok(outcome)
+    }
+
+    /// What the loader does, as it happens: passes, files started, delivered and failed.
+    pub fn progress(&self) -> tokio::sync::broadcast::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// The number of passes started so far.
+    pub fn passes_started(&self) -> u64 {
+        self.passes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// One discovery pass, then the pending files of `tables` (all when `None`), per table in
+    /// delivery order, a stopped stream's head first: what a run asked for now would deliver.
+    pub async fn pending_files(
+        &self,
+        tables: Option<&std::collections::BTreeSet<String>>,
+    ) -> Result<Vec<(String, String)>, LoaderError> {
+        let mut discovery = self.discovery.lock().await;
+        discovery
+            .pass(&*self.source, self.target.tables(), &*self.target, true)
+            .await?;
+        self.publish_status(&discovery);
+        let mut names: Vec<&String> = self
+            .target
+            .tables()
+            .keys()
+            .filter(|t| tables.is_none_or(|only| only.contains(*t)))
+            .collect();
+        names.sort();
+        Ok(names
+            .into_iter()
+            .flat_map(|t| {
+                discovery
+                    .pending_keys(t)
+                    .into_iter()
+                    .map(move |k| (t.clone(), k))
+            })
+            .collect())
     }
 
     /// One discovery pass that delivers nothing: every stream's state as of now, from the bucket
@@ -244,6 +330,15 @@ impl<S: Source, T: Target> Loader<S, T> {
             }
             let outcome = self.deliver(&mut session, file, current).await;
             self.set_in_flight(&file.object.table, None);
+            match &outcome {
+                FileOutcome::Delivered(d) => {
+                    let _ = self.progress.send(Progress::Delivered(d.clone()));
+                }
+                FileOutcome::Failed(f) => {
+                    let _ = self.progress.send(Progress::Failed(f.clone()));
+                }
+                FileOutcome::LeftToAnother | FileOutcome::AlreadyDelivered => {}
+            }
             if matches!(
                 outcome,
                 FileOutcome::Delivered(_) | FileOutcome::AlreadyDelivered

@@ -60,6 +60,11 @@ impl NatsNotifier {
         })
     }
 
+    /// The connection, for the loader's other NATS traffic (runs, bucket events, triggers).
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
+    }
+
     async fn stream_captures(&self, subject: &str) -> bool {
         if let Some((captured, at)) = self.streams.lock().expect("not poisoned").get(subject) {
             if at.elapsed() < Duration::from_secs(30) {

@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_operator_actions",
         sql: include_str!("../../db/0004_operator_actions.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_runs",
+        sql: include_str!("../../db/0005_runs.sql"),
+    },
 ];
 
 /// FNV-1a of the migration text: detects an applied migration that was edited afterwards.

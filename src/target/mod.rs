@@ -16,7 +16,7 @@ pub mod migrations;
 mod postgres;
 pub mod queries;
 
-pub use postgres::PgTarget;
+pub use postgres::{PgTarget, StepFacts};
 
 pub use crate::ledger::{DeliveryStatus, LedgerEntry};
 

@@ -27,6 +27,10 @@ pub struct Metrics {
     pub stream_stopped: IntGaugeVec,
     /// Files found behind a stream's cursor by a periodic full listing, by table.
     pub late_files: IntCounterVec,
+    /// Messages received on EVENTS_SUBJECT (source `bucket`) and TRIGGER_SUBJECT (source
+    /// `trigger`), by what was done with them (outcome `accepted`, `ignored`, `malformed`,
+    /// `failed`).
+    pub events: IntCounterVec,
     /// Unix time of the last successful delivery, by table.
     pub last_success: GaugeVec,
     /// Notifications in the outbox that NATS has not acknowledged yet.
@@ -106,6 +110,14 @@ impl Metrics {
             &["table"],
         )
         .expect("metric");
+        let events = IntCounterVec::new(
+            opts(
+                "events_total",
+                "Messages received on EVENTS_SUBJECT (source bucket) and TRIGGER_SUBJECT (source trigger), by outcome: accepted (woke the loop or started a run), ignored (another bucket, prefix or event name), malformed, failed (the run could not start).",
+            ),
+            &["source", "outcome"],
+        )
+        .expect("metric");
         let last_success = GaugeVec::new(
             opts(
                 "last_success_timestamp_seconds",
@@ -154,6 +166,7 @@ impl Metrics {
             Box::new(pending_files.clone()),
             Box::new(stream_stopped.clone()),
             Box::new(late_files.clone()),
+            Box::new(events.clone()),
             Box::new(last_success.clone()),
             Box::new(outbox_pending.clone()),
             Box::new(notifications_published.clone()),
@@ -172,6 +185,7 @@ impl Metrics {
             pending_files,
             stream_stopped,
             late_files,
+            events,
             last_success,
             outbox_pending,
             notifications_published,

@@ -4,13 +4,16 @@
 //! its own database and bucket, so they run in parallel.
 mod helpers;
 
+mod api;
 mod bad_input;
 mod discovery;
 mod dry_run;
+mod events;
 mod loader;
 mod metrics_http;
 mod notifications;
 mod operate;
 mod outbox_one_shot;
 mod process;
+mod service;
 mod status_page;

@@ -80,6 +80,7 @@ async fn serve(
         metrics,
         ready,
         status,
+        paper_engine_orders::http::ApiSlot::new(None),
         stop,
     )
     .await

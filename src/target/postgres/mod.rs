@@ -24,6 +24,9 @@ mod bulk;
 mod catalog;
 mod operate;
 mod outbox;
+mod runs;
+
+pub use runs::StepFacts;
 mod session;
 
 use apply::cdc_encoding;

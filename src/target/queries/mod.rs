@@ -3,6 +3,7 @@
 use crate::dms::{ColumnType, TableSpec};
 
 pub mod operate;
+pub mod runs;
 
 /// Quotes an SQL identifier (`"` doubled), whatever it holds.
 pub fn quote_ident(name: &str) -> String {

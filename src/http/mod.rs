@@ -2,7 +2,7 @@
 //! alive), `/readyz` (Postgres and the bucket answer now; 503 otherwise), `/status` (every
 //! stream's state as JSON, as `paper-engine-orders status --json` prints it, plus the last 50
 //! deliveries, the outbox backlog and the mode) and `/` (the same as a page for a person). It
-//! runs in both modes.
+//! runs in both modes. With `API_TOKEN` set, `/api` too (see [`api`]).
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -18,6 +18,10 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::metrics::Metrics;
+
+pub mod api;
+
+pub use api::{Api, ApiSlot};
 
 /// A readiness probe: `Ok` when every dependency answered, else what did not.
 pub type ReadyCheck =
@@ -102,7 +106,12 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-pub fn router(metrics: Arc<Metrics>, ready: ReadyCheck, status: StatusSource) -> Router {
+pub fn router(
+    metrics: Arc<Metrics>,
+    ready: ReadyCheck,
+    status: StatusSource,
+    api: Arc<ApiSlot>,
+) -> Router {
     Router::new()
         .route("/", get(status_page))
         .route("/status", get(status_json))
@@ -114,6 +123,7 @@ pub fn router(metrics: Arc<Metrics>, ready: ReadyCheck, status: StatusSource) ->
             ready,
             status,
         })
+        .merge(api::router(api))
 }
 
 /// Binds `addr` and serves until `stop` turns true. Returns the bound address (port 0 picks a
@@ -123,6 +133,7 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     ready: ReadyCheck,
     status: StatusSource,
+    api: Arc<ApiSlot>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -130,7 +141,7 @@ pub async fn serve(
     info!(
         "Serving the status page (/), /status, /metrics, /healthz and /readyz on http://{bound}."
     );
-    let app = router(metrics, ready, status);
+    let app = router(metrics, ready, status, api);
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
