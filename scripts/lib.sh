@@ -81,3 +81,12 @@ ensure_chromium() {
         die "apt-get install chromium failed"
     command -v chromium >/dev/null 2>&1 || die "chromium is not on PATH after installing it"
 }
+
+# schemathesis (PyPI) checks the running API against its OpenAPI document (tests/it/api.rs).
+ensure_schemathesis() {
+    command -v schemathesis >/dev/null 2>&1 && return 0
+    log "Installing schemathesis (PyPI) for the API's contract test."
+    python3 -m pip install --quiet 'schemathesis>=4,<5' || die "pip install schemathesis failed"
+    hash -r
+    command -v schemathesis >/dev/null 2>&1 || die "schemathesis is not on PATH after installing it"
+}

@@ -12,6 +12,7 @@ ensure_services
 scripts/docs.sh --check
 ensure_promtool
 ensure_chromium
+ensure_schemathesis
 port=$(free_port)
 ensure_moto "$port"
 output=$(mktemp)

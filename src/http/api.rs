@@ -7,7 +7,7 @@
 use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -126,10 +126,24 @@ fn authorized(state: &ApiState, headers: &HeaderMap) -> Result<Api, ApiError> {
 }
 
 async fn openapi(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return r.into_response();
+    match authorized(&state, &headers) {
+        Ok(api) => Json(document(&api.runs.tables())).into_response(),
+        Err(r) => r.into_response(),
     }
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// The OpenAPI document with this database's replicated tables as the `tables` and `{table}`
+/// values.
+pub fn document(tables: &std::collections::BTreeSet<String>) -> serde_json::Value {
+    let mut doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json parses");
+    let names: Vec<serde_json::Value> = tables.iter().map(|t| json!(t)).collect();
+    doc["components"]["schemas"]["RunRequest"]["properties"]["tables"]["items"]["enum"] =
+        json!(names);
+    for action in ["retry", "skip"] {
+        doc["paths"][format!("/api/streams/{{table}}/{action}")]["post"]["parameters"][0]
+            ["schema"]["enum"] = json!(names);
+    }
+    doc
 }
 
 async fn start_run(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -148,21 +162,24 @@ async fn start_run(State(state): State<ApiState>, headers: HeaderMap, body: Byte
     }
 }
 
-#[derive(serde::Deserialize)]
-struct ListQuery {
-    limit: Option<String>,
-}
-
 async fn list_runs(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Query(query): Query<ListQuery>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     let api = match authorized(&state, &headers) {
         Ok(api) => api,
         Err(r) => return r.into_response(),
     };
-    let limit = match query.limit.as_deref().map(str::parse::<i64>) {
+    // The first `limit=` of the query string, if any.
+    let limit = query.as_deref().unwrap_or("").split('&').find_map(|pair| {
+        pair.strip_prefix("limit=").map(|v| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    });
+    let limit = match limit.as_deref().map(str::parse::<i64>) {
         None => 50,
         Some(Ok(n)) if (1..=1000).contains(&n) => n,
         Some(_) => return bad("limit", "limit: a whole number from 1 to 1000"),

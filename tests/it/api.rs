@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, unique_name, TestApp};
+use crate::helpers::{spawn_app, unique_name};
 use crate::service::{http, spawn_service, Service, TOKEN};
 
 fn strategy(id: u32) -> String {
@@ -270,6 +270,48 @@ async fn retry_and_skip_through_the_api() {
             Some("from the test".into())
         ]]
     );
-    let _ = http(service.port, "GET", "/healthz", None, None).await;
-    let _: &TestApp = &app;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_server_keeps_its_openapi_contract_and_never_crashes() {
+    let app = spawn_app().await;
+    app.put_csv("strategies", "LOAD00000001.csv.gz", &strategy(1))
+        .await;
+    app.put_csv("strategies", "20220922-100000000.csv.gz", "I,9,too-few\n")
+        .await;
+    let service = spawn_service(&app, &[]).await;
+    first_pass_done(&service).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("schemathesis")
+        .current_dir(dir.path())
+        .args([
+            "run",
+            &format!("http://127.0.0.1:{}/api/openapi.json", service.port),
+            "--header",
+            &format!("Authorization: Bearer {TOKEN}"),
+            "--max-examples",
+            "15",
+            "--generation-deterministic",
+            "--request-timeout",
+            "20",
+        ])
+        .output()
+        .expect("schemathesis is installed (scripts/test.sh installs it from PyPI)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("No issues found"), "{report}");
+    assert_eq!(
+        http(service.port, "GET", "/healthz", None, None).await.0,
+        200,
+        "still up"
+    );
+    assert!(
+        !service.log_text().contains("panicked"),
+        "{}",
+        service.log_text()
+    );
 }
