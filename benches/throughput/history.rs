@@ -30,7 +30,7 @@ use crate::util::{median, tail};
 use crate::SCHEMA;
 
 /// The bucket path of the history files.
-const PATH: &str = "hist";
+pub(crate) const PATH: &str = "hist";
 /// The idle-pass sleep (MIN_SLEEP = MAX_SLEEP).
 const SLEEP: f64 = 0.5;
 /// PUT-to-commit probes per N.
@@ -68,7 +68,7 @@ impl HistoryPoint {
 }
 
 /// The change-file key of minute `i` of the history.
-fn key(i: usize) -> String {
+pub(crate) fn key(i: usize) -> String {
     let t = NaiveDate::from_ymd_opt(2022, 9, 22)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .expect("valid date")
@@ -77,7 +77,7 @@ fn key(i: usize) -> String {
 }
 
 /// A one-row `orders` change file (an insert of `order_id`), gzip.
-fn body(order_id: u64) -> Result<Vec<u8>> {
+pub(crate) fn body(order_id: u64) -> Result<Vec<u8>> {
     use std::io::Write as _;
     let row = format!(
         "I,{order_id},1,bench-{order_id},US0378331005,BUY,LIMIT,DAY,100,10.5,,USD,NEW,\
@@ -89,14 +89,14 @@ fn body(order_id: u64) -> Result<Vec<u8>> {
 }
 
 /// Lines of a growing log file with the time this process first saw them (polled every 2 ms).
-struct LogWatch {
+pub(crate) struct LogWatch {
     lines: Arc<Mutex<Vec<(Instant, String)>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl LogWatch {
-    fn start(path: PathBuf) -> LogWatch {
+    pub(crate) fn start(path: PathBuf) -> LogWatch {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (l, s) = (lines.clone(), stop.clone());
@@ -131,7 +131,7 @@ impl LogWatch {
     }
 
     /// Times of the lines containing `text`.
-    fn times(&self, text: &str) -> Vec<Instant> {
+    pub(crate) fn times(&self, text: &str) -> Vec<Instant> {
         let seen = self.lines.lock().expect("not poisoned");
         seen.iter()
             .filter(|(_, l)| l.contains(text))
@@ -140,7 +140,7 @@ impl LogWatch {
     }
 
     /// Waits for the next line containing `text` after the `after`-th one; its time.
-    fn wait_next(&self, text: &str, after: usize, timeout: Duration) -> Result<Instant> {
+    pub(crate) fn wait_next(&self, text: &str, after: usize, timeout: Duration) -> Result<Instant> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(t) = self.times(text).get(after) {
@@ -164,7 +164,7 @@ impl Drop for LogWatch {
 }
 
 /// The service-mode loader, ended (SIGTERM, then killed) when dropped.
-struct Service(Child);
+pub(crate) struct Service(pub(crate) Child);
 
 impl Drop for Service {
     fn drop(&mut self) {

@@ -72,6 +72,7 @@ macro_rules! say {
 
 mod cdc;
 mod ctx;
+mod events;
 mod full_load;
 mod history;
 mod options;
@@ -294,7 +295,7 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// `--history` and `--small-files`: each measured, printed and written to its own block.
+/// `--history`, `--events` and `--small-files`: each measured, printed and written to its own block.
 fn extra_sections(ctx: &Ctx, env: &report::Environment) -> Result<()> {
     let opts = &ctx.opts;
     if let Some(ns) = &opts.history {
@@ -307,6 +308,25 @@ fn extra_sections(ctx: &Ctx, env: &report::Environment) -> Result<()> {
         println!("\n{block}");
         if let Some(report) = &opts.report {
             sections::write_block(report, sections::HISTORY_MARKS, &block)?;
+            say!("wrote {}", report.display());
+        }
+    }
+    if let Some(files) = opts.events {
+        let started = Instant::now();
+        let noisy = ctx.noisy.get();
+        let result = events::bench_events(ctx, files)?;
+        let noisy = ctx.noisy.get() - noisy;
+        say!(
+            "events: PUT to commit median {:.0} ms, p95 {:.0} ms; burst of {} events: {} passes",
+            result.median_ms(),
+            result.p95_ms(),
+            result.burst_events,
+            result.burst_passes
+        );
+        let block = sections::render_events(opts, env, &result, started.elapsed(), noisy);
+        println!("\n{block}");
+        if let Some(report) = &opts.report {
+            sections::write_block(report, sections::EVENTS_MARKS, &block)?;
             say!("wrote {}", report.display());
         }
     }

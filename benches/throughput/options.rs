@@ -45,6 +45,9 @@ CDC measurements are skipped unless --phase asks for them):
   --small-files [FILES]     FILES small change files (default 2000) after a small full load:
                             the loader one-shot against psql and Python (boto3 + psycopg) loops
   --small-scale X           the small-files full load's scale (default 0.02)
+  --events [FILES]          event-driven loading: PUT-to-commit of FILES new files (default 20)
+                            with bucket events on NATS (the loop sleeps 60 s), and a burst of
+                            100 events; see benches/throughput/events.rs
 ";
 
 #[derive(Clone, Debug)]
@@ -71,6 +74,8 @@ pub struct Options {
     pub history: Option<Vec<usize>>,
     pub history_window: u64,
     pub small_files: Option<usize>,
+    /// `--events [FILES]`: event-driven loading (PUT to commit with bucket events).
+    pub events: Option<usize>,
     pub small_scale: f64,
     pub args: Vec<String>,
 }
@@ -105,6 +110,7 @@ impl Options {
             history: None,
             history_window: 30,
             small_files: None,
+            events: None,
             small_scale: 0.02,
             args: Vec::new(),
         };
@@ -207,11 +213,18 @@ impl Options {
                     };
                     o.small_files = Some(files);
                 }
+                "--events" => {
+                    let files = match it.peek() {
+                        Some(v) if v.parse::<usize>().is_ok() => number(&flag, it.next())?,
+                        _ => 20,
+                    };
+                    o.events = Some(files.max(1));
+                }
                 "--small-scale" => o.small_scale = number(&flag, it.next())?,
                 other => bail!("unknown option `{other}`"),
             }
         }
-        if (o.history.is_some() || o.small_files.is_some()) && !phase {
+        if (o.history.is_some() || o.small_files.is_some() || o.events.is_some()) && !phase {
             (o.full, o.cdc) = (false, false);
         }
         ensure!(o.rounds >= 1, "--rounds must be at least 1");

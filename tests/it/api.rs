@@ -315,3 +315,44 @@ async fn the_running_server_keeps_its_openapi_contract_and_never_crashes() {
         service.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_left_in_progress_is_finished_after_a_restart() {
+    let app = spawn_app().await;
+    app.put_csv("strategies", "LOAD00000001.csv.gz", &strategy(1))
+        .await;
+    // A first service creates the schema, then stops.
+    let first = spawn_service(&app, &[]).await;
+    first_pass_done(&first).await;
+    drop(first);
+    // A run a stopped loader left IN_PROGRESS, its one step a file that arrived since.
+    let key = app
+        .put_csv(
+            "strategies",
+            "20220922-095852123.csv.gz",
+            &format!("I,{}", strategy(2)),
+        )
+        .await;
+    let run_id = "6f1d1c3e-8a57-4c43-9a0e-0c4d6c8f2a11";
+    let document = serde_json::json!({
+        "run_id": run_id, "name": "left over", "status": "IN_PROGRESS", "mode": "once",
+        "tables": null, "created_at": "2026-12-01T10:00:00Z", "updated_at": "2026-12-01T10:00:00Z",
+        "finished_at": null,
+        "steps": [{"name": key, "table": "strategies", "status": "PENDING", "counts": null,
+                   "error": null, "delivery_id": null}]
+    });
+    app.db
+        .execute(
+            "INSERT INTO paper_engine.loader_runs (id, name, mode, status, document) \
+             VALUES ($1::text::uuid, 'left over', 'once', 'IN_PROGRESS', $2::text::jsonb)",
+            &[&run_id, &document.to_string()],
+        )
+        .await
+        .unwrap();
+    let second = spawn_service(&app, &[]).await;
+    let done = finished(&second, run_id).await;
+    assert_eq!(done["status"], "SUCCESSFUL", "{done}");
+    assert_eq!(done["steps"][0]["status"], "SUCCESSFUL");
+    assert_eq!(app.ledger(&key).await.unwrap().status, "SUCCESS");
+    assert!(second.log_text().contains("resumed after a restart"));
+}
