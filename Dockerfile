@@ -63,7 +63,9 @@ ENV RUN_AS_SERVICE=true \
     METRICS_PORT=9100
 EXPOSE 9100
 
+# The configured METRICS_PORT and METRICS_BIND (the container's environment, e.g. from
+# `docker run --env-file`); a wildcard bind is reached on loopback.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["/bin/sh", "-c", "curl -fsS http://127.0.0.1:9100/healthz >/dev/null || exit 1"]
+    CMD ["/bin/sh", "-c", "h=${METRICS_BIND:-0.0.0.0}; case $h in 0.0.0.0) h=127.0.0.1;; ::) h='[::1]';; *:*) h=\"[$h]\";; esac; curl -fsS \"http://$h:${METRICS_PORT:-9100}/healthz\" >/dev/null || exit 1"]
 
 ENTRYPOINT ["paper-engine-orders"]

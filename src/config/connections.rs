@@ -33,13 +33,32 @@ impl SourceConfig {
         let mut name = None;
         let mut path = None;
         let mut region = None;
+        // Nothing of a token is ever echoed: after a stray space it may be (part of) the secret.
+        let mut previous: Option<&str> = None;
         for token in value.split_whitespace() {
             let Some((k, v)) = token.split_once('=') else {
-                return Err(err(format!(
-                    "expected key=value pairs, found a token without '=' (near `{}`)",
-                    token.split_at(token.len().min(16)).0
-                )));
+                return Err(err(match previous {
+                    Some(p) => format!(
+                        "expected key=value pairs separated by spaces, found a token without '=' after `{p}=...` (a value cannot contain spaces)"
+                    ),
+                    None => "expected key=value pairs separated by spaces, found a token without '=' at the start".to_string(),
+                }));
             };
+            if previous == Some("bucket_key")
+                && !matches!(
+                    k,
+                    "bucket_endpoint"
+                        | "bucket_id"
+                        | "bucket_key"
+                        | "bucket_name"
+                        | "bucket_path"
+                        | "bucket_region"
+                )
+            {
+                return Err(err(
+                    "an unknown key follows `bucket_key=...` (a value cannot contain spaces; the key is not shown, it may be part of the secret)".to_string(),
+                ));
+            }
             let slot = match k {
                 "bucket_endpoint" => &mut endpoint,
                 "bucket_id" => &mut id,
@@ -58,6 +77,14 @@ impl SourceConfig {
                 return Err(err(format!("`{k}` is given twice")));
             }
             *slot = Some(v.to_string());
+            previous = Some(match k {
+                "bucket_endpoint" => "bucket_endpoint",
+                "bucket_id" => "bucket_id",
+                "bucket_key" => "bucket_key",
+                "bucket_name" => "bucket_name",
+                "bucket_path" => "bucket_path",
+                _ => "bucket_region",
+            });
         }
         let bucket = name
             .filter(|n| !n.is_empty())

@@ -67,6 +67,31 @@ pub struct Config {
     pub api_token: Option<Secret>,
 }
 
+/// Every variable the loader reads.
+pub const VARIABLES: &[&str] = &[
+    "RUN_AS_SERVICE",
+    "MIN_SLEEP",
+    "MAX_SLEEP",
+    "FULL_LIST_INTERVAL",
+    "DRY_RUN",
+    "NOTIFICATIONS",
+    "NATS",
+    "SOURCE",
+    "TARGET",
+    "TARGET_SCHEMA",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "PARALLELISM",
+    "METRICS_PORT",
+    "METRICS_BIND",
+    "NOTIFICATION_DATASOURCE",
+    "NOTIFICATION_PROCESS",
+    "EVENTS_SUBJECT",
+    "EVENTS_DURABLE",
+    "TRIGGER_SUBJECT",
+    "API_TOKEN",
+];
+
 /// Default for `PARALLELISM`: the number of cores.
 pub fn default_parallelism() -> usize {
     std::thread::available_parallelism()
@@ -75,8 +100,14 @@ pub fn default_parallelism() -> usize {
 }
 
 impl Config {
-    /// Reads the process environment.
+    /// Reads the process environment. A variable of the loader's that is not valid UTF-8 is an
+    /// error naming it (never taken for unset).
     pub fn from_env() -> Result<Self, ConfigError> {
+        for var in VARIABLES {
+            if let Err(std::env::VarError::NotUnicode(_)) = std::env::var(var) {
+                return Err(ConfigError::new(var, "is not valid UTF-8"));
+            }
+        }
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 

@@ -165,3 +165,35 @@ fn source_endpoint_without_scheme_means_https_and_url_target_works() {
     assert_eq!(c.source.path, "");
     assert_eq!(c.target.dbname(), "orders");
 }
+
+#[test]
+fn a_malformed_source_never_prints_a_part_of_the_secret() {
+    for source in [
+        "bucket_id=AKID bucket_key= s3cr3tKEYwithMoreThan16chars bucket_name=dms",
+        "bucket_id=AKID bucket_key=s3cr3t KEYtail bucket_name=dms",
+        "bucket_id=AKID bucket_key=s3cr3t x=KEYtail bucket_name=dms",
+        "s3cr3tKEY bucket_id=AKID",
+    ] {
+        let e = Config::from_lookup(env(&[("SOURCE", source)]))
+            .unwrap_err()
+            .to_string();
+        for part in ["s3cr3t", "KEYtail", "KEYwith"] {
+            assert!(!e.contains(part), "{e}");
+        }
+        assert!(e.starts_with("SOURCE: "), "{e}");
+    }
+}
+
+#[test]
+fn absurd_waits_are_refused_at_validation() {
+    for (var, value) in [
+        ("MAX_SLEEP", "1e300"),
+        ("FULL_LIST_INTERVAL", "1e20"),
+        ("MIN_SLEEP", "inf"),
+    ] {
+        let e = Config::from_lookup(env(&[(var, value)]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(var), "{e}");
+    }
+}

@@ -56,8 +56,15 @@ pub(super) fn parse_bool(var: &'static str, value: &str) -> Result<bool, ConfigE
     }
 }
 
+/// The longest wait any `*_SLEEP`/`*_INTERVAL`/`*_WAIT` variable may ask for: one week.
+pub(super) const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
 pub(super) fn parse_seconds(var: &'static str, value: &str) -> Result<f64, ConfigError> {
     match value.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > MAX_SECONDS => Err(ConfigError::new(
+            var,
+            format!("`{value}` seconds is more than a week ({MAX_SECONDS} s)"),
+        )),
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
         _ => Err(ConfigError::new(
             var,

@@ -178,6 +178,12 @@ impl<S: Source, T: Target> Loader<S, T> {
             return;
         };
         relay.wake();
+        if relay.is_failing() {
+            // NATS is known to be away: no waiting (a backlog would wait for each file); the
+            // message goes out, in order, when NATS answers.
+            warn!("Delivery {id}: NATS is unavailable; the message waits in the outbox and goes out when NATS answers.");
+            return;
+        }
         if relay.wait_published(id, self.settings.publish_wait).await {
             info!("Delivery {id}: messages published.");
         } else if relay.is_failing() {

@@ -129,7 +129,7 @@ impl<O: Outbox, N: Notifier> OutboxRelay<O, N> {
                     .notifier
                     .publish(
                         &message.subject,
-                        &message.delivery_id.to_string(),
+                        &message.msg_id,
                         Bytes::from(message.payload.clone()),
                     )
                     .await;
@@ -248,6 +248,7 @@ mod tests {
                         delivery_id: id,
                         subject: "s".into(),
                         payload: "{}".into(),
+                        msg_id: format!("m{id}"),
                     },
                     false,
                 ));
@@ -329,6 +330,7 @@ mod tests {
                 delivery_id: 4,
                 subject: "s".into(),
                 payload: "{}".into(),
+                msg_id: "m4".into(),
             },
             false,
         ));

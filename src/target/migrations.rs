@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0005_runs",
         sql: include_str!("../../db/0005_runs.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_outbox_message_id",
+        sql: include_str!("../../db/0006_outbox_message_id.sql"),
+    },
 ];
 
 /// FNV-1a of the migration text: detects an applied migration that was edited afterwards.

@@ -281,6 +281,9 @@ pub struct OutboxMessage {
     pub delivery_id: i64,
     pub subject: String,
     pub payload: String,
+    /// The `Nats-Msg-Id` (a UUID of the row: unique across reloads and databases, kept by a
+    /// replay, so JetStream drops a replayed duplicate and nothing else).
+    pub msg_id: String,
 }
 
 /// The outbox of change notifications, written with the deliveries and read by the relay.

@@ -7,6 +7,7 @@ mod helpers;
 mod api;
 mod bad_input;
 mod discovery;
+mod docker_file;
 mod dry_run;
 mod events;
 mod loader;

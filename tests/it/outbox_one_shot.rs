@@ -112,3 +112,49 @@ fn run_env(
         .collect();
     crate::operate::run_with(env, &[], &extra)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_from_scratch_is_not_taken_for_duplicates_by_jetstream() {
+    let app = spawn_app().await;
+    let ds = unique_name("peo-reload");
+    let subject = format!("{ds}.meta.orders.change");
+    let stream_name = ds.replace(['.', '-'], "_");
+    let nats = async_nats::connect("127.0.0.1:4222").await.unwrap();
+    let js = async_nats::jetstream::new(nats);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: stream_name.clone(),
+        subjects: vec![subject],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    app.put_csv("strategies", "LOAD00000001.csv.gz", &strategy(1))
+        .await;
+    app.put_csv(
+        "strategies",
+        "20220922-095852123.csv.gz",
+        &format!("I,{}", strategy(2)),
+    )
+    .await;
+    let env = [
+        ("NOTIFICATIONS", "true"),
+        ("NATS", "nats://127.0.0.1:4222"),
+        ("NOTIFICATION_DATASOURCE", ds.as_str()),
+    ];
+    let (code, _, stderr) = crate::operate::run(&app, &[], &env);
+    assert_eq!(code, 0, "{stderr}");
+    // A reload from scratch: the schema is dropped, delivery ids start at 1 again.
+    app.db
+        .batch_execute("DROP SCHEMA paper_engine CASCADE")
+        .await
+        .unwrap();
+    let (code, _, stderr) = crate::operate::run(&app, &[], &env);
+    assert_eq!(code, 0, "{stderr}");
+    let mut stream = js.get_stream(&stream_name).await.unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(
+        info.state.messages, 4,
+        "two deliveries, twice: none dropped as a duplicate"
+    );
+    js.delete_stream(&stream_name).await.unwrap();
+}

@@ -514,3 +514,22 @@ async fn sample_refuses_a_bucket_path_that_holds_objects_unless_forced() {
     );
     assert!(app.s3.head(&load).await.unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variable_that_is_not_utf8_is_an_error_naming_it_not_unset() {
+    use std::os::unix::ffi::OsStrExt;
+    let app = spawn_app().await;
+    let mut cmd = command(&app, &[]);
+    cmd.env("RUN_AS_SERVICE", std::ffi::OsStr::from_bytes(b"fal\xffse"));
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("RUN_AS_SERVICE: is not valid UTF-8"),
+        "{stderr}"
+    );
+    let out = command(&app, &[("MAX_SLEEP", "1e300")]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("MAX_SLEEP"), "{stderr}");
+}

@@ -16,6 +16,7 @@ impl Outbox for PgTarget {
                 delivery_id: r.get(1),
                 subject: r.get(2),
                 payload: r.get(3),
+                msg_id: r.get(4),
             })
             .collect())
     }

@@ -256,7 +256,7 @@ pub fn insert_outbox(schema: &str) -> String {
 
 pub fn outbox_pending(schema: &str) -> String {
     format!(
-        "SELECT id, delivery_id, subject, payload FROM {} WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        "SELECT id, delivery_id, subject, payload, msg_id::text FROM {} WHERE published_at IS NULL ORDER BY id LIMIT $1",
         qualified(schema, "loader_outbox")
     )
 }
