@@ -232,16 +232,32 @@ pub async fn run(config: Config) -> i32 {
     }
     if summary.is_success() {
         info!(
-            "Backfill complete: {} deliveries, nothing pending.",
-            summary.delivered
+            "Backfill complete: {} deliveries, nothing pending{}.",
+            summary.delivered,
+            if summary.failed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} failed attempt(s) were delivered later in the run)",
+                    summary.failed.len()
+                )
+            }
         );
         exit::OK
     } else {
+        let unfinished = summary.unfinished.clone().unwrap_or_default();
+        for line in &unfinished {
+            error!("Not delivered: {line}.");
+        }
         error!(
-            "Backfill incomplete: {} deliveries, {} failed, {} streams stopped at a bad file.",
+            "Backfill incomplete: {} deliveries; {} stream(s) with undelivered files{}.",
             summary.delivered,
-            summary.failed.len(),
-            summary.blocked.len()
+            unfinished.len(),
+            if summary.interrupted {
+                "; the run was stopped before it ended"
+            } else {
+                ""
+            }
         );
         exit::FAILED
     }

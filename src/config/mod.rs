@@ -31,6 +31,12 @@ pub struct Config {
     pub max_sleep: f64,
     /// Seconds between full listings of the bucket path (besides the one at start-up).
     pub full_list_interval: f64,
+    /// `ONE_SHOT_WAIT` (default 600 s): how long a one-shot run waits for streams another
+    /// instance is delivering before it gives up on them.
+    pub one_shot_wait: f64,
+    /// `SHUTDOWN_GRACE` (default 30 s): on SIGTERM/SIGINT, how long the deliveries in hand may
+    /// take to finish before they are rolled back.
+    pub shutdown_grace: f64,
     pub dry_run: bool,
     pub notifications: bool,
     pub nats: Option<NatsConfig>,
@@ -73,6 +79,8 @@ pub const VARIABLES: &[&str] = &[
     "MIN_SLEEP",
     "MAX_SLEEP",
     "FULL_LIST_INTERVAL",
+    "ONE_SHOT_WAIT",
+    "SHUTDOWN_GRACE",
     "DRY_RUN",
     "NOTIFICATIONS",
     "NATS",
@@ -127,6 +135,8 @@ impl Config {
         let min_sleep = seconds("MIN_SLEEP", 15.0)?;
         let max_sleep = seconds("MAX_SLEEP", 30.0)?;
         let full_list_interval = seconds("FULL_LIST_INTERVAL", 3600.0)?;
+        let one_shot_wait = seconds("ONE_SHOT_WAIT", 600.0)?;
+        let shutdown_grace = seconds("SHUTDOWN_GRACE", 30.0)?;
         let dry_run = boolean("DRY_RUN", false)?;
         let notifications = boolean("NOTIFICATIONS", true)?;
         let source = SourceConfig::parse(
@@ -228,6 +238,8 @@ impl Config {
             min_sleep,
             max_sleep,
             full_list_interval,
+            one_shot_wait,
+            shutdown_grace,
             dry_run,
             notifications,
             nats,

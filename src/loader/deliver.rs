@@ -79,7 +79,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                         "Delivery {id}: another loader is delivering {} now; leaving the stream to it.",
                         table.name
                     );
-                    return FileOutcome::LeftToAnother;
+                    return FileOutcome::LeftToAnother(table.name.clone());
                 }
                 Directive::Restage => {
                     info!(

@@ -46,6 +46,8 @@ pub struct Loader<S: Source, T: Target> {
     wake: Arc<Notify>,
     progress: tokio::sync::broadcast::Sender<Progress>,
     passes: std::sync::atomic::AtomicU64,
+    /// A stop was requested: the deliveries in hand finish, no new file starts.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// What the loader is doing, as it happens (for runs and their callers; see [`Loader::progress`]).
@@ -87,6 +89,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             wake: Arc::new(Notify::new()),
             progress: tokio::sync::broadcast::channel(4096).0,
             passes: std::sync::atomic::AtomicU64::new(0),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             settings,
         }
     }
@@ -187,9 +190,12 @@ impl<S: Source, T: Target> Loader<S, T> {
             match file {
                 FileOutcome::Delivered(d) => outcome.delivered.push(d),
                 FileOutcome::Failed(f) => outcome.failed.push(f),
-                FileOutcome::LeftToAnother | FileOutcome::AlreadyDelivered => {}
+                FileOutcome::LeftToAnother(table) => outcome.held.push(table),
+                FileOutcome::AlreadyDelivered => {}
             }
         }
+        outcome.held.sort();
+        outcome.held.dedup();
         outcome.delivered.sort_by_key(|d| d.id);
         if !self.settings.dry_run {
             self.publish_status(&*self.discovery.lock().await);
@@ -322,6 +328,9 @@ impl<S: Source, T: Target> Loader<S, T> {
         let mut session = None;
         let mut ahead: Option<Prefetch> = None;
         for (i, file) in files.iter().enumerate() {
+            if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
             let current = ahead.take();
             // The next change file is read and decoded while this one is applied (Postgres
             // is the busy side then); a stop below drops it, which cancels it.
@@ -337,7 +346,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                 FileOutcome::Failed(f) => {
                     let _ = self.progress.send(Progress::Failed(f.clone()));
                 }
-                FileOutcome::LeftToAnother | FileOutcome::AlreadyDelivered => {}
+                FileOutcome::LeftToAnother(_) | FileOutcome::AlreadyDelivered => {}
             }
             if matches!(
                 outcome,
@@ -350,7 +359,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             // file is checked once, the later ones against the effect of the files that applied.
             let stop = match outcome {
                 FileOutcome::Failed(_) => !self.settings.dry_run,
-                FileOutcome::LeftToAnother => true,
+                FileOutcome::LeftToAnother(_) => true,
                 FileOutcome::Delivered(_) | FileOutcome::AlreadyDelivered => false,
             };
             outcomes.push(outcome);

@@ -37,6 +37,8 @@ pub struct Outcome {
     pub blocked: Vec<(String, String)>,
     /// Files pending when the pass started (blocked streams excluded).
     pub pending: usize,
+    /// Tables whose stream another loader was delivering: left to it this pass.
+    pub held: Vec<String>,
 }
 
 impl Outcome {
@@ -57,12 +59,24 @@ pub struct RunSummary {
     /// Notifications still in the outbox when the run ended (`None`: notifications off, or not
     /// known).
     pub outbox_left: Option<i64>,
+    /// A one-shot run's final check (the bucket and the ledger, after the last pass): each
+    /// stream still holding undelivered files, said as a sentence. `None`: not checked (a dry
+    /// run, a service).
+    pub unfinished: Option<Vec<String>>,
+    /// The run was stopped (SIGTERM/SIGINT) before it ended.
+    pub interrupted: bool,
 }
 
 impl RunSummary {
-    /// A one-shot run succeeded if nothing failed and no stream is stopped at a bad file.
+    /// A one-shot run succeeded when every file it found is delivered (by it or by another
+    /// instance), as the ledger says at the end; a file that failed and was delivered later in
+    /// the run does not count against it. Without the final check: nothing failed and no stream
+    /// is stopped.
     pub fn is_success(&self) -> bool {
-        self.failed.is_empty() && self.blocked.is_empty()
+        match &self.unfinished {
+            Some(unfinished) => unfinished.is_empty() && !self.interrupted,
+            None => self.failed.is_empty() && self.blocked.is_empty(),
+        }
     }
 
     /// Adds a pass's deliveries and (in one-shot and dry runs) its failures.
@@ -135,7 +149,8 @@ pub(crate) enum FileOutcome {
     Delivered(Delivered),
     Failed(Failed),
     /// Another loader holds the stream, or delivered the file already: leave the stream to it.
-    LeftToAnother,
+    /// Another loader holds the table's stream (the table's name).
+    LeftToAnother(String),
     /// Delivered by another loader meanwhile: go on with the next file.
     AlreadyDelivered,
 }

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::{watch, Notify};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::events::{Event, PassFailed};
-use super::outcome::{Failed, RunSummary};
+use super::outcome::{Failed, LoaderError, Outcome, RunSummary};
 use super::Loader;
 use crate::source::Source;
 use crate::target::Target;
@@ -59,27 +59,105 @@ impl<S: Source, T: Target> Loader<S, T> {
         summary
     }
 
-    pub(crate) async fn run_passes(&self, mut stop: watch::Receiver<bool>) -> RunSummary {
+    pub(crate) async fn run_passes(&self, stop: watch::Receiver<bool>) -> RunSummary {
+        let mut summary = self.passes_until_done(stop).await;
+        // A one-shot run ends with the ledger's word: is every file it found delivered?
+        if !self.settings.run_as_service && !self.settings.dry_run {
+            summary.unfinished = Some(self.unfinished(&summary).await);
+        }
+        summary
+    }
+
+    /// One pass, finishing the deliveries in hand when a stop is requested (up to
+    /// `SHUTDOWN_GRACE`; then they are rolled back). `None`: stopped (the pass's outcome, if it
+    /// ended in time, is added to `summary`).
+    async fn pass_or_stop(
+        &self,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Outcome, Option<LoaderError>> {
+        let pass = self.poll_once();
+        tokio::pin!(pass);
+        tokio::select! {
+            result = &mut pass => result.map_err(Some),
+            _ = stop.changed() => {
+                self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+                let grace = self.settings.shutdown_grace;
+                info!(
+                    "Stop requested: finishing the deliveries in hand (up to {:.0} s, SHUTDOWN_GRACE); no new file starts.",
+                    grace.as_secs_f64()
+                );
+                match tokio::time::timeout(grace, &mut pass).await {
+                    Ok(result) => result.map_err(Some),
+                    Err(_) => {
+                        warn!(
+                            "SHUTDOWN_GRACE ({:.0} s) passed: the deliveries in hand are rolled back (nothing of them is kept); they are delivered again at the next start.",
+                            grace.as_secs_f64()
+                        );
+                        Err(None)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn passes_until_done(&self, mut stop: watch::Receiver<bool>) -> RunSummary {
         let dry_run = self.settings.dry_run;
         let service = self.settings.run_as_service && !dry_run;
         let mut summary = RunSummary::default();
         let mut attempts_without_listing = 0u32;
+        // One-shot: since when a stream has been held by another loader, with nothing delivered.
+        let mut waiting_since: Option<std::time::Instant> = None;
         loop {
             if *stop.borrow() {
                 info!("Stop requested: leaving after the current deliveries.");
+                summary.interrupted = true;
                 return summary;
             }
-            let pass = tokio::select! {
-                pass = self.poll_once() => pass,
-                _ = stop.changed() => continue,
+            let pass = match self.pass_or_stop(&mut stop).await {
+                Ok(outcome) => Ok(outcome),
+                Err(Some(e)) => Err(e),
+                Err(None) => {
+                    summary.interrupted = true;
+                    return summary;
+                }
             };
             let busy = match pass {
                 Ok(outcome) => {
                     attempts_without_listing = 0;
                     let progressed = !outcome.delivered.is_empty();
                     summary.add(&outcome, !service);
-                    if dry_run || (!service && !progressed) {
+                    if dry_run {
                         return summary;
+                    }
+                    if !service && !progressed {
+                        if outcome.held.is_empty() {
+                            return summary;
+                        }
+                        // Another instance is delivering some streams: wait for it (bounded),
+                        // and take a stream over if its holder dies (its lock goes with it).
+                        let since = *waiting_since.get_or_insert_with(std::time::Instant::now);
+                        let wait = self.settings.one_shot_wait;
+                        if since.elapsed() >= wait {
+                            warn!(
+                                "Another loader still holds {} after {:.0} s (ONE_SHOT_WAIT): not waiting longer.",
+                                outcome.held.join(", "),
+                                wait.as_secs_f64()
+                            );
+                            return summary;
+                        }
+                        info!(
+                            "Another loader is delivering {}: waiting for it (up to {:.0} s more, ONE_SHOT_WAIT).",
+                            outcome.held.join(", "),
+                            (wait - since.elapsed()).as_secs_f64()
+                        );
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = stop.changed() => {}
+                        }
+                        continue;
+                    }
+                    if progressed {
+                        waiting_since = None;
                     }
                     progressed
                 }
@@ -124,6 +202,41 @@ impl<S: Source, T: Target> Loader<S, T> {
                 _ = stop.changed() => {}
                 _ = self.wake.notified() => info!("Woken up: looking for new files now."),
             }
+        }
+    }
+
+    /// After a one-shot run: each stream that still has undelivered files (bucket and ledger
+    /// read again), said as a sentence; empty when every file found is delivered.
+    async fn unfinished(&self, summary: &RunSummary) -> Vec<String> {
+        match self.survey().await {
+            Err(e) => vec![format!("the final check could not read the bucket or the ledger: {e}")],
+            Ok(streams) => streams
+                .values()
+                .filter(|s| {
+                    s.pending > 0
+                        && self
+                            .settings
+                            .only_tables
+                            .as_ref()
+                            .is_none_or(|only| only.contains(&s.table))
+                })
+                .map(|s| match &s.stopped {
+                    Some(stopped) => format!(
+                        "{}: {} file(s) undelivered, the stream is stopped at {}",
+                        s.table,
+                        s.pending,
+                        crate::source::display_key(&stopped.key)
+                    ),
+                    None if summary.failed.iter().any(|f| f.table == s.table) => format!(
+                        "{}: {} file(s) undelivered after a failure that outlasted the retries",
+                        s.table, s.pending
+                    ),
+                    None => format!(
+                        "{}: {} file(s) undelivered (another loader holds the stream, or they arrived at the end)",
+                        s.table, s.pending
+                    ),
+                })
+                .collect(),
         }
     }
 

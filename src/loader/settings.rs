@@ -45,6 +45,10 @@ pub struct LoaderSettings {
     /// Deliver only these tables' streams (`None`: every table). The others are still listed,
     /// and shown in the status, but not delivered.
     pub only_tables: Option<std::collections::BTreeSet<String>>,
+    /// One-shot: how long to wait for streams another loader holds.
+    pub one_shot_wait: Duration,
+    /// On a stop request: how long the deliveries in hand may take before they are rolled back.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for LoaderSettings {
@@ -61,6 +65,8 @@ impl Default for LoaderSettings {
             publish_wait: Duration::from_secs(2),
             full_list_interval: Duration::from_secs(3600),
             only_tables: None,
+            one_shot_wait: Duration::from_secs(600),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -75,6 +81,8 @@ impl LoaderSettings {
             max_sleep: Duration::from_secs_f64(config.max_sleep),
             full_list_interval: Duration::from_secs_f64(config.full_list_interval),
             only_tables: config.only_tables.clone(),
+            one_shot_wait: Duration::from_secs_f64(config.one_shot_wait),
+            shutdown_grace: Duration::from_secs_f64(config.shutdown_grace),
             notification: config.publishes().then(|| {
                 Arc::new(NotificationSettings {
                     datasource: config.notification_datasource.clone(),

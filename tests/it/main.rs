@@ -17,4 +17,5 @@ mod operate;
 mod outbox_one_shot;
 mod process;
 mod service;
+mod shutdown;
 mod status_page;

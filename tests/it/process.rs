@@ -9,7 +9,7 @@ use crate::helpers::{gzip, spawn_app, unique_name, ChildGuard, TestApp, BIN};
 /// Trust auth ignores the password, so it can be set to prove it is never printed.
 const PG_PASSWORD: &str = "Pg-Secret-771";
 
-fn command(app: &TestApp, extra: &[(&str, &str)]) -> Command {
+pub fn command(app: &TestApp, extra: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear();
     cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
@@ -32,7 +32,7 @@ fn strategies(n: usize) -> String {
         .collect()
 }
 
-fn orders(n: usize) -> String {
+pub fn orders(n: usize) -> String {
     (1..=n)
         .map(|i| {
             format!(
@@ -313,7 +313,7 @@ async fn sigkill_mid_delivery_leaves_nothing_and_a_restart_loads_exactly_once() 
     assert_eq!(app.count("orders").await, 300_000);
 }
 
-fn send_signal(pid: u32, signal: &str) {
+pub fn send_signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
@@ -322,7 +322,7 @@ fn send_signal(pid: u32, signal: &str) {
     assert!(status.success());
 }
 
-fn wait_with_timeout(child: &mut std::process::Child, timeout: Duration) -> Option<i32> {
+pub fn wait_with_timeout(child: &mut std::process::Child, timeout: Duration) -> Option<i32> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait().unwrap() {
