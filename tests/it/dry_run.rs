@@ -62,7 +62,7 @@ fn processed(log: &str) -> BTreeMap<String, Vec<i64>> {
 }
 
 /// The summary line of `table`, as numbers: files, rows, creates, amends, removes, unchanged,
-/// errors.
+/// errors (the seconds column, last, is left out).
 fn summary_line(log: &str, table: &str) -> Vec<u64> {
     let after = log
         .split("Dry run summary")
@@ -73,7 +73,12 @@ fn summary_line(log: &str, table: &str) -> Vec<u64> {
         .find_map(|l| {
             let cells: Vec<&str> = l.split("]: ").nth(1)?.split_whitespace().collect();
             (cells.first() == Some(&table))
-                .then(|| cells[1..].iter().map(|c| c.parse().unwrap()).collect())
+                .then(|| {
+                    cells[1..cells.len() - 1]
+                        .iter()
+                        .map(|c| c.parse().unwrap())
+                        .collect()
+                })
         })
         .unwrap_or_else(|| panic!("no summary line for {table} in:\n{log}"));
     line

@@ -178,7 +178,16 @@ async fn one_message_per_delivery_with_net_changes_in_the_replaced_services_shap
         let msg_id = headers
             .get(async_nats::header::NATS_MESSAGE_ID)
             .unwrap_or_else(|| panic!("{headers:?}"));
-        assert_eq!(msg_id.as_str(), ledger.id.to_string());
+        let row_msg_id: String = app
+            .db
+            .query_one(
+                "SELECT msg_id::text FROM paper_engine.loader_outbox WHERE delivery_id = $1",
+                &[&ledger.id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(msg_id.as_str(), row_msg_id, "the outbox row's UUID");
     }
     assert_eq!(app.ledger(&nothing).await.unwrap().status, "SUCCESS");
     assert_eq!(outbox_pending(&app).await, 0);

@@ -264,8 +264,9 @@ async fn a_woken_service_looks_at_the_bucket_at_once() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(status(&app, &key).await, None, "asleep: not seen yet");
     waker.wake();
+    // (Generous: the whole suite runs in parallel on two cores; asleep, it would take 60 s.)
     assert!(
-        eventually(Duration::from_secs(5), || async {
+        eventually(Duration::from_secs(20), || async {
             status(&app, &key).await.as_deref() == Some("SUCCESS")
         })
         .await,
