@@ -143,6 +143,8 @@ pub(crate) struct Plan {
     pub late: Vec<(String, String)>,
     /// Table folders with no table in the target: `(schema, table)`.
     pub unknown_tables: BTreeSet<(String, String)>,
+    /// Keys under the bucket path that are not DMS file names.
+    pub unrecognized: Vec<String>,
     /// Whether this pass was a full listing.
     pub full: bool,
 }
@@ -493,7 +495,10 @@ fn parse<S: Source>(
     objects
         .into_iter()
         .filter_map(|info| {
-            let object = dms::parse_object_key(source.path(), &info.key)?;
+            let Some(object) = dms::parse_object_key(source.path(), &info.key) else {
+                plan.unrecognized.push(info.key);
+                return None;
+            };
             if !tables.contains_key(&object.table) {
                 plan.unknown_tables
                     .insert((object.schema.clone(), object.table.clone()));

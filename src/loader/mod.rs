@@ -272,6 +272,17 @@ impl<S: Source, T: Target> Loader<S, T> {
                 )
             });
         }
+        for key in &plan.unrecognized {
+            let mut warned = self.warned.lock().expect("not poisoned");
+            if warned.insert(format!("unrecognized:{key}")) {
+                drop(warned);
+                self.metrics.unrecognized_objects.inc();
+                warn!(
+                    "Ignoring {}: not a DMS file name (LOAD<hex>.csv.gz or <yyyymmdd-hhmmssfff>.csv.gz under <schema>/<table>/, optionally in date folders).",
+                    display_key(key)
+                );
+            }
+        }
         for (table, key) in &plan.late {
             LateFileFound { table, key }.emit(&self.metrics);
         }

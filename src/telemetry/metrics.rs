@@ -27,6 +27,8 @@ pub struct Metrics {
     pub stream_stopped: IntGaugeVec,
     /// Files found behind a stream's cursor by a periodic full listing, by table.
     pub late_files: IntCounterVec,
+    /// Objects under the bucket path that are not DMS file names (each counted once per process).
+    pub unrecognized_objects: IntCounter,
     /// Messages received on EVENTS_SUBJECT (source `bucket`) and TRIGGER_SUBJECT (source
     /// `trigger`), by what was done with them (outcome `accepted`, `ignored`, `malformed`,
     /// `failed`).
@@ -110,6 +112,11 @@ impl Metrics {
             &["table"],
         )
         .expect("metric");
+        let unrecognized_objects = IntCounter::with_opts(opts(
+            "unrecognized_objects_total",
+            "Objects under the bucket path whose names are not DMS file names (logged and counted once per process, never loaded).",
+        ))
+        .expect("metric");
         let events = IntCounterVec::new(
             opts(
                 "events_total",
@@ -167,6 +174,7 @@ impl Metrics {
             Box::new(stream_stopped.clone()),
             Box::new(late_files.clone()),
             Box::new(events.clone()),
+            Box::new(unrecognized_objects.clone()),
             Box::new(last_success.clone()),
             Box::new(outbox_pending.clone()),
             Box::new(notifications_published.clone()),
@@ -186,6 +194,7 @@ impl Metrics {
             stream_stopped,
             late_files,
             events,
+            unrecognized_objects,
             last_success,
             outbox_pending,
             notifications_published,

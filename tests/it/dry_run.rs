@@ -72,13 +72,12 @@ fn summary_line(log: &str, table: &str) -> Vec<u64> {
         .lines()
         .find_map(|l| {
             let cells: Vec<&str> = l.split("]: ").nth(1)?.split_whitespace().collect();
-            (cells.first() == Some(&table))
-                .then(|| {
-                    cells[1..cells.len() - 1]
-                        .iter()
-                        .map(|c| c.parse().unwrap())
-                        .collect()
-                })
+            (cells.first() == Some(&table)).then(|| {
+                cells[1..cells.len() - 1]
+                    .iter()
+                    .map(|c| c.parse().unwrap())
+                    .collect()
+            })
         })
         .unwrap_or_else(|| panic!("no summary line for {table} in:\n{log}"));
     line

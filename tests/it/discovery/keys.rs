@@ -52,3 +52,49 @@ async fn keys_with_spaces_plus_signs_and_newlines_do_not_break_listing_or_forge_
     assert_eq!(code, Some(0), "{log}");
     assert_eq!(app.count("strategies").await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_that_are_not_dms_names_are_logged_once_and_counted() {
+    let app = crate::helpers::spawn_app().await;
+    app.put_csv(
+        "strategies",
+        "LOAD00000001.csv.gz",
+        "1,S-1,One,ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,1\n",
+    )
+    .await;
+    app.put("data/dbo/strategies/notes.txt", b"hello".to_vec())
+        .await;
+    app.put("data/manifest.json", b"{}".to_vec()).await;
+    let service = crate::service::spawn_service(
+        &app,
+        &[
+            ("MIN_SLEEP", "0.2"),
+            ("MAX_SLEEP", "0.2"),
+            ("FULL_LIST_INTERVAL", "0.5"),
+        ],
+    )
+    .await;
+    // Several passes, full listings among them.
+    service
+        .wait_for_log("Nothing pending", 6, std::time::Duration::from_secs(30))
+        .await;
+    let log = service.log_text();
+    assert_eq!(
+        log.matches("Ignoring data/dbo/strategies/notes.txt: not a DMS file name")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("Ignoring data/manifest.json").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        service
+            .metric("paper_engine_loader_unrecognized_objects_total")
+            .await,
+        2.0
+    );
+    assert_eq!(app.count("strategies").await, 1);
+}
