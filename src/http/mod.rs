@@ -126,8 +126,19 @@ pub fn router(
         .merge(api::router(api))
 }
 
+/// At most this many HTTP connections at once; more wait in the kernel's accept queue (no file
+/// descriptor is spent on them), so no client can starve the loader's own connections.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A client has this long to send its request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection (request and answer, body included) ends after this long, whatever it does.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Binds `addr` and serves until `stop` turns true. Returns the bound address (port 0 picks a
-/// free one) and the server task.
+/// free one) and the server task. One connection, one request (no keep-alive); at most
+/// [`MAX_CONNECTIONS`] at once, each bounded by [`HEADER_TIMEOUT`] and [`CONNECTION_TIMEOUT`]:
+/// slow or idle clients cannot exhaust the process's file descriptors, and loading never waits
+/// for the HTTP server.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
@@ -142,12 +153,41 @@ pub async fn serve(
         "Serving the status page (/), /status, /metrics, /healthz and /readyz on http://{bound}."
     );
     let app = router(metrics, ready, status, api);
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
+        loop {
+            let permit = tokio::select! {
+                permit = limit.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = crate::events::until_stopped(&mut stop) => return,
+            };
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    // Out of file descriptors or the like: wait, never spin.
+                    Err(e) => {
+                        tracing::debug!("HTTP accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = crate::events::until_stopped(&mut stop) => return,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .keep_alive(false);
+                let connection =
+                    builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+                drop(permit);
+            });
+        }
     });
     Ok((bound, task))
 }

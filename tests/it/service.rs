@@ -56,6 +56,10 @@ pub async fn spawn_service(app: &TestApp, extra: &[(&str, &str)]) -> Service {
 }
 
 impl Service {
+    pub fn pid(&self) -> u32 {
+        self._child.0.id()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
