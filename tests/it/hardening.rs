@@ -103,3 +103,37 @@ async fn a_slow_client_flood_neither_stops_loading_nor_exhausts_file_descriptors
     }
     drop(idle);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_that_look_like_sql_arrive_as_data() {
+    let app = spawn_app().await;
+    let evil = [
+        "'); DROP TABLE orders; --",
+        "Robert'); DELETE FROM paper_engine.loader_deliveries; --",
+        "$1 $$ \\\\ E'\\\\x00' ;",
+    ];
+    let mut csv = String::new();
+    for (i, name) in evil.iter().enumerate() {
+        let id = i + 1;
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        csv.push_str(&format!(
+            "{id},S-{id},{quoted},ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,{id}\n"
+        ));
+    }
+    let key = app.put_csv("strategies", "LOAD00000001.csv.gz", &csv).await;
+    let (code, _, stderr) = crate::operate::run(&app, &[], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let names = app
+        .rows("SELECT name FROM paper_engine.strategies ORDER BY strategy_id")
+        .await;
+    let names: Vec<String> = names.into_iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(
+        names,
+        evil.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    );
+    assert_eq!(app.ledger(&key).await.unwrap().status, "SUCCESS");
+    assert!(
+        app.try_count("orders").await.is_some(),
+        "orders is still there"
+    );
+}
