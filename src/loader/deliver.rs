@@ -178,6 +178,10 @@ impl<S: Source, T: Target> Loader<S, T> {
             return;
         };
         relay.wake();
+        if relay.is_standby() {
+            info!("Delivery {id}: message written to the outbox; another loader publishes it.");
+            return;
+        }
         if relay.is_failing() {
             // NATS is known to be away: no waiting (a backlog would wait for each file); the
             // message goes out, in order, when NATS answers.

@@ -30,6 +30,8 @@ pub struct RelayHandle {
     /// The last publishing attempt failed (NATS away or refusing): a message not acknowledged
     /// yet is then waiting for NATS, not merely queued behind earlier ones.
     failing: Arc<std::sync::atomic::AtomicBool>,
+    /// Another loader's relay publishes the outbox (it holds the publisher lock).
+    standby: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RelayHandle {
@@ -51,6 +53,11 @@ impl RelayHandle {
     /// Whether the relay's last attempt to publish failed.
     pub fn is_failing(&self) -> bool {
         self.failing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether another loader's relay publishes the outbox (this one waits its turn).
+    pub fn is_standby(&self) -> bool {
+        self.standby.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn set_failing(&self, failing: bool) {
@@ -114,6 +121,34 @@ impl<O: Outbox, N: Notifier> OutboxRelay<O, N> {
     /// Publishes every pending message in order; stops at the first failure (order is kept).
     /// Returns how many were published.
     pub async fn publish_pending(&self) -> Result<usize, String> {
+        // One publisher per database: two relays never send the same row.
+        match self.outbox.hold_publisher_lock().await {
+            Ok(true) => {
+                if self
+                    .handle
+                    .standby
+                    .swap(false, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::info!("Notifications: this loader publishes the outbox now.");
+                }
+            }
+            Ok(false) => {
+                if !self
+                    .handle
+                    .standby
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::info!(
+                        "Notifications: another loader publishes the outbox; this one takes over if it stops."
+                    );
+                }
+                return Ok(0);
+            }
+            Err(e) => {
+                self.handle.set_failing(true);
+                return Err(e.to_string());
+            }
+        }
         let mut published = 0;
         let result = loop {
             let batch: Vec<OutboxMessage> = match self.outbox.pending_messages(100).await {
@@ -258,6 +293,9 @@ mod tests {
     }
 
     impl Outbox for MemoryOutbox {
+        async fn hold_publisher_lock(&self) -> Result<bool, TargetError> {
+            Ok(true)
+        }
         async fn pending_messages(&self, limit: i64) -> Result<Vec<OutboxMessage>, TargetError> {
             Ok(self
                 .messages

@@ -288,6 +288,10 @@ pub struct OutboxMessage {
 
 /// The outbox of change notifications, written with the deliveries and read by the relay.
 pub trait Outbox: Send + Sync + 'static {
+    /// Takes, or checks that this process still holds, the lock that makes its relay the only
+    /// one publishing the outbox (several loaders share a database). `false`: another loader's
+    /// relay holds it and publishes.
+    fn hold_publisher_lock(&self) -> impl Future<Output = Result<bool, TargetError>> + Send;
     /// The oldest unpublished messages, in order.
     fn pending_messages(
         &self,

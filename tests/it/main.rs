@@ -10,6 +10,7 @@ mod discovery;
 mod dry_run;
 mod events;
 mod hardening;
+mod instances;
 mod loader;
 mod metrics_http;
 mod notifications;

@@ -38,6 +38,10 @@ use session::{begin_dry_run, DryRun};
 #[derive(Clone)]
 pub struct PgTarget {
     pool: Pool,
+    /// The connection settings (the relay's lock has a connection of its own).
+    config: tokio_postgres::Config,
+    /// The connection holding the outbox publisher's lock, while this process holds it.
+    publisher_lock: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
     schema: String,
     tables: HashMap<String, Arc<TableSpec>>,
     host: String,
@@ -85,7 +89,7 @@ impl PgTarget {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -109,6 +113,8 @@ impl PgTarget {
         };
         Ok(PgTarget {
             pool,
+            config,
+            publisher_lock: Arc::new(tokio::sync::Mutex::new(None)),
             schema: schema.to_string(),
             tables,
             host: gethostname::gethostname().to_string_lossy().into_owned(),

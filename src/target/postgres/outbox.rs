@@ -3,6 +3,33 @@ use super::{pool_error, PgTarget};
 use crate::target::{queries, Outbox, OutboxMessage, TargetError};
 
 impl Outbox for PgTarget {
+    async fn hold_publisher_lock(&self) -> Result<bool, TargetError> {
+        let mut held = self.publisher_lock.lock().await;
+        if held.as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(true);
+        }
+        *held = None;
+        // A session lock on a connection of its own: it lasts while this process lives, and
+        // Postgres releases it when the connection ends (the process stopped or died).
+        let (client, connection) = self
+            .config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(TargetError::pg("connect for the publisher lock"))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let locked: bool = client
+            .query_one(queries::LOCK_PUBLISHER, &[&self.schema])
+            .await
+            .map_err(TargetError::pg("take the publisher lock"))?
+            .get(0);
+        if locked {
+            *held = Some(client);
+        }
+        Ok(locked)
+    }
+
     async fn pending_messages(&self, limit: i64) -> Result<Vec<OutboxMessage>, TargetError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client

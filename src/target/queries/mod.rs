@@ -92,6 +92,11 @@ pub fn peek_delivery_id(schema: &str) -> String {
 
 pub const LOCK_STREAM: &str = "SELECT pg_try_advisory_xact_lock(1885434985, hashtext($1))";
 
+/// Makes one outbox relay per schema (`$1`) the publisher: a session lock, held while the
+/// relay's own connection lives.
+pub const LOCK_PUBLISHER: &str =
+    "SELECT pg_try_advisory_lock(1885434985, hashtext('publisher:' || $1::text))";
+
 pub fn is_delivered(schema: &str) -> String {
     format!(
         "SELECT 1 FROM {} WHERE object_key = $1 AND status IN ('SUCCESS', 'SKIPPED')",
