@@ -9,6 +9,7 @@ mod bad_input;
 mod discovery;
 mod dry_run;
 mod events;
+mod faults;
 mod hardening;
 mod instances;
 mod loader;

@@ -21,7 +21,11 @@ async fn columns(app: &TestApp, table: &str) -> Vec<String> {
 }
 
 /// Rows of `table` that differ from `expected` (text values in column order), both ways.
-async fn differences(app: &TestApp, table: &str, expected: &[Vec<Option<String>>]) -> (i64, i64) {
+pub async fn differences(
+    app: &TestApp,
+    table: &str,
+    expected: &[Vec<Option<String>>],
+) -> (i64, i64) {
     let cols = columns(app, table).await;
     let json = serde_json::Value::Array(
         expected

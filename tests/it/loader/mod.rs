@@ -1,5 +1,5 @@
 //! The loader end to end against a real S3-compatible server and a real Postgres, one module per
 //! theme.
 mod direct_path_and_faults;
-mod ground_truth;
+pub mod ground_truth;
 mod net_effect;
