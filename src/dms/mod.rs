@@ -28,6 +28,8 @@ mod error;
 mod numeric;
 mod scan_slow;
 mod scanner;
+#[cfg(test)]
+mod scanner_props;
 mod table;
 mod value;
 
