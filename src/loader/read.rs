@@ -12,6 +12,7 @@ use super::Loader;
 use crate::dms::{self, DmsObject, TableSpec};
 use crate::pipeline::{DecodeJob, Tape};
 use crate::source::Source;
+use crate::target::spool::{Spool, SPOOL_MEMORY};
 use crate::target::{Chunk, DeliveryPlan, DeliveryResult, Rows, Target, TargetError};
 
 pub(crate) use crate::pipeline::Prefetch;
@@ -61,10 +62,11 @@ impl<S: Source, T: Target> Loader<S, T> {
         );
         let reader = SyncIoBridge::new(body.reader);
         tokio::task::spawn_blocking(move || job.run(reader, encoding, tx));
-        // The tuples go to a temporary file (memory stays bounded whatever the file size).
+        // The tuples are kept in memory, or past `SPOOL_MEMORY` in a temporary file (memory
+        // stays bounded whatever the file size).
         let stop = cancel.clone();
         let tape = tokio::task::spawn_blocking(move || -> std::io::Result<Tape> {
-            let mut data = std::io::BufWriter::with_capacity(256 * 1024, tempfile::tempfile()?);
+            let mut data = Spool::new(SPOOL_MEMORY);
             let mut tail = Vec::new();
             while let Some(chunk) = rx.blocking_recv() {
                 if stop.load(Ordering::Relaxed) {
@@ -75,8 +77,10 @@ impl<S: Source, T: Target> Loader<S, T> {
                     other => tail.push(other),
                 }
             }
-            let data = data.into_inner().map_err(|e| e.into_error())?;
-            Ok(Tape { data, tail })
+            Ok(Tape {
+                data: data.finish()?,
+                tail,
+            })
         });
         Some(Prefetch {
             encoding,

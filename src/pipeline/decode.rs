@@ -41,6 +41,15 @@ impl<R: Read> Read for WatchedReader<R> {
 }
 
 impl DecodeJob {
+    /// A buffer for this file of at most `max` bytes: `max` for a big file or an unknown size,
+    /// else about what the file decodes to (8 times its size, at least 16 KiB).
+    fn buffer_bytes(&self, max: usize) -> usize {
+        match usize::try_from(self.size) {
+            Ok(size) if size > 0 => size.saturating_mul(8).clamp(16 * 1024, max.max(16 * 1024)),
+            _ => max,
+        }
+    }
+
     /// Runs on a blocking thread: bucket bytes -> gzip -> CSV -> binary COPY tuples -> channel.
     pub(crate) fn run<R: Read>(self, reader: R, encoding: Encoding, tx: mpsc::Sender<Chunk>) {
         let source_failed = Arc::new(AtomicBool::new(false));
@@ -48,7 +57,7 @@ impl DecodeJob {
             inner: reader,
             failed: source_failed.clone(),
         };
-        let buffered = BufReader::with_capacity(256 * 1024, watched);
+        let buffered = BufReader::with_capacity(self.buffer_bytes(256 * 1024), watched);
         let input: Box<dyn Read> = if self.gzip {
             Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
         } else {
@@ -99,11 +108,12 @@ impl DecodeJob {
         let mut decoder = RowDecoder::new(self.spec.clone(), self.op_column);
         decoder.set_layout(encoding.layout);
         let mut split = if encoding.split_inserts {
-            Some(InsertSplit::new(&self.spec).map_err(DecodeError::Spill)?)
+            Some(InsertSplit::new(&self.spec, self.size))
         } else {
             None
         };
-        let mut buf: Vec<u8> = Vec::with_capacity(self.chunk_bytes + 64 * 1024);
+        // A small file's tuples take a small buffer (it grows if they need more).
+        let mut buf: Vec<u8> = Vec::with_capacity(self.buffer_bytes(self.chunk_bytes + 64 * 1024));
         let mut summary = StreamSummary::default();
         while scanner.next_record(&mut record)? {
             summary.rows += 1;

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::target::{send_file, Chunk, ChunkFailure, Encoding};
+use crate::target::spool::Spooled;
+use crate::target::{Chunk, ChunkFailure, Encoding};
 
 /// A change file being read and decoded ahead of its turn. Dropping it cancels the decoding.
 pub(crate) struct Prefetch {
@@ -23,10 +24,10 @@ impl Drop for Prefetch {
     }
 }
 
-/// What a decoder sent, kept for later: the tuples in a temporary file, then the rest (the
-/// set-aside inserts, and `End` or `Failed`) as sent.
+/// What a decoder sent, kept for later: the tuples (in memory, or a temporary file when they are
+/// many), then the rest (the set-aside inserts, and `End` or `Failed`) as sent.
 pub(crate) struct Tape {
-    pub data: std::fs::File,
+    pub data: Spooled,
     pub tail: Vec<Chunk>,
 }
 
@@ -48,7 +49,7 @@ impl Tape {
             }));
             return;
         }
-        match send_file(&mut self.data, chunk_bytes, &tx) {
+        match self.data.send(chunk_bytes, &tx) {
             Ok(true) => {
                 for chunk in self.tail {
                     if tx.blocking_send(chunk).is_err() {

@@ -25,17 +25,18 @@
 //! every set-aside row is staged: the staged apply is always the reference behaviour, and the
 //! fallback for anything unexpected.
 //!
-//! Memory stays bounded whatever the file size: the filter is 1 MiB, the map of new keys at most
-//! 6 MiB (393,216 keys of a single integer column, 229,376 of other keys; a file's further new
-//! keys are staged), both are freed once the direct COPY is sent, and the set-aside rows are on
-//! disk (`TMPDIR`), as binary COPY tuples.
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+//! Memory stays bounded whatever the file size, and follows it for small files: the filter is
+//! sized from the object's size (at most 1 MiB), the map of new keys grows with them (at most
+//! 6 MiB: 393,216 keys of a single integer column, 229,376 of other keys; a file's further new
+//! keys are staged), both are freed once the direct COPY is sent, and the set-aside rows are
+//! binary COPY tuples in a [`Spool`](super::spool::Spool) (memory up to 256 KiB, then disk).
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::spool::{Spool, Spooled, SPOOL_MEMORY};
 use super::{Chunk, ChunkFailure, StreamSummary};
 use crate::dms::{ColumnType, Op, StagingTuple, TableSpec};
 
@@ -150,14 +151,14 @@ fn destination(keys: &dyn SetAsideKeys, key: RowKey, row: &StagingTuple<'_>) -> 
 /// the decoder learnt of their keys.
 pub struct DirectInserts {
     /// [`SetAsideRecord`]s.
-    file: File,
+    records: Spooled,
     rows: u64,
     new_keys: usize,
     /// What the decoder learnt of the keys; taken (and freed) by the `Direct` replay.
     keys: std::sync::Mutex<Option<Box<dyn SetAsideKeys>>>,
     /// Written by the `Direct` replay: the staging tuples of the rows bound for the staging
     /// table, and how many, for the `Staged` replay.
-    leftovers: std::sync::Mutex<Option<(File, u64)>>,
+    leftovers: std::sync::Mutex<Option<(Spooled, u64)>>,
 }
 
 impl std::fmt::Debug for DirectInserts {
@@ -170,11 +171,11 @@ impl std::fmt::Debug for DirectInserts {
 }
 
 impl DirectInserts {
-    /// The hand-over of `rows` [`SetAsideRecord`]s written to `file` (flushed), of `new_keys`
-    /// new keys that `keys` knows.
-    pub fn new(file: File, rows: u64, new_keys: usize, keys: Box<dyn SetAsideKeys>) -> Self {
+    /// The hand-over of `rows` [`SetAsideRecord`]s written to `records`, of `new_keys` new keys
+    /// that `keys` knows.
+    pub fn new(records: Spooled, rows: u64, new_keys: usize, keys: Box<dyn SetAsideKeys>) -> Self {
         DirectInserts {
-            file,
+            records,
             rows,
             new_keys,
             keys: std::sync::Mutex::new(Some(keys)),
@@ -221,21 +222,25 @@ impl DirectInserts {
             let full = std::mem::replace(buf, Vec::with_capacity(chunk_bytes + 64 * 1024));
             tx.blocking_send(Chunk::Data(Bytes::from(full))).is_ok()
         };
-        let mut buf: Vec<u8> = Vec::with_capacity(chunk_bytes + 64 * 1024);
         if mode == Replay::Staged {
             // The leftovers are staging tuples already: send them as they are.
             let taken = self.leftovers.lock().expect("not poisoned").take();
-            let Some((mut file, rows)) = taken else {
+            let Some((mut leftovers, rows)) = taken else {
                 return Err(std::io::Error::other(
                     "the staged replay ran before the direct one",
                 ));
             };
-            let sent = super::send_file(&mut file, chunk_bytes, tx)?;
+            let sent = leftovers.send(chunk_bytes, tx)?;
             return Ok(sent.then_some(rows));
         }
-        let mut handle = self.file.try_clone()?;
-        handle.seek(SeekFrom::Start(0))?;
-        let mut reader = BufReader::with_capacity(256 * 1024, handle);
+        // A table tuple is a staging tuple with the lineage instead of `_seq` and `_op`: about
+        // as long. Records in memory size the first chunk; a file's fill whole chunks.
+        let first = self
+            .records
+            .len_in_memory()
+            .map_or(chunk_bytes, |n| n.min(chunk_bytes));
+        let mut buf: Vec<u8> = Vec::with_capacity(first + 64 * 1024);
+        let mut reader = self.records.reader()?;
         let keys = match mode {
             Replay::Direct { .. } => Some(
                 self.keys
@@ -247,9 +252,7 @@ impl DirectInserts {
             _ => None,
         };
         let mut leftovers = match mode {
-            Replay::Direct { .. } => {
-                Some(BufWriter::with_capacity(64 * 1024, tempfile::tempfile()?))
-            }
+            Replay::Direct { .. } => Some(Spool::new(SPOOL_MEMORY)),
             _ => None,
         };
         let mut left = 0u64;
@@ -290,8 +293,7 @@ impl DirectInserts {
             return Ok(None);
         }
         if let Some(w) = leftovers {
-            let file = w.into_inner().map_err(|e| e.into_error())?;
-            *self.leftovers.lock().expect("not poisoned") = Some((file, left));
+            *self.leftovers.lock().expect("not poisoned") = Some((w.finish()?, left));
         }
         Ok(Some(sent))
     }

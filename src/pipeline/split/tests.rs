@@ -83,7 +83,7 @@ fn key_ids_are_exact_for_short_keys_and_fingerprints_for_long_ones() {
 fn route(rows: &[(&str, Option<&str>, i64)]) -> (InsertSplit, Vec<i64>) {
     let spec = spec();
     let mut decoder = RowDecoder::new(spec.clone(), OpColumn::Present);
-    let mut split = InsertSplit::new(&spec).unwrap();
+    let mut split = InsertSplit::new(&spec, 0);
     let mut staged = Vec::new();
     for (seq, (op, v, k)) in rows.iter().enumerate() {
         let line = format!("{op},{},{k}\n", v.unwrap_or(""));
