@@ -152,14 +152,30 @@ impl DecodeJob {
                 );
             }
         }
-        if !buf.is_empty() && tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err() {
+        // The set-aside rows bound for the staging table after all go with the rest.
+        let mut gone = false;
+        let inserts = match split {
+            Some(split) => split
+                .finish(|tuple| {
+                    buf.extend_from_slice(tuple);
+                    if buf.len() >= self.chunk_bytes {
+                        let full = std::mem::replace(
+                            &mut buf,
+                            Vec::with_capacity(self.chunk_bytes + 64 * 1024),
+                        );
+                        gone = tx.blocking_send(Chunk::Data(Bytes::from(full))).is_err();
+                    }
+                    Ok(!gone)
+                })
+                .map_err(DecodeError::Spill)?,
+            None => None,
+        };
+        if gone || (!buf.is_empty() && tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err()) {
             return Ok(None);
         }
-        if let Some(split) = split {
-            if let Some(inserts) = split.finish().map_err(DecodeError::Spill)? {
-                if tx.blocking_send(Chunk::Inserts(inserts)).is_err() {
-                    return Ok(None);
-                }
+        if let Some(inserts) = inserts {
+            if tx.blocking_send(Chunk::Inserts(inserts)).is_err() {
+                return Ok(None);
             }
         }
         Ok(Some(summary))

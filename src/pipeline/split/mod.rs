@@ -79,12 +79,18 @@ impl InsertSplit {
         Ok(aside)
     }
 
-    /// The set-aside rows, once the file is read: `None` if there are none.
-    pub fn finish(self) -> std::io::Result<Option<DirectInserts>> {
+    /// The set-aside rows, once the file is read: `None` if there are none. Those bound for
+    /// the staging table after all are handed to `stage` first, to go with the file's other
+    /// staged rows (see [`DirectInserts::stage_leftovers`]; `stage` returning `Ok(false)`
+    /// stops it).
+    pub fn finish(
+        self,
+        stage: impl FnMut(&[u8]) -> std::io::Result<bool>,
+    ) -> std::io::Result<Option<DirectInserts>> {
         if self.rows == 0 {
             return Ok(None);
         }
-        Ok(Some(DirectInserts::new(
+        let inserts = DirectInserts::new(
             self.spill.finish()?,
             self.rows,
             self.new_keys.len(),
@@ -92,7 +98,9 @@ impl InsertSplit {
                 staged: self.staged,
                 new_keys: self.new_keys,
             }),
-        )))
+        );
+        inserts.stage_leftovers(stage)?;
+        Ok(Some(inserts))
     }
 }
 

@@ -87,9 +87,10 @@ impl PgTarget {
         Ok((summary, counts, summary.rows))
     }
 
-    /// COPYs the inserts the decoder set aside straight into the table (those whose key was
-    /// staged after them go to the staging table instead); returns how many went straight in.
-    /// If one of their keys exists already, that COPY is undone and they are all staged.
+    /// COPYs the inserts the decoder set aside straight into the table (those bound for the
+    /// staging table went there with the file's other staged rows); returns how many went
+    /// straight in. If one of their keys exists already, that COPY is undone and the rest of
+    /// them is staged.
     pub(super) async fn copy_inserts(
         &self,
         client: &ClientWrapper,
@@ -118,13 +119,8 @@ impl PgTarget {
         );
         let (opened, copied) = futures::join!(savepoint, copy);
         opened?;
-        // Which set-aside rows go to the staging table after all: those the direct COPY left
-        // (`Staged`), or every one if it met an existing key (`All`).
-        let (direct_rows, restage) = match copied {
-            Ok((summary, _)) => (
-                summary.rows,
-                inserts.stages_some().then_some(Replay::Staged),
-            ),
+        let direct_rows = match copied {
+            Ok((summary, _)) => summary.rows,
             Err(e) if e.sqlstate() == Some("23505") => {
                 // A key that exists already: stage them all.
                 client
@@ -133,19 +129,17 @@ impl PgTarget {
                     )
                     .await
                     .map_err(TargetError::pg("roll back to a savepoint"))?;
-                (0, Some(Replay::All))
+                copy_chunks(
+                    client,
+                    &sql.copy_stage,
+                    inserts.replay(Replay::All, CHUNK_BYTES),
+                    plan,
+                )
+                .await?;
+                0
             }
             Err(e) => return Err(e),
         };
-        if let Some(mode) = restage {
-            copy_chunks(
-                client,
-                &sql.copy_stage,
-                inserts.replay(mode, CHUNK_BYTES),
-                plan,
-            )
-            .await?;
-        }
         tracing::debug!(
             "Delivery {}: {direct_rows} of {} set-aside rows straight into the table.",
             plan.id,
