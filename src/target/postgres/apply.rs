@@ -6,6 +6,7 @@ use bytes::Bytes;
 use deadpool_postgres::ClientWrapper;
 use futures::SinkExt;
 use tokio::sync::mpsc;
+use tokio_postgres::CopyInSink;
 
 use super::statements::TableSql;
 use super::{PgSession, PgTarget};
@@ -16,26 +17,34 @@ use crate::target::{
     TargetError,
 };
 
-/// Streams the decoder's tuples into `COPY <sql>` (prepared once per connection) and returns the
-/// decoder's summary and the inserts it set aside, if any.
-pub(super) async fn copy_chunks(
-    client: &ClientWrapper,
-    sql: &str,
-    mut chunks: mpsc::Receiver<Chunk>,
-    plan: &DeliveryPlan,
-) -> Result<(StreamSummary, Option<DirectInserts>), TargetError> {
+/// A binary COPY under way (its header sent).
+pub(super) type CopySink = std::pin::Pin<Box<CopyInSink<Bytes>>>;
+
+/// Starts `COPY <sql>` (prepared once per connection) and sends the binary header.
+pub(super) async fn start_copy(client: &ClientWrapper, sql: &str) -> Result<CopySink, TargetError> {
     let statement = client
         .prepare_cached(sql)
         .await
         .map_err(TargetError::pg("start COPY"))?;
-    let sink = client
-        .copy_in::<_, Bytes>(&statement)
-        .await
-        .map_err(TargetError::pg("start COPY"))?;
-    futures::pin_mut!(sink);
+    let mut sink = Box::pin(
+        client
+            .copy_in::<_, Bytes>(&statement)
+            .await
+            .map_err(TargetError::pg("start COPY"))?,
+    );
     sink.feed(Bytes::from_static(COPY_BINARY_HEADER))
         .await
         .map_err(TargetError::pg("COPY"))?;
+    Ok(sink)
+}
+
+/// Streams the decoder's tuples and the binary trailer into a COPY, without ending it; returns
+/// the decoder's summary and the inserts it set aside, if any.
+pub(super) async fn stream_chunks(
+    sink: &mut CopySink,
+    mut chunks: mpsc::Receiver<Chunk>,
+    plan: &DeliveryPlan,
+) -> Result<(StreamSummary, Option<DirectInserts>), TargetError> {
     let mut inserts = None;
     let summary = loop {
         match chunks.recv().await {
@@ -58,17 +67,37 @@ pub(super) async fn copy_chunks(
     sink.feed(Bytes::from_static(COPY_BINARY_TRAILER))
         .await
         .map_err(TargetError::pg("COPY"))?;
+    Ok((summary, inserts))
+}
+
+/// Ends a COPY: sends what is left and waits for Postgres to take it.
+pub(super) async fn finish_copy(mut sink: CopySink) -> Result<(), TargetError> {
     sink.as_mut()
         .finish()
         .await
-        .map_err(TargetError::pg("COPY"))?;
-    Ok((summary, inserts))
+        .map(drop)
+        .map_err(TargetError::pg("COPY"))
+}
+
+/// Streams the decoder's tuples into `COPY <sql>` and returns the decoder's summary and the
+/// inserts it set aside, if any.
+pub(super) async fn copy_chunks(
+    client: &ClientWrapper,
+    sql: &str,
+    chunks: mpsc::Receiver<Chunk>,
+    plan: &DeliveryPlan,
+) -> Result<(StreamSummary, Option<DirectInserts>), TargetError> {
+    let mut sink = start_copy(client, sql).await?;
+    let streamed = stream_chunks(&mut sink, chunks, plan).await?;
+    finish_copy(sink).await?;
+    Ok(streamed)
 }
 
 impl PgTarget {
     /// A delivery in its transaction (or, in a dry run, its savepoint): begun together with the
-    /// stream's lock and the "already delivered" check (one round trip), the rows applied, then
-    /// the ledger and outbox rows written and the transaction committed (one round trip).
+    /// stream's lock and the "already delivered" check, and for a change file the COPY into the
+    /// staging table (one round trip), the rows applied, then the ledger and outbox rows written
+    /// and the transaction committed (one round trip).
     pub(super) async fn apply_in_session(
         &self,
         session: &PgSession,
@@ -112,58 +141,84 @@ impl PgTarget {
                 .await
                 .map_err(TargetError::pg("check the ledger"))
         };
-        let ((), locked, delivered) =
-            futures::try_join!(session.begin_delivery(), lock, delivered)?;
-        if !locked {
-            return Err(TargetError::Busy(spec.name.clone()));
-        }
-        if delivered.is_some() {
-            return Err(TargetError::AlreadyDelivered(plan.key.clone()));
-        }
+        let checks = async {
+            let ((), locked, delivered) =
+                futures::try_join!(session.begin_delivery(), lock, delivered)?;
+            if !locked {
+                return Err(TargetError::Busy(spec.name.clone()));
+            }
+            if delivered.is_some() {
+                return Err(TargetError::AlreadyDelivered(plan.key.clone()));
+            }
+            Ok(())
+        };
         // A full-load file goes straight into its table: every row is a CREATE unless its key
         // exists already, which the primary key reports (23505) and which sends the file through
         // the staged apply instead. A normal full load (new keys, file after file) takes one pass.
         let (summary, counts, direct_rows) = if plan.direct_allowed {
+            checks.await?;
             self.apply_direct(client, &sql, plan, rows).await?
+        } else if session.is_dry_run() {
+            // A dry run's staging table lives in the delivery: created after the checks.
+            checks.await?;
+            client
+                .batch_execute(&sql.create_stage_in_delivery)
+                .await
+                .map_err(TargetError::pg("create the staging table"))?;
+            let applied = self
+                .apply_staged(session, &sql, plan, rows, async { Ok(()) })
+                .await?;
+            client
+                .batch_execute(&sql.drop_stage)
+                .await
+                .map_err(TargetError::pg("drop the staging table"))?;
+            applied
         } else {
-            self.apply_staged(session, &sql, plan, rows).await?
+            self.apply_staged(session, &sql, plan, rows, checks).await?
         };
         self.finish_delivery(session, plan, summary, counts, direct_rows)
             .await
     }
 
     /// A change file's new keys go straight into the table (see `direct`); everything else,
-    /// and any file when the key cannot be compared by its bytes, takes the staged apply.
-    /// Returns the decoder's summary, the counts and the rows that went straight in.
+    /// and any file when the key cannot be compared by its bytes, takes the staged apply (into
+    /// the session's staging table, emptied by every commit). The COPY into the staging table
+    /// goes out with `checks` (the delivery's first statements): if they fail, it is abandoned,
+    /// which aborts it. Returns the decoder's summary, the counts and the rows that went
+    /// straight in.
     async fn apply_staged(
         &self,
         session: &PgSession,
         sql: &TableSql,
         plan: &DeliveryPlan,
         rows: Rows,
+        checks: impl std::future::Future<Output = Result<(), TargetError>>,
     ) -> Result<(StreamSummary, NetCounts, u64), TargetError> {
         let client = session.client();
         let spec = &plan.table;
-        // A real session's staging table exists already (emptied by every commit); a dry run's
-        // lives in this delivery.
-        if session.is_dry_run() {
-            client
-                .batch_execute(&sql.create_stage_in_delivery)
-                .await
-                .map_err(TargetError::pg("create the staging table"))?;
-        }
         let chunks = rows(if plan.kind == "CDC" {
             cdc_encoding(spec)
         } else {
             Encoding::staging()
         });
-        let (summary, inserts) = copy_chunks(client, &sql.copy_stage, chunks, plan).await?;
+        let copy = async {
+            let mut sink = start_copy(client, &sql.copy_stage).await?;
+            let (summary, inserts) = stream_chunks(&mut sink, chunks, plan).await?;
+            Ok((sink, summary, inserts))
+        };
+        let ((), (sink, summary, inserts)) = futures::try_join!(checks, copy)?;
+        // The end of that COPY goes out with the start of the direct one.
         let direct_rows = match inserts {
             Some(inserts) => {
-                self.copy_inserts(client, sql, plan, Arc::new(inserts))
-                    .await?
+                let direct = self.copy_inserts(client, sql, plan, Arc::new(inserts));
+                let (finished, direct) = futures::join!(finish_copy(sink), direct);
+                finished?;
+                direct?
             }
-            None => 0,
+            None => {
+                finish_copy(sink).await?;
+                0
+            }
         };
         let mut counts = NetCounts {
             creates: direct_rows,
@@ -186,12 +241,6 @@ impl PgTarget {
             counts.amends = amends as u64;
             counts.removes = removes as u64;
             counts.unchanged = (keys - creates - amends - removes).max(0) as u64;
-        }
-        if session.is_dry_run() {
-            client
-                .batch_execute(&sql.drop_stage)
-                .await
-                .map_err(TargetError::pg("drop the staging table"))?;
         }
         Ok((summary, counts, direct_rows))
     }
