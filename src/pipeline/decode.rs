@@ -40,6 +40,19 @@ impl<R: Read> Read for WatchedReader<R> {
     }
 }
 
+/// Where the decoder's chunks go: the COPY's channel, or a [`Tape`](super::Tape) being
+/// recorded on the decoder's own thread.
+pub(crate) trait ChunkSink {
+    /// Passes a chunk on; `false` if nobody wants the rest.
+    fn put(&mut self, chunk: Chunk) -> bool;
+}
+
+impl ChunkSink for mpsc::Sender<Chunk> {
+    fn put(&mut self, chunk: Chunk) -> bool {
+        self.blocking_send(chunk).is_ok()
+    }
+}
+
 impl DecodeJob {
     /// A buffer for this file of at most `max` bytes: `max` for a big file or an unknown size,
     /// else about what the file decodes to (8 times its size, at least 16 KiB).
@@ -51,7 +64,7 @@ impl DecodeJob {
     }
 
     /// Runs on a blocking thread: bucket bytes -> gzip -> CSV -> binary COPY tuples -> channel.
-    pub(crate) fn run<R: Read>(self, reader: R, encoding: Encoding, tx: mpsc::Sender<Chunk>) {
+    pub(crate) fn run<R: Read>(self, reader: R, encoding: Encoding, mut tx: impl ChunkSink) {
         let source_failed = Arc::new(AtomicBool::new(false));
         let watched = WatchedReader {
             inner: reader,
@@ -64,7 +77,7 @@ impl DecodeJob {
             Box::new(buffered)
         };
         let mut scanner = CsvScanner::new(input);
-        let result = self.decode(&mut scanner, encoding, &tx);
+        let result = self.decode(&mut scanner, encoding, &mut tx);
         let message = match result {
             Ok(Some(summary)) => Chunk::End(summary),
             // The receiver is gone: the transaction failed and says why.
@@ -95,14 +108,14 @@ impl DecodeJob {
                 })
             }
         };
-        let _ = tx.blocking_send(message);
+        let _ = tx.put(message);
     }
 
     pub(crate) fn decode<R: Read>(
         &self,
         scanner: &mut CsvScanner<R>,
         encoding: Encoding,
-        tx: &mpsc::Sender<Chunk>,
+        tx: &mut impl ChunkSink,
     ) -> Result<Option<StreamSummary>, DecodeError> {
         let mut record = RawRecord::new();
         let mut decoder = RowDecoder::new(self.spec.clone(), self.op_column);
@@ -133,7 +146,7 @@ impl DecodeJob {
             if buf.len() >= self.chunk_bytes {
                 let full =
                     std::mem::replace(&mut buf, Vec::with_capacity(self.chunk_bytes + 64 * 1024));
-                if tx.blocking_send(Chunk::Data(Bytes::from(full))).is_err() {
+                if !tx.put(Chunk::Data(Bytes::from(full))) {
                     return Ok(None);
                 }
             }
@@ -163,18 +176,18 @@ impl DecodeJob {
                             &mut buf,
                             Vec::with_capacity(self.chunk_bytes + 64 * 1024),
                         );
-                        gone = tx.blocking_send(Chunk::Data(Bytes::from(full))).is_err();
+                        gone = !tx.put(Chunk::Data(Bytes::from(full)));
                     }
                     Ok(!gone)
                 })
                 .map_err(DecodeError::Spill)?,
             None => None,
         };
-        if gone || (!buf.is_empty() && tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err()) {
+        if gone || (!buf.is_empty() && !tx.put(Chunk::Data(Bytes::from(buf)))) {
             return Ok(None);
         }
         if let Some(inserts) = inserts {
-            if tx.blocking_send(Chunk::Inserts(inserts)).is_err() {
+            if !tx.put(Chunk::Inserts(inserts)) {
                 return Ok(None);
             }
         }
