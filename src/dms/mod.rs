@@ -29,7 +29,7 @@ mod numeric;
 mod scan_slow;
 mod scanner;
 #[cfg(test)]
-mod scanner_props;
+mod scanner_prop_tests;
 mod table;
 mod value;
 

@@ -343,12 +343,17 @@ impl<S: Source, T: Target> Loader<S, T> {
                 break;
             }
             let current = ahead.take();
-            // The next change file is read and decoded while this one is applied (Postgres
-            // is the busy side then); a stop below drops it, which cancels it.
-            if let Some(next) = files.get(i + 1) {
-                ahead = self.prefetch(next).await;
-            }
-            let outcome = self.deliver(&mut session, file, current).await;
+            // The next change file is requested, read and decoded while this one is applied
+            // (Postgres is the busy side then; the bucket's answer is not waited for first); a
+            // stop below drops it, which cancels it.
+            let next = async {
+                match files.get(i + 1) {
+                    Some(next) => self.prefetch(next).await,
+                    None => None,
+                }
+            };
+            let (next, outcome) = futures::join!(next, self.deliver(&mut session, file, current));
+            ahead = next;
             self.set_in_flight(&file.object.table, None);
             match &outcome {
                 FileOutcome::Delivered(d) => {

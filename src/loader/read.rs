@@ -1,6 +1,5 @@
 //! Reading a file for its delivery: live from the bucket through the decoder thread, or from
 //! what was decoded ahead of its turn.
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +9,7 @@ use tokio_util::io::SyncIoBridge;
 use super::outcome::{LoaderError, PendingFile};
 use super::Loader;
 use crate::dms::{self, DmsObject, TableSpec};
-use crate::pipeline::{DecodeJob, Tape};
+use crate::pipeline::{DecodeJob, Recorder, Tape};
 use crate::source::Source;
 use crate::target::{Chunk, DeliveryPlan, DeliveryResult, Rows, Target, TargetError};
 
@@ -50,7 +49,6 @@ impl<S: Source, T: Target> Loader<S, T> {
         let encoding = self.target.cdc_encoding(&table)?;
         let body = self.source.open(&file.info.key).await.ok()?;
         let cancel = Arc::new(AtomicBool::new(false));
-        let (tx, mut rx) = mpsc::channel::<Chunk>(4);
         let job = self.decode_job(
             &file.info.key,
             None,
@@ -60,23 +58,13 @@ impl<S: Source, T: Target> Loader<S, T> {
             &body.bytes_read,
         );
         let reader = SyncIoBridge::new(body.reader);
-        tokio::task::spawn_blocking(move || job.run(reader, encoding, tx));
-        // The tuples go to a temporary file (memory stays bounded whatever the file size).
+        // Recorded on the decoder's thread: the tuples are kept in memory, or past
+        // `SPOOL_MEMORY` in a temporary file (memory stays bounded whatever the file size).
         let stop = cancel.clone();
         let tape = tokio::task::spawn_blocking(move || -> std::io::Result<Tape> {
-            let mut data = std::io::BufWriter::with_capacity(256 * 1024, tempfile::tempfile()?);
-            let mut tail = Vec::new();
-            while let Some(chunk) = rx.blocking_recv() {
-                if stop.load(Ordering::Relaxed) {
-                    return Err(std::io::Error::other("cancelled"));
-                }
-                match chunk {
-                    Chunk::Data(bytes) => data.write_all(&bytes)?,
-                    other => tail.push(other),
-                }
-            }
-            let data = data.into_inner().map_err(|e| e.into_error())?;
-            Ok(Tape { data, tail })
+            let mut recorder = Recorder::new(stop);
+            job.run(reader, encoding, &mut recorder);
+            recorder.finish()
         });
         Some(Prefetch {
             encoding,

@@ -40,22 +40,44 @@ impl<R: Read> Read for WatchedReader<R> {
     }
 }
 
+/// Where the decoder's chunks go: the COPY's channel, or a [`Tape`](super::Tape) being
+/// recorded on the decoder's own thread.
+pub(crate) trait ChunkSink {
+    /// Passes a chunk on; `false` if nobody wants the rest.
+    fn put(&mut self, chunk: Chunk) -> bool;
+}
+
+impl ChunkSink for mpsc::Sender<Chunk> {
+    fn put(&mut self, chunk: Chunk) -> bool {
+        self.blocking_send(chunk).is_ok()
+    }
+}
+
 impl DecodeJob {
+    /// A buffer for this file of at most `max` bytes: `max` for a big file or an unknown size,
+    /// else about what the file decodes to (8 times its size, at least 16 KiB).
+    fn buffer_bytes(&self, max: usize) -> usize {
+        match usize::try_from(self.size) {
+            Ok(size) if size > 0 => size.saturating_mul(8).clamp(16 * 1024, max.max(16 * 1024)),
+            _ => max,
+        }
+    }
+
     /// Runs on a blocking thread: bucket bytes -> gzip -> CSV -> binary COPY tuples -> channel.
-    pub(crate) fn run<R: Read>(self, reader: R, encoding: Encoding, tx: mpsc::Sender<Chunk>) {
+    pub(crate) fn run<R: Read>(self, reader: R, encoding: Encoding, mut tx: impl ChunkSink) {
         let source_failed = Arc::new(AtomicBool::new(false));
         let watched = WatchedReader {
             inner: reader,
             failed: source_failed.clone(),
         };
-        let buffered = BufReader::with_capacity(256 * 1024, watched);
+        let buffered = BufReader::with_capacity(self.buffer_bytes(256 * 1024), watched);
         let input: Box<dyn Read> = if self.gzip {
             Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
         } else {
             Box::new(buffered)
         };
         let mut scanner = CsvScanner::new(input);
-        let result = self.decode(&mut scanner, encoding, &tx);
+        let result = self.decode(&mut scanner, encoding, &mut tx);
         let message = match result {
             Ok(Some(summary)) => Chunk::End(summary),
             // The receiver is gone: the transaction failed and says why.
@@ -86,24 +108,25 @@ impl DecodeJob {
                 })
             }
         };
-        let _ = tx.blocking_send(message);
+        let _ = tx.put(message);
     }
 
     pub(crate) fn decode<R: Read>(
         &self,
         scanner: &mut CsvScanner<R>,
         encoding: Encoding,
-        tx: &mpsc::Sender<Chunk>,
+        tx: &mut impl ChunkSink,
     ) -> Result<Option<StreamSummary>, DecodeError> {
         let mut record = RawRecord::new();
         let mut decoder = RowDecoder::new(self.spec.clone(), self.op_column);
         decoder.set_layout(encoding.layout);
         let mut split = if encoding.split_inserts {
-            Some(InsertSplit::new(&self.spec).map_err(DecodeError::Spill)?)
+            Some(InsertSplit::new(&self.spec, self.size))
         } else {
             None
         };
-        let mut buf: Vec<u8> = Vec::with_capacity(self.chunk_bytes + 64 * 1024);
+        // A small file's tuples take a small buffer (it grows if they need more).
+        let mut buf: Vec<u8> = Vec::with_capacity(self.buffer_bytes(self.chunk_bytes + 64 * 1024));
         let mut summary = StreamSummary::default();
         while scanner.next_record(&mut record)? {
             summary.rows += 1;
@@ -123,7 +146,7 @@ impl DecodeJob {
             if buf.len() >= self.chunk_bytes {
                 let full =
                     std::mem::replace(&mut buf, Vec::with_capacity(self.chunk_bytes + 64 * 1024));
-                if tx.blocking_send(Chunk::Data(Bytes::from(full))).is_err() {
+                if !tx.put(Chunk::Data(Bytes::from(full))) {
                     return Ok(None);
                 }
             }
@@ -145,14 +168,30 @@ impl DecodeJob {
                 );
             }
         }
-        if !buf.is_empty() && tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err() {
+        // The set-aside rows bound for the staging table after all go with the rest.
+        let mut gone = false;
+        let inserts = match split {
+            Some(split) => split
+                .finish(|tuple| {
+                    buf.extend_from_slice(tuple);
+                    if buf.len() >= self.chunk_bytes {
+                        let full = std::mem::replace(
+                            &mut buf,
+                            Vec::with_capacity(self.chunk_bytes + 64 * 1024),
+                        );
+                        gone = !tx.put(Chunk::Data(Bytes::from(full)));
+                    }
+                    Ok(!gone)
+                })
+                .map_err(DecodeError::Spill)?,
+            None => None,
+        };
+        if gone || (!buf.is_empty() && !tx.put(Chunk::Data(Bytes::from(buf)))) {
             return Ok(None);
         }
-        if let Some(split) = split {
-            if let Some(inserts) = split.finish().map_err(DecodeError::Spill)? {
-                if tx.blocking_send(Chunk::Inserts(inserts)).is_err() {
-                    return Ok(None);
-                }
+        if let Some(inserts) = inserts {
+            if !tx.put(Chunk::Inserts(inserts)) {
+                return Ok(None);
             }
         }
         Ok(Some(summary))

@@ -5,4 +5,4 @@ pub mod readahead;
 pub mod split;
 
 pub(crate) use decode::DecodeJob;
-pub(crate) use readahead::{Prefetch, Tape};
+pub(crate) use readahead::{Prefetch, Recorder, Tape};

@@ -12,30 +12,33 @@
 //! - any other key starts with a `U` or `D` (it exists already, or should): all its rows go to the
 //!   staging table as usual, and its key goes into a fixed-size Bloom filter.
 //!
-//! The decoder hands the set-aside rows over as a [`DirectInserts`]: the file of
-//! [`SetAsideRecord`]s and what it learnt of their keys ([`SetAsideKeys`]). At the end of the
-//! file the Target replays them ([`DirectInserts::replay`]). For each new key only the last row
-//! counts: an `I` or `U` is COPYed straight into the table with its lineage (one CREATE), a `D`
-//! goes to the staging table (a delete of a key that should not exist: counted as unchanged,
-//! exactly as the staged apply counts an insert-then-delete). Rows of a key the filter says was
-//! staged (a false positive, or the map was full) all go to the staging table with their position
-//! in the file, so the last change per key still wins. The two parts touch disjoint keys, so their
-//! order does not matter. If a key of the direct COPY exists already (the source sent an `I` for
-//! an existing row; the primary key answers 23505), that COPY is rolled back to its savepoint and
-//! every set-aside row is staged: the staged apply is always the reference behaviour, and the
-//! fallback for anything unexpected.
+//! The decoder hands the set-aside rows over as a [`DirectInserts`]: the [`SetAsideRecord`]s and
+//! what it learnt of their keys ([`SetAsideKeys`]). For each new key only the last row counts:
+//! an `I` or `U` is COPYed straight into the table with its lineage (one CREATE), a `D` goes to
+//! the staging table (a delete of a key that should not exist: counted as unchanged, exactly as
+//! the staged apply counts an insert-then-delete). Rows of a key the filter says was staged (a
+//! false positive, or the map was full) all go to the staging table with their position in the
+//! file, so the last change per key still wins. The rows bound for the staging table are known
+//! once the file is read: the decoder sends them with the file's other staged rows
+//! ([`DirectInserts::stage_leftovers`]), in the same COPY; then the Target replays the rest
+//! ([`DirectInserts::replay`]). The two parts touch disjoint keys, so their order does not
+//! matter. If a key of the direct COPY exists already (the source sent an `I` for an existing
+//! row; the primary key answers 23505), that COPY is rolled back to its savepoint and every
+//! set-aside row not staged yet is staged: the staged apply is always the reference behaviour,
+//! and the fallback for anything unexpected.
 //!
-//! Memory stays bounded whatever the file size: the filter is 1 MiB, the map of new keys at most
-//! 6 MiB (393,216 keys of a single integer column, 229,376 of other keys; a file's further new
-//! keys are staged), both are freed once the direct COPY is sent, and the set-aside rows are on
-//! disk (`TMPDIR`), as binary COPY tuples.
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+//! Memory stays bounded whatever the file size, and follows it for small files: the filter is
+//! sized from the object's size (at most 1 MiB), the map of new keys grows with them (at most
+//! 6 MiB: 393,216 keys of a single integer column, 229,376 of other keys; a file's further new
+//! keys are staged), both are freed with the delivery's hand-over, and the set-aside rows are
+//! binary COPY tuples in a [`Spool`](super::spool::Spool) (memory up to 256 KiB, then disk).
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::spool::Spooled;
 use super::{Chunk, ChunkFailure, StreamSummary};
 use crate::dms::{ColumnType, Op, StagingTuple, TableSpec};
 
@@ -77,7 +80,7 @@ pub enum KnownKey {
 }
 
 /// The decoder's knowledge of a file's keys, asked by the `Direct` replay.
-pub trait SetAsideKeys: Send {
+pub trait SetAsideKeys: Send + Sync {
     fn lookup(&self, key: RowKey) -> KnownKey;
 }
 
@@ -108,16 +111,16 @@ impl SetAsideRecord {
     }
 }
 
-/// Which of the set-aside rows a replay sends, and for which table.
+/// Which of the set-aside rows a replay sends, and for which table. Neither sends the rows
+/// [`DirectInserts::stage_leftovers`] staged (every row of a key the filter says was staged, and
+/// the last row of each new key when it is a `D`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Replay {
     /// The last row of each new key when it is an `I` or `U`, as a tuple of the table itself
     /// with its lineage.
     Direct { delivery_id: i64, loaded_at: i64 },
-    /// Every row of a key the filter says was staged, and the last row of each new key when it
-    /// is a `D`, as staging tuples.
-    Staged,
-    /// Every row, as staging tuples (the fallback when the direct COPY met an existing key).
+    /// Every other row, as staging tuples (the fallback when the direct COPY met an existing
+    /// key).
     All,
 }
 
@@ -150,14 +153,11 @@ fn destination(keys: &dyn SetAsideKeys, key: RowKey, row: &StagingTuple<'_>) -> 
 /// the decoder learnt of their keys.
 pub struct DirectInserts {
     /// [`SetAsideRecord`]s.
-    file: File,
+    records: Spooled,
     rows: u64,
     new_keys: usize,
-    /// What the decoder learnt of the keys; taken (and freed) by the `Direct` replay.
-    keys: std::sync::Mutex<Option<Box<dyn SetAsideKeys>>>,
-    /// Written by the `Direct` replay: the staging tuples of the rows bound for the staging
-    /// table, and how many, for the `Staged` replay.
-    leftovers: std::sync::Mutex<Option<(File, u64)>>,
+    /// What the decoder learnt of the keys.
+    keys: Box<dyn SetAsideKeys>,
 }
 
 impl std::fmt::Debug for DirectInserts {
@@ -170,16 +170,56 @@ impl std::fmt::Debug for DirectInserts {
 }
 
 impl DirectInserts {
-    /// The hand-over of `rows` [`SetAsideRecord`]s written to `file` (flushed), of `new_keys`
-    /// new keys that `keys` knows.
-    pub fn new(file: File, rows: u64, new_keys: usize, keys: Box<dyn SetAsideKeys>) -> Self {
+    /// The hand-over of `rows` [`SetAsideRecord`]s written to `records`, of `new_keys` new keys
+    /// that `keys` knows.
+    pub fn new(records: Spooled, rows: u64, new_keys: usize, keys: Box<dyn SetAsideKeys>) -> Self {
         DirectInserts {
-            file,
+            records,
             rows,
             new_keys,
-            keys: std::sync::Mutex::new(Some(keys)),
-            leftovers: std::sync::Mutex::new(None),
+            keys,
         }
+    }
+
+    /// Reads the set-aside rows back in order: `each` gets every row's tuple and destination
+    /// until it returns `Ok(false)`; `Ok(false)` then.
+    fn each(
+        &self,
+        mut each: impl FnMut(&[u8], &StagingTuple<'_>, Destination) -> std::io::Result<bool>,
+    ) -> std::io::Result<bool> {
+        let mut reader = self.records.reader()?;
+        let mut tuple = Vec::with_capacity(4096);
+        for _ in 0..self.rows {
+            let key = SetAsideRecord::read(&mut reader, &mut tuple)?;
+            let Some(row) = StagingTuple::read(&tuple) else {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a cut tuple",
+                ));
+            };
+            if !each(&tuple, &row, destination(&*self.keys, key, &row))? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The decoder's side, once the file is read: hands the staging tuples of the set-aside
+    /// rows bound for the staging table to `stage` (which sends them with the file's other
+    /// staged rows); returns how many. `stage` returning `Ok(false)` stops it.
+    pub fn stage_leftovers(
+        &self,
+        mut stage: impl FnMut(&[u8]) -> std::io::Result<bool>,
+    ) -> std::io::Result<u64> {
+        let mut staged = 0;
+        self.each(|tuple, _, to| {
+            if to != Destination::Staged {
+                return Ok(true);
+            }
+            staged += 1;
+            stage(tuple)
+        })?;
+        Ok(staged)
     }
 
     /// How many rows were set aside.
@@ -217,88 +257,41 @@ impl DirectInserts {
         chunk_bytes: usize,
         tx: &mpsc::Sender<Chunk>,
     ) -> std::io::Result<Option<u64>> {
-        let send = |buf: &mut Vec<u8>| {
-            let full = std::mem::replace(buf, Vec::with_capacity(chunk_bytes + 64 * 1024));
-            tx.blocking_send(Chunk::Data(Bytes::from(full))).is_ok()
-        };
-        let mut buf: Vec<u8> = Vec::with_capacity(chunk_bytes + 64 * 1024);
-        if mode == Replay::Staged {
-            // The leftovers are staging tuples already: send them as they are.
-            let taken = self.leftovers.lock().expect("not poisoned").take();
-            let Some((mut file, rows)) = taken else {
-                return Err(std::io::Error::other(
-                    "the staged replay ran before the direct one",
-                ));
-            };
-            let sent = super::send_file(&mut file, chunk_bytes, tx)?;
-            return Ok(sent.then_some(rows));
-        }
-        let mut handle = self.file.try_clone()?;
-        handle.seek(SeekFrom::Start(0))?;
-        let mut reader = BufReader::with_capacity(256 * 1024, handle);
-        let keys = match mode {
-            Replay::Direct { .. } => Some(
-                self.keys
-                    .lock()
-                    .expect("not poisoned")
-                    .take()
-                    .ok_or_else(|| std::io::Error::other("the direct replay ran twice"))?,
-            ),
-            _ => None,
-        };
-        let mut leftovers = match mode {
-            Replay::Direct { .. } => {
-                Some(BufWriter::with_capacity(64 * 1024, tempfile::tempfile()?))
-            }
-            _ => None,
-        };
-        let mut left = 0u64;
-        let mut tuple = Vec::with_capacity(4096);
+        // A table tuple is a staging tuple with the lineage instead of `_seq` and `_op`: about
+        // as long. Records in memory size the first chunk; a file's fill whole chunks.
+        let first = self
+            .records
+            .len_in_memory()
+            .map_or(chunk_bytes, |n| n.min(chunk_bytes));
+        let mut buf: Vec<u8> = Vec::with_capacity(first + 64 * 1024);
         let mut sent = 0u64;
-        for _ in 0..self.rows {
-            let key = SetAsideRecord::read(&mut reader, &mut tuple)?;
-            let Some(row) = StagingTuple::read(&tuple) else {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "a cut tuple",
-                ));
-            };
-            match mode {
-                Replay::All => buf.extend_from_slice(&tuple),
-                Replay::Direct {
-                    delivery_id,
-                    loaded_at,
-                } => match destination(keys.as_deref().expect("taken above"), key, &row) {
-                    Destination::Direct => row.write_table_tuple(&mut buf, delivery_id, loaded_at),
-                    Destination::Staged => {
-                        if let Some(w) = leftovers.as_mut() {
-                            w.write_all(&tuple)?;
-                        }
-                        left += 1;
-                        continue;
-                    }
-                    Destination::Nowhere => continue,
-                },
-                Replay::Staged => unreachable!(),
+        let complete = self.each(|tuple, row, to| {
+            match (mode, to) {
+                (
+                    Replay::Direct {
+                        delivery_id,
+                        loaded_at,
+                    },
+                    Destination::Direct,
+                ) => row.write_table_tuple(&mut buf, delivery_id, loaded_at),
+                (Replay::All, Destination::Direct | Destination::Nowhere) => {
+                    buf.extend_from_slice(tuple)
+                }
+                _ => return Ok(true),
             }
             sent += 1;
-            if buf.len() >= chunk_bytes && !send(&mut buf) {
-                return Ok(None);
+            if buf.len() < chunk_bytes {
+                return Ok(true);
             }
-        }
-        if !buf.is_empty() && !send(&mut buf) {
+            let full = std::mem::replace(&mut buf, Vec::with_capacity(chunk_bytes + 64 * 1024));
+            Ok(tx.blocking_send(Chunk::Data(Bytes::from(full))).is_ok())
+        })?;
+        if !complete
+            || (!buf.is_empty() && tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err())
+        {
             return Ok(None);
         }
-        if let Some(w) = leftovers {
-            let file = w.into_inner().map_err(|e| e.into_error())?;
-            *self.leftovers.lock().expect("not poisoned") = Some((file, left));
-        }
         Ok(Some(sent))
-    }
-
-    /// Whether the `Direct` replay left rows for the staging table (the `Staged` replay).
-    pub fn stages_some(&self) -> bool {
-        matches!(*self.leftovers.lock().expect("not poisoned"), Some((_, n)) if n > 0)
     }
 }
 

@@ -15,6 +15,7 @@ pub mod direct;
 pub mod migrations;
 mod postgres;
 pub mod queries;
+pub mod spool;
 
 pub use postgres::{PgTarget, StepFacts};
 
@@ -83,28 +84,6 @@ pub enum Chunk {
 /// decoding (or replaying what was decoded ahead) and returns the binary COPY chunks, which end
 /// with exactly one `End` or `Failed`.
 pub type Rows = Box<dyn FnOnce(Encoding) -> mpsc::Receiver<Chunk> + Send>;
-
-/// Sends a file of COPY tuples, from its start, as `Data` chunks of `chunk_bytes` (from a
-/// blocking thread). `Ok(false)` if the receiver went away.
-pub fn send_file(
-    file: &mut std::fs::File,
-    chunk_bytes: usize,
-    tx: &mpsc::Sender<Chunk>,
-) -> std::io::Result<bool> {
-    use std::io::{Read, Seek};
-    file.seek(std::io::SeekFrom::Start(0))?;
-    loop {
-        let mut buf = vec![0u8; chunk_bytes];
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(true);
-        }
-        buf.truncate(n);
-        if tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err() {
-            return Ok(false);
-        }
-    }
-}
 
 /// Why the decoding thread stopped early.
 #[derive(Debug, Clone)]

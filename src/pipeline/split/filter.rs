@@ -1,8 +1,11 @@
 //! The Bloom filter of a file's staged keys.
 
-/// Words (64 bits each) in the key filter: 2^17, 1 MiB. 300,000 staged keys set about 9 of a
-/// word's 64 bits: a false positive (a new key staged for nothing) about once in 2,500 keys.
-pub(super) const FILTER_WORDS_LOG2: u32 = 17;
+/// Words (64 bits each) in the key filter at most: 2^17, 1 MiB. 300,000 staged keys set about 9
+/// of a word's 64 bits: a false positive (a new key staged for nothing) about once in 2,500 keys.
+const FILTER_WORDS_LOG2: u32 = 17;
+
+/// Words in the key filter at least: 2^6, 512 bytes.
+const FILTER_MIN_WORDS_LOG2: u32 = 6;
 
 /// A blocked Bloom filter of keys: "maybe seen" or "certainly not seen". The four bits of a key
 /// are in one 64-bit word, so a lookup costs one cache miss.
@@ -12,6 +15,15 @@ pub(super) struct KeyFilter {
 }
 
 impl KeyFilter {
+    /// A filter for a file of about `rows` rows at most: a word per two of them (the load of
+    /// the largest filter at 300,000 staged keys), between 2^6 and 2^17 words.
+    pub(super) fn for_rows(rows: usize) -> Self {
+        let words = (rows / 2)
+            .next_power_of_two()
+            .clamp(1 << FILTER_MIN_WORDS_LOG2, 1 << FILTER_WORDS_LOG2);
+        KeyFilter::new(words.trailing_zeros())
+    }
+
     pub(super) fn new(words_log2: u32) -> Self {
         KeyFilter {
             words: vec![0; 1 << words_log2],

@@ -5,9 +5,11 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 use crate::dms::{ColumnType, StagingTuple, TableSpec};
 use crate::target::direct::RowKey;
 
-/// Slots of the map of new keys of a single integer column: 2^19 (12 bytes each, 6 MiB), filled
-/// to 3/4 at most.
+/// Slots of the map of new keys of a single integer column: at most 2^19 (12 bytes each, 6 MiB),
+/// filled to 3/4 at most; it starts at the file's estimated rows (at least 2^8 slots) and doubles
+/// as it fills.
 const INT_SLOTS_LOG2: u32 = 19;
+const INT_MIN_SLOTS_LOG2: u32 = 8;
 pub(super) const INT_MAX_KEYS: usize = (1 << INT_SLOTS_LOG2) / 4 * 3;
 
 /// The most new keys of other kinds one file tracks: 7/8 of 2^18, so the map never grows past
@@ -88,15 +90,35 @@ pub(super) enum Touch {
 }
 
 impl NewKeys {
-    pub(super) fn new(int_key: bool) -> Self {
+    /// An empty map for a file of about `rows` rows at most.
+    pub(super) fn new(int_key: bool, rows: usize) -> Self {
         if int_key {
+            let slots = (rows.min(INT_MAX_KEYS) / 3 * 4 + 1)
+                .next_power_of_two()
+                .clamp(1 << INT_MIN_SLOTS_LOG2, 1 << INT_SLOTS_LOG2);
             NewKeys::Int {
-                keys: vec![0; 1 << INT_SLOTS_LOG2],
-                last: vec![0; 1 << INT_SLOTS_LOG2],
+                keys: vec![0; slots],
+                last: vec![0; slots],
                 len: 0,
             }
         } else {
             NewKeys::Wide(HashMap::default())
+        }
+    }
+
+    /// Doubles an integer map, moving every key.
+    fn grow(keys: &mut Vec<u64>, last: &mut Vec<u32>) {
+        let slots = keys.len() * 2;
+        let old_keys = std::mem::replace(keys, vec![0; slots]);
+        let old_last = std::mem::replace(last, vec![0; slots]);
+        let mask = slots - 1;
+        for (key, seq) in old_keys.into_iter().zip(old_last).filter(|&(_, s)| s != 0) {
+            let mut i = (splitmix(key) as usize) & mask;
+            while last[i] != 0 {
+                i = (i + 1) & mask;
+            }
+            keys[i] = key;
+            last[i] = seq;
         }
     }
 
@@ -112,7 +134,7 @@ impl NewKeys {
     pub(super) fn touch(&mut self, key: KeyId, seq: u32, insert: bool) -> Touch {
         match self {
             NewKeys::Int { keys, last, len } => {
-                let mask = keys.len() - 1;
+                let mut mask = keys.len() - 1;
                 let mut i = (splitmix(key.0) as usize) & mask;
                 while last[i] != 0 {
                     if keys[i] == key.0 {
@@ -122,6 +144,16 @@ impl NewKeys {
                     i = (i + 1) & mask;
                 }
                 if insert && *len < INT_MAX_KEYS {
+                    if *len + 1 > keys.len() / 4 * 3 {
+                        // Full for its size (never at its largest: INT_MAX_KEYS is 3/4 of it):
+                        // double it, and find the key's slot there.
+                        Self::grow(keys, last);
+                        mask = keys.len() - 1;
+                        i = (splitmix(key.0) as usize) & mask;
+                        while last[i] != 0 {
+                            i = (i + 1) & mask;
+                        }
+                    }
                     keys[i] = key.0;
                     last[i] = seq;
                     *len += 1;
@@ -273,7 +305,8 @@ mod tests {
     #[test]
     fn the_map_of_new_keys_is_exact_and_bounded() {
         for int_key in [true, false] {
-            let mut keys = NewKeys::new(int_key);
+            // Sized for one row: it grows to its bound.
+            let mut keys = NewKeys::new(int_key, 1);
             let id = |k: u64| KeyId(k.wrapping_mul(if int_key { 1 } else { 0x9e37 }), k);
             let max = if int_key { INT_MAX_KEYS } else { WIDE_MAX_KEYS };
             // Not an insert: never becomes a new key.
@@ -289,7 +322,7 @@ mod tests {
             assert_eq!(keys.last(id(8)), Some(9));
             assert_eq!(keys.last(id(max as u64)), None);
             // Negative values are keys like any other.
-            let mut keys = NewKeys::new(int_key);
+            let mut keys = NewKeys::new(int_key, 1_000_000);
             assert_eq!(keys.touch(id(-1i64 as u64), 3, true), Touch::Inserted);
             assert_eq!(keys.last(id(-1i64 as u64)), Some(3));
             assert_eq!(keys.last(id(1)), None);

@@ -7,18 +7,16 @@
 //! `I`, and all its rows are set aside while an exact map (`keys.rs`) remembers the position of
 //! its last row; any other key starts with a `U` or `D`, and all its rows stay staged while its
 //! key goes into a fixed-size Bloom filter (`filter.rs`).
-use std::fs::File;
-use std::io::{BufWriter, Write};
-
 use crate::dms::{Op, TableSpec};
 use crate::target::direct::{DirectInserts, KnownKey, RowKey, SetAsideKeys, SetAsideRecord};
+use crate::target::spool::{Spool, SPOOL_MEMORY};
 
 mod filter;
 mod keys;
 #[cfg(test)]
 mod tests;
 
-use filter::{KeyFilter, FILTER_WORDS_LOG2};
+use filter::KeyFilter;
 use keys::{KeyFields, KeyId, NewKeys, Touch};
 
 /// Routes each staging tuple of a change file either to the staging COPY or aside.
@@ -26,21 +24,35 @@ pub struct InsertSplit {
     keys: KeyFields,
     staged: KeyFilter,
     new_keys: NewKeys,
-    spill: BufWriter<File>,
+    spill: Spool,
     rows: u64,
 }
 
+/// The most rows an object of `bytes` bytes is taken to hold, to size a file's key filter and
+/// map: one per 4 bytes, ten times what a gzip DMS change file holds (~45 bytes a row in the
+/// sample), so a small file gets small structures and a big one the largest (`bytes` 0: size
+/// unknown, the largest). A file with more rows than this still loads exactly: the map grows,
+/// and an overloaded filter only stages more new keys.
+pub fn rows_for_size(bytes: u64) -> usize {
+    if bytes == 0 {
+        return usize::MAX;
+    }
+    usize::try_from(bytes / 4).unwrap_or(usize::MAX).max(1)
+}
+
 impl InsertSplit {
-    /// A split for one file of `spec`'s table; the set-aside rows go to an anonymous temporary
-    /// file (deleted when dropped).
-    pub fn new(spec: &TableSpec) -> std::io::Result<Self> {
-        Ok(InsertSplit {
-            keys: KeyFields::new(spec),
-            staged: KeyFilter::new(FILTER_WORDS_LOG2),
-            new_keys: NewKeys::new(KeyFields::new(spec).int_key),
-            spill: BufWriter::with_capacity(256 * 1024, tempfile::tempfile()?),
+    /// A split for one file of `spec`'s table, of `size` bytes (0: unknown); the set-aside rows
+    /// are kept in memory, or past 256 KiB in an anonymous temporary file (deleted when dropped).
+    pub fn new(spec: &TableSpec, size: u64) -> Self {
+        let rows = rows_for_size(size);
+        let keys = KeyFields::new(spec);
+        InsertSplit {
+            staged: KeyFilter::for_rows(rows),
+            new_keys: NewKeys::new(keys.int_key, rows),
+            keys,
+            spill: Spool::new(SPOOL_MEMORY),
             rows: 0,
-        })
+        }
     }
 
     /// Routes one staging tuple: `true` if it was set aside (the caller drops it from its staging
@@ -67,22 +79,28 @@ impl InsertSplit {
         Ok(aside)
     }
 
-    /// The set-aside rows, once the file is read: `None` if there are none.
-    pub fn finish(self) -> std::io::Result<Option<DirectInserts>> {
+    /// The set-aside rows, once the file is read: `None` if there are none. Those bound for
+    /// the staging table after all are handed to `stage` first, to go with the file's other
+    /// staged rows (see [`DirectInserts::stage_leftovers`]; `stage` returning `Ok(false)`
+    /// stops it).
+    pub fn finish(
+        self,
+        stage: impl FnMut(&[u8]) -> std::io::Result<bool>,
+    ) -> std::io::Result<Option<DirectInserts>> {
         if self.rows == 0 {
             return Ok(None);
         }
-        let mut file = self.spill.into_inner().map_err(|e| e.into_error())?;
-        file.flush()?;
-        Ok(Some(DirectInserts::new(
-            file,
+        let inserts = DirectInserts::new(
+            self.spill.finish()?,
             self.rows,
             self.new_keys.len(),
             Box::new(Keys {
                 staged: self.staged,
                 new_keys: self.new_keys,
             }),
-        )))
+        );
+        inserts.stage_leftovers(stage)?;
+        Ok(Some(inserts))
     }
 }
 

@@ -1,11 +1,15 @@
-//! A delivery in its transaction: the checks, the staged apply, and its ledger and outbox rows.
+//! A delivery in its transaction: the checks, the staged apply, and its ledger and outbox rows,
+//! in as few round trips as the order of the statements allows.
 use std::sync::Arc;
 
 use bytes::Bytes;
+use deadpool_postgres::ClientWrapper;
 use futures::SinkExt;
 use tokio::sync::mpsc;
+use tokio_postgres::CopyInSink;
 
-use super::PgTarget;
+use super::statements::TableSql;
+use super::{PgSession, PgTarget};
 use crate::dms::{TableSpec, TupleLayout, COPY_BINARY_HEADER, COPY_BINARY_TRAILER};
 use crate::target::direct::{self, DirectInserts};
 use crate::target::{
@@ -13,22 +17,34 @@ use crate::target::{
     TargetError,
 };
 
-/// Streams the decoder's tuples into `COPY <sql>` and returns the decoder's summary and the
-/// inserts it set aside, if any.
-pub(super) async fn copy_chunks(
-    client: &tokio_postgres::Client,
-    sql: &str,
+/// A binary COPY under way (its header sent).
+pub(super) type CopySink = std::pin::Pin<Box<CopyInSink<Bytes>>>;
+
+/// Starts `COPY <sql>` (prepared once per connection) and sends the binary header.
+pub(super) async fn start_copy(client: &ClientWrapper, sql: &str) -> Result<CopySink, TargetError> {
+    let statement = client
+        .prepare_cached(sql)
+        .await
+        .map_err(TargetError::pg("start COPY"))?;
+    let mut sink = Box::pin(
+        client
+            .copy_in::<_, Bytes>(&statement)
+            .await
+            .map_err(TargetError::pg("start COPY"))?,
+    );
+    sink.feed(Bytes::from_static(COPY_BINARY_HEADER))
+        .await
+        .map_err(TargetError::pg("COPY"))?;
+    Ok(sink)
+}
+
+/// Streams the decoder's tuples and the binary trailer into a COPY, without ending it; returns
+/// the decoder's summary and the inserts it set aside, if any.
+pub(super) async fn stream_chunks(
+    sink: &mut CopySink,
     mut chunks: mpsc::Receiver<Chunk>,
     plan: &DeliveryPlan,
 ) -> Result<(StreamSummary, Option<DirectInserts>), TargetError> {
-    let sink = client
-        .copy_in::<_, Bytes>(sql)
-        .await
-        .map_err(TargetError::pg("start COPY"))?;
-    futures::pin_mut!(sink);
-    sink.send(Bytes::from_static(COPY_BINARY_HEADER))
-        .await
-        .map_err(TargetError::pg("COPY"))?;
     let mut inserts = None;
     let summary = loop {
         match chunks.recv().await {
@@ -48,78 +64,173 @@ pub(super) async fn copy_chunks(
             }
         }
     };
-    sink.send(Bytes::from_static(COPY_BINARY_TRAILER))
-        .await
-        .map_err(TargetError::pg("COPY"))?;
-    sink.as_mut()
-        .finish()
+    sink.feed(Bytes::from_static(COPY_BINARY_TRAILER))
         .await
         .map_err(TargetError::pg("COPY"))?;
     Ok((summary, inserts))
 }
 
+/// Ends a COPY: sends what is left and waits for Postgres to take it.
+pub(super) async fn finish_copy(mut sink: CopySink) -> Result<(), TargetError> {
+    sink.as_mut()
+        .finish()
+        .await
+        .map(drop)
+        .map_err(TargetError::pg("COPY"))
+}
+
+/// Streams the decoder's tuples into `COPY <sql>` and returns the decoder's summary and the
+/// inserts it set aside, if any.
+pub(super) async fn copy_chunks(
+    client: &ClientWrapper,
+    sql: &str,
+    chunks: mpsc::Receiver<Chunk>,
+    plan: &DeliveryPlan,
+) -> Result<(StreamSummary, Option<DirectInserts>), TargetError> {
+    let mut sink = start_copy(client, sql).await?;
+    let streamed = stream_chunks(&mut sink, chunks, plan).await?;
+    finish_copy(sink).await?;
+    Ok(streamed)
+}
+
 impl PgTarget {
-    /// The body of a delivery, inside a transaction (or savepoint) the caller opened.
-    pub(super) async fn apply_in_transaction(
+    /// A delivery in its transaction (or, in a dry run, its savepoint): begun together with the
+    /// stream's lock and the "already delivered" check, and for a change file the COPY into the
+    /// staging table (one round trip), the rows applied, then the ledger and outbox rows written
+    /// and the transaction committed (one round trip).
+    pub(super) async fn apply_in_session(
         &self,
-        client: &tokio_postgres::Client,
+        session: &PgSession,
         plan: &DeliveryPlan,
         rows: Rows,
     ) -> Result<DeliveryResult, TargetError> {
+        let client = session.client();
         let spec = &plan.table;
+        let sql = self.statements.table(&self.schema, spec);
+        let is_delivered = client
+            .prepare_cached(&self.statements.ledger.is_delivered)
+            .await
+            .map_err(TargetError::pg("check the ledger"))?;
         // A dry run writes nothing, so it takes no stream lock: a loader running meanwhile is
         // not made to leave its streams to it.
-        if self.dry_run.is_none() {
-            let stream = format!("{}.{}", self.schema, spec.name);
-            let locked: bool = client
-                .query_one(queries::LOCK_STREAM, &[&stream])
+        let lock = if session.is_dry_run() {
+            None
+        } else {
+            Some(
+                client
+                    .prepare_cached(queries::LOCK_STREAM)
+                    .await
+                    .map_err(TargetError::pg("lock the table stream"))?,
+            )
+        };
+        // Sent in one go; Postgres runs them in order, so the check reads the ledger after the
+        // lock is held.
+        let lock = async {
+            match &lock {
+                Some(lock) => client
+                    .query_one(lock, &[&sql.stream])
+                    .await
+                    .map(|row| row.get::<_, bool>(0))
+                    .map_err(TargetError::pg("lock the table stream")),
+                None => Ok(true),
+            }
+        };
+        let delivered = async {
+            client
+                .query_opt(&is_delivered, &[&plan.key])
                 .await
-                .map_err(TargetError::pg("lock the table stream"))?
-                .get(0);
+                .map_err(TargetError::pg("check the ledger"))
+        };
+        let checks = async {
+            let ((), locked, delivered) =
+                futures::try_join!(session.begin_delivery(), lock, delivered)?;
             if !locked {
                 return Err(TargetError::Busy(spec.name.clone()));
             }
-        }
-        if client
-            .query_opt(&queries::is_delivered(&self.schema), &[&plan.key])
-            .await
-            .map_err(TargetError::pg("check the ledger"))?
-            .is_some()
-        {
-            return Err(TargetError::AlreadyDelivered(plan.key.clone()));
-        }
+            if delivered.is_some() {
+                return Err(TargetError::AlreadyDelivered(plan.key.clone()));
+            }
+            Ok(())
+        };
         // A full-load file goes straight into its table: every row is a CREATE unless its key
         // exists already, which the primary key reports (23505) and which sends the file through
         // the staged apply instead. A normal full load (new keys, file after file) takes one pass.
-        if plan.direct_allowed {
-            return self.apply_direct(client, plan, rows).await;
-        }
-        // A change file's new keys go straight into the table (see `direct`); everything else,
-        // and any file when the key cannot be compared by its bytes, takes the staged apply.
-        client
-            .batch_execute(&queries::create_stage(spec))
+        let (summary, counts, direct_rows) = if plan.direct_allowed {
+            checks.await?;
+            self.apply_direct(client, &sql, plan, rows).await?
+        } else if session.is_dry_run() {
+            // A dry run's staging table lives in the delivery: created after the checks.
+            checks.await?;
+            client
+                .batch_execute(&sql.create_stage_in_delivery)
+                .await
+                .map_err(TargetError::pg("create the staging table"))?;
+            let applied = self
+                .apply_staged(session, &sql, plan, rows, async { Ok(()) })
+                .await?;
+            client
+                .batch_execute(&sql.drop_stage)
+                .await
+                .map_err(TargetError::pg("drop the staging table"))?;
+            applied
+        } else {
+            self.apply_staged(session, &sql, plan, rows, checks).await?
+        };
+        self.finish_delivery(session, plan, summary, counts, direct_rows)
             .await
-            .map_err(TargetError::pg("create the staging table"))?;
+    }
+
+    /// A change file's new keys go straight into the table (see `direct`); everything else,
+    /// and any file when the key cannot be compared by its bytes, takes the staged apply (into
+    /// the session's staging table, emptied by every commit). The COPY into the staging table
+    /// goes out with `checks` (the delivery's first statements): if they fail, it is abandoned,
+    /// which aborts it. Returns the decoder's summary, the counts and the rows that went
+    /// straight in.
+    async fn apply_staged(
+        &self,
+        session: &PgSession,
+        sql: &TableSql,
+        plan: &DeliveryPlan,
+        rows: Rows,
+        checks: impl std::future::Future<Output = Result<(), TargetError>>,
+    ) -> Result<(StreamSummary, NetCounts, u64), TargetError> {
+        let client = session.client();
+        let spec = &plan.table;
         let chunks = rows(if plan.kind == "CDC" {
             cdc_encoding(spec)
         } else {
             Encoding::staging()
         });
-        let (summary, inserts) = copy_chunks(client, queries::COPY_STAGE, chunks, plan).await?;
+        let copy = async {
+            let mut sink = start_copy(client, &sql.copy_stage).await?;
+            let (summary, inserts) = stream_chunks(&mut sink, chunks, plan).await?;
+            Ok((sink, summary, inserts))
+        };
+        let ((), (sink, summary, inserts)) = futures::try_join!(checks, copy)?;
+        // The end of that COPY goes out with the start of the direct one.
         let direct_rows = match inserts {
-            Some(inserts) => self.copy_inserts(client, plan, Arc::new(inserts)).await?,
-            None => 0,
+            Some(inserts) => {
+                let direct = self.copy_inserts(client, sql, plan, Arc::new(inserts));
+                let (finished, direct) = futures::join!(finish_copy(sink), direct);
+                finished?;
+                direct?
+            }
+            None => {
+                finish_copy(sink).await?;
+                0
+            }
         };
         let mut counts = NetCounts {
             creates: direct_rows,
             ..NetCounts::default()
         };
         if summary.rows > direct_rows {
+            let apply = client
+                .prepare_cached(&sql.apply_stage)
+                .await
+                .map_err(TargetError::pg("apply the staged rows"))?;
             let row = client
-                .query_one(
-                    &queries::apply_stage(&self.schema, spec),
-                    &[&plan.id, &plan.started_at],
-                )
+                .query_one(&apply, &[&plan.id, &plan.started_at])
                 .await
                 .map_err(TargetError::pg("apply the staged rows"))?;
             let keys: i64 = row.get(0);
@@ -131,71 +242,91 @@ impl PgTarget {
             counts.removes = removes as u64;
             counts.unchanged = (keys - creates - amends - removes).max(0) as u64;
         }
-        client
-            .batch_execute("DROP TABLE \"_peo_stage\"")
-            .await
-            .map_err(TargetError::pg("drop the staging table"))?;
-        self.finish_delivery(client, plan, summary, counts, direct_rows)
-            .await
+        Ok((summary, counts, direct_rows))
     }
 
-    /// The end of every delivery: its ledger row (replacing an earlier ERROR row) and its change
-    /// notification in the outbox.
-    pub(super) async fn finish_delivery(
+    /// The end of every delivery: its ledger row (replacing an earlier ERROR row), its change
+    /// notification in the outbox, and the commit, sent together (one round trip): if any of
+    /// them fails, Postgres rolls the transaction back at the commit and the error is returned.
+    async fn finish_delivery(
         &self,
-        client: &tokio_postgres::Client,
+        session: &PgSession,
         plan: &DeliveryPlan,
         summary: StreamSummary,
         counts: NetCounts,
         direct_rows: u64,
     ) -> Result<DeliveryResult, TargetError> {
+        let client = session.client();
+        let ledger = &self.statements.ledger;
         let spec = &plan.table;
-        client
-            .execute(&queries::clear_failure(&self.schema), &[&plan.key])
+        let clear = client
+            .prepare_cached(&ledger.clear_failure)
             .await
             .map_err(TargetError::pg("clear an earlier failure"))?;
-        client
-            .execute(
-                &queries::record_success(&self.schema),
-                &[
-                    &plan.id,
-                    &plan.key,
-                    &plan.etag,
-                    &(plan.size as i64),
-                    &spec.name,
-                    &plan.kind,
-                    &(summary.rows as i64),
-                    &(counts.creates as i64),
-                    &(counts.amends as i64),
-                    &(counts.removes as i64),
-                    &(counts.unchanged as i64),
-                    &summary.max_event_id,
-                    &plan.started_at,
-                    &self.host,
-                    &crate::VERSION,
-                ],
-            )
+        let record = client
+            .prepare_cached(&ledger.record_success)
             .await
             .map_err(TargetError::pg("record the delivery"))?;
-        if let Some(writer) = &plan.notification {
-            let facts = crate::target::DeliveryFacts {
-                delivery_id: plan.id,
-                key: &plan.key,
-                table: &spec.name,
-                rows: summary.rows,
-                counts,
-                max_event_id: summary.max_event_id,
-            };
-            if let Some(row) = writer.row(&facts) {
+        let facts = crate::target::DeliveryFacts {
+            delivery_id: plan.id,
+            key: &plan.key,
+            table: &spec.name,
+            rows: summary.rows,
+            counts,
+            max_event_id: summary.max_event_id,
+        };
+        let outbox_row = plan.notification.as_ref().and_then(|w| w.row(&facts));
+        let outbox = match &outbox_row {
+            Some(_) => Some(
                 client
-                    .execute(
-                        &queries::insert_outbox(&self.schema),
-                        &[&plan.id, &row.subject, &row.payload],
-                    )
+                    .prepare_cached(&ledger.insert_outbox)
                     .await
-                    .map_err(TargetError::pg("write the notification to the outbox"))?;
+                    .map_err(TargetError::pg("write the notification to the outbox"))?,
+            ),
+            None => None,
+        };
+        let cleared = async {
+            client
+                .execute(&clear, &[&plan.key])
+                .await
+                .map_err(TargetError::pg("clear an earlier failure"))
+        };
+        let recorded = async {
+            client
+                .execute(
+                    &record,
+                    &[
+                        &plan.id,
+                        &plan.key,
+                        &plan.etag,
+                        &(plan.size as i64),
+                        &spec.name,
+                        &plan.kind,
+                        &(summary.rows as i64),
+                        &(counts.creates as i64),
+                        &(counts.amends as i64),
+                        &(counts.removes as i64),
+                        &(counts.unchanged as i64),
+                        &summary.max_event_id,
+                        &plan.started_at,
+                        &self.host,
+                        &crate::VERSION,
+                    ],
+                )
+                .await
+                .map_err(TargetError::pg("record the delivery"))
+        };
+        let notified = async {
+            match (&outbox, &outbox_row) {
+                (Some(outbox), Some(row)) => client
+                    .execute(outbox, &[&plan.id, &row.subject, &row.payload])
+                    .await
+                    .map(drop)
+                    .map_err(TargetError::pg("write the notification to the outbox")),
+                _ => Ok(()),
             }
-        }
+        };
+        futures::try_join!(cleared, recorded, notified, session.commit_delivery())?;
         Ok(DeliveryResult {
             counts,
             rows: summary.rows,

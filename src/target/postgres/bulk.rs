@@ -3,13 +3,14 @@
 //! ([`crate::target::direct`]).
 use std::sync::Arc;
 
+use deadpool_postgres::ClientWrapper;
+
 use super::apply::copy_chunks;
+use super::statements::TableSql;
 use super::PgTarget;
 use crate::dms::{TableSpec, TupleLayout};
 use crate::target::direct::{DirectInserts, Replay};
-use crate::target::{
-    queries, DeliveryPlan, DeliveryResult, Encoding, NetCounts, Rows, TargetError,
-};
+use crate::target::{queries, DeliveryPlan, Encoding, NetCounts, Rows, StreamSummary, TargetError};
 
 /// Size of the COPY chunks of a replay of set-aside inserts.
 const CHUNK_BYTES: usize = 512 * 1024;
@@ -26,25 +27,23 @@ fn loaded_at(plan: &DeliveryPlan) -> i64 {
 impl PgTarget {
     /// A full-load file COPYed straight into its table, in the delivery's transaction: every
     /// row is a CREATE. A key that exists already or repeats (23505) is a
-    /// [`TargetError::NeedsStaging`].
+    /// [`TargetError::NeedsStaging`]. Returns the decoder's summary, the counts and the rows that
+    /// went straight in (all).
     pub(super) async fn apply_direct(
         &self,
-        client: &tokio_postgres::Client,
+        client: &ClientWrapper,
+        sql: &TableSql,
         plan: &DeliveryPlan,
         rows: Rows,
-    ) -> Result<DeliveryResult, TargetError> {
+    ) -> Result<(StreamSummary, NetCounts, u64), TargetError> {
         let spec = &plan.table;
         // Into an empty table, or one no bigger than the file, the indexes are dropped and
         // rebuilt after the COPY (in this transaction): one sort beats a B-tree insert per
         // row. It locks the table against readers for the length of this file's load.
         let rebuild = if client
             .query_one(
-                &queries::rebuild_indexes(&self.schema, &spec.name),
-                &[
-                    &(plan.size as f64),
-                    &spec.name,
-                    &queries::qualified(&self.schema, &spec.name),
-                ],
+                &sql.rebuild_indexes,
+                &[&(plan.size as f64), &spec.name, &sql.qualified],
             )
             .await
             .map_err(TargetError::pg("check whether to rebuild the indexes"))?
@@ -62,18 +61,13 @@ impl PgTarget {
             },
             split_inserts: false,
         });
-        let (summary, _) = copy_chunks(
-            client,
-            &queries::copy_direct(&self.schema, spec),
-            chunks,
-            plan,
-        )
-        .await
-        .map_err(|e| match e.sqlstate() {
-            // A key twice in the file: it needs the staged apply after all.
-            Some("23505") => TargetError::NeedsStaging(plan.key.clone()),
-            _ => e,
-        })?;
+        let (summary, _) = copy_chunks(client, &sql.copy_direct, chunks, plan)
+            .await
+            .map_err(|e| match e.sqlstate() {
+                // A key twice in the file: it needs the staged apply after all.
+                Some("23505") => TargetError::NeedsStaging(plan.key.clone()),
+                _ => e,
+            })?;
         for create in &rebuild {
             client.batch_execute(create).await.map_err(|e| {
                 match e.code().map(|c| c.code()) {
@@ -90,49 +84,43 @@ impl PgTarget {
             creates: summary.rows,
             ..NetCounts::default()
         };
-        self.finish_delivery(client, plan, summary, counts, summary.rows)
-            .await
+        Ok((summary, counts, summary.rows))
     }
 
-    /// COPYs the inserts the decoder set aside straight into the table (those whose key was
-    /// staged after them go to the staging table instead); returns how many went straight in.
-    /// If one of their keys exists already, that COPY is undone and they are all staged.
+    /// COPYs the inserts the decoder set aside straight into the table (those bound for the
+    /// staging table went there with the file's other staged rows); returns how many went
+    /// straight in. If one of their keys exists already, that COPY is undone and the rest of
+    /// them is staged.
     pub(super) async fn copy_inserts(
         &self,
-        client: &tokio_postgres::Client,
+        client: &ClientWrapper,
+        sql: &TableSql,
         plan: &DeliveryPlan,
         inserts: Arc<DirectInserts>,
     ) -> Result<u64, TargetError> {
-        let spec = &plan.table;
         let loaded_at = loaded_at(plan);
         let direct = Replay::Direct {
             delivery_id: plan.id,
             loaded_at,
         };
-        client
-            .batch_execute("SAVEPOINT direct_inserts")
-            .await
-            .map_err(TargetError::pg("open a savepoint"))?;
-        let copied = copy_chunks(
+        // The savepoint goes out with the COPY (one round trip). It is not released after a
+        // successful COPY: the delivery's commit keeps what it holds, as a release would.
+        let savepoint = async {
+            client
+                .batch_execute("SAVEPOINT direct_inserts")
+                .await
+                .map_err(TargetError::pg("open a savepoint"))
+        };
+        let copy = copy_chunks(
             client,
-            &queries::copy_direct(&self.schema, spec),
+            &sql.copy_direct,
             inserts.replay(direct, CHUNK_BYTES),
             plan,
-        )
-        .await;
-        // Which set-aside rows go to the staging table after all: those the direct COPY left
-        // (`Staged`), or every one if it met an existing key (`All`).
-        let (direct_rows, restage) = match copied {
-            Ok((summary, _)) => {
-                client
-                    .batch_execute("RELEASE SAVEPOINT direct_inserts")
-                    .await
-                    .map_err(TargetError::pg("release a savepoint"))?;
-                (
-                    summary.rows,
-                    inserts.stages_some().then_some(Replay::Staged),
-                )
-            }
+        );
+        let (opened, copied) = futures::join!(savepoint, copy);
+        opened?;
+        let direct_rows = match copied {
+            Ok((summary, _)) => summary.rows,
             Err(e) if e.sqlstate() == Some("23505") => {
                 // A key that exists already: stage them all.
                 client
@@ -141,19 +129,17 @@ impl PgTarget {
                     )
                     .await
                     .map_err(TargetError::pg("roll back to a savepoint"))?;
-                (0, Some(Replay::All))
+                copy_chunks(
+                    client,
+                    &sql.copy_stage,
+                    inserts.replay(Replay::All, CHUNK_BYTES),
+                    plan,
+                )
+                .await?;
+                0
             }
             Err(e) => return Err(e),
         };
-        if let Some(mode) = restage {
-            copy_chunks(
-                client,
-                queries::COPY_STAGE,
-                inserts.replay(mode, CHUNK_BYTES),
-                plan,
-            )
-            .await?;
-        }
         tracing::debug!(
             "Delivery {}: {direct_rows} of {} set-aside rows straight into the table.",
             plan.id,
@@ -166,7 +152,7 @@ impl PgTarget {
     /// them, from the catalog's own definitions.
     async fn drop_indexes(
         &self,
-        client: &tokio_postgres::Client,
+        client: &ClientWrapper,
         spec: &TableSpec,
     ) -> Result<Vec<String>, TargetError> {
         let table = queries::qualified(&self.schema, &spec.name);

@@ -28,11 +28,13 @@ mod runs;
 
 pub use runs::StepFacts;
 mod session;
+mod statements;
 
 use apply::cdc_encoding;
 use catalog::read_table_specs;
 pub use session::PgSession;
 use session::{begin_dry_run, DryRun};
+use statements::Statements;
 
 /// The loader's Postgres database.
 #[derive(Clone)]
@@ -44,6 +46,8 @@ pub struct PgTarget {
     publisher_lock: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
     schema: String,
     tables: HashMap<String, Arc<TableSpec>>,
+    /// The statements of each table and of the ledger, built once.
+    statements: Arc<Statements>,
     host: String,
     /// In a dry run: the one transaction everything happens in, rolled back by
     /// [`Target::finish`].
@@ -116,6 +120,7 @@ impl PgTarget {
             config,
             publisher_lock: Arc::new(tokio::sync::Mutex::new(None)),
             schema: schema.to_string(),
+            statements: Arc::new(Statements::new(schema, &tables)),
             tables,
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             dry_run,
@@ -174,8 +179,12 @@ impl Target for PgTarget {
             return Ok(dry.take_delivery_id());
         }
         let client = self.pool.get().await.map_err(pool_error)?;
+        let next = client
+            .prepare_cached(&queries::next_delivery_id(&self.schema))
+            .await
+            .map_err(TargetError::pg("next delivery id"))?;
         let row = client
-            .query_one(&queries::next_delivery_id(&self.schema), &[])
+            .query_one(&next, &[])
             .await
             .map_err(TargetError::pg("next delivery id"))?;
         Ok(row.get(0))
@@ -191,20 +200,15 @@ impl Target for PgTarget {
         plan: &DeliveryPlan,
         rows: Rows,
     ) -> Result<DeliveryResult, TargetError> {
-        session.begin_delivery().await?;
-        match self
-            .apply_in_transaction(session.client(), plan, rows)
-            .await
-        {
-            Ok(result) => {
-                session.commit_delivery().await?;
-                Ok(result)
-            }
-            Err(e) => {
-                session.roll_back_delivery().await;
-                Err(e)
-            }
+        if !plan.direct_allowed {
+            let sql = self.statements.table(&self.schema, &plan.table);
+            session.ensure_stage(&sql.stage, &sql.create_stage).await?;
         }
+        let result = self.apply_in_session(session, plan, rows).await;
+        if result.is_err() {
+            session.roll_back_delivery().await;
+        }
+        result
     }
 
     async fn close_session(&self, session: PgSession) {

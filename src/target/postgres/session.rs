@@ -1,5 +1,6 @@
 //! A stream's connection ([`PgSession`]) and the dry run's one transaction ([`DryRun`]).
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
@@ -77,11 +78,17 @@ pub(super) async fn begin_dry_run(
 
 /// One stream's connection. It tracks whether a transaction is open: a session dropped inside
 /// one takes its connection out of the pool (closing it rolls the transaction back), so a pooled
-/// connection is never handed out mid-transaction.
+/// connection is never handed out mid-transaction. Statements are prepared once per connection
+/// (deadpool's statement cache), and the staging tables it knows exist on the connection are
+/// remembered.
 pub struct PgSession {
     client: Option<SessionClient>,
     dry_run: bool,
-    in_transaction: bool,
+    /// Set before a transaction is begun, cleared once it is committed or rolled back: `true`
+    /// whenever the state is unknown.
+    in_transaction: AtomicBool,
+    /// The persistent staging tables (by name) known to exist on this connection.
+    stages: HashSet<String>,
 }
 
 /// A session's connection: its own from the pool, or, in a dry run, the dry run's one (held
@@ -102,8 +109,14 @@ impl PgSession {
         Ok(PgSession {
             client: Some(client),
             dry_run: dry_run.is_some(),
-            in_transaction: false,
+            in_transaction: AtomicBool::new(false),
+            stages: HashSet::new(),
         })
+    }
+
+    /// Whether this is a dry run's session (deliveries are savepoints of one transaction).
+    pub(super) fn is_dry_run(&self) -> bool {
+        self.dry_run
     }
 
     /// The statements that begin, commit and roll back a delivery: a transaction, or in a dry
@@ -120,23 +133,47 @@ impl PgSession {
         }
     }
 
-    pub(super) async fn begin_delivery(&mut self) -> Result<(), TargetError> {
+    /// Makes sure the persistent staging table `name` exists on this connection (`create`:
+    /// [`crate::target::queries::create_stage`]): one statement the first time a session needs
+    /// it, none after. Never in a dry run (its staging tables live in each delivery).
+    pub(super) async fn ensure_stage(
+        &mut self,
+        name: &str,
+        create: &str,
+    ) -> Result<(), TargetError> {
+        if self.dry_run || self.stages.contains(name) {
+            return Ok(());
+        }
+        if let Err(e) = self.run(create, "create the staging table").await {
+            // The batch's transaction may be left open (aborted): end it.
+            let _ = self.run("ROLLBACK", "roll back").await;
+            return Err(e);
+        }
+        self.stages.insert(name.to_string());
+        Ok(())
+    }
+
+    /// Begins a delivery. It may be polled together with the delivery's first statements, which
+    /// are then sent in the same round trip (they run after it, in order).
+    pub(super) async fn begin_delivery(&self) -> Result<(), TargetError> {
         let (begin, _, _) = self.delivery_statements();
         self.run(begin, "begin the delivery").await
     }
 
-    pub(super) async fn commit_delivery(&mut self) -> Result<(), TargetError> {
+    /// Commits a delivery; may be polled together with the delivery's last statements (an
+    /// error in one of them makes Postgres roll the whole transaction back at this commit).
+    pub(super) async fn commit_delivery(&self) -> Result<(), TargetError> {
         let (_, commit, _) = self.delivery_statements();
         self.run(commit, "commit").await
     }
 
     /// Best effort: if this fails too the connection is broken and is not reused.
-    pub(super) async fn roll_back_delivery(&mut self) {
+    pub(super) async fn roll_back_delivery(&self) {
         let (_, _, rollback) = self.delivery_statements();
         let _ = self.run(rollback, "roll back").await;
     }
 
-    pub(super) fn client(&self) -> &tokio_postgres::Client {
+    pub(super) fn client(&self) -> &deadpool_postgres::ClientWrapper {
         match self
             .client
             .as_ref()
@@ -147,20 +184,27 @@ impl PgSession {
         }
     }
 
-    async fn run(&mut self, sql: &'static str, context: &'static str) -> Result<(), TargetError> {
+    async fn run(&self, sql: &str, context: &'static str) -> Result<(), TargetError> {
+        let opens = sql == "BEGIN" || sql.starts_with("BEGIN;");
+        if opens {
+            // Unknown until Postgres answers: never hand this connection back meanwhile.
+            self.in_transaction.store(true, Ordering::Relaxed);
+        }
         let result = self
             .client()
             .batch_execute(sql)
             .await
             .map_err(TargetError::pg(context));
-        match (sql, &result) {
-            ("BEGIN", Ok(())) => self.in_transaction = true,
-            ("COMMIT" | "ROLLBACK", Ok(())) => self.in_transaction = false,
-            _ => {}
-        }
-        if result.is_err() && !sql.starts_with("SAVEPOINT") && !sql.starts_with("RELEASE") {
+        match &result {
+            // Every statement of a real session's batch that ends a transaction ends it.
+            Ok(()) if !self.dry_run && (sql == "COMMIT" || sql == "ROLLBACK" || opens) => {
+                let open = sql == "BEGIN";
+                self.in_transaction.store(open, Ordering::Relaxed);
+            }
+            Ok(()) => {}
             // The transaction state is unknown: never give this connection back to the pool.
-            self.in_transaction = true;
+            Err(_) if !self.dry_run => self.in_transaction.store(true, Ordering::Relaxed),
+            Err(_) => {}
         }
         result
     }
@@ -168,7 +212,7 @@ impl PgSession {
 
 impl Drop for PgSession {
     fn drop(&mut self) {
-        if self.in_transaction {
+        if *self.in_transaction.get_mut() {
             if let Some(SessionClient::Pooled(client)) = self.client.take() {
                 drop(deadpool_postgres::Object::take(*client));
             }

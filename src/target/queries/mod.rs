@@ -104,18 +104,52 @@ pub fn is_delivered(schema: &str) -> String {
     )
 }
 
-/// The staging table for one delivery: `_seq`, `_op`, then the table's columns, same types.
-pub fn create_stage(spec: &TableSpec) -> String {
+/// The name of the staging table of `spec`'s layout: `_peo_stage_` and a hash of its columns and
+/// types, so a connection keeps one per layout and two layouts never share one.
+pub fn stage_name(spec: &TableSpec) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for column in &spec.columns {
+        for byte in column
+            .name
+            .bytes()
+            .chain([0])
+            .chain(sql_type(&column.ty).bytes())
+            .chain([0])
+        {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("_peo_stage_{hash:016x}")
+}
+
+/// The staging table `name` of `spec`: `_seq`, `_op`, then the table's columns, same types.
+/// `persistent`: created once per connection (outside a delivery) and emptied by every commit;
+/// otherwise created inside the delivery's transaction and dropped with it (a dry run, whose
+/// transaction never commits).
+pub fn create_stage(name: &str, spec: &TableSpec, persistent: bool) -> String {
     let mut columns = vec!["\"_seq\" int8".to_string(), "\"_op\" text".to_string()];
     columns.extend(
         spec.columns
             .iter()
             .map(|c| format!("{} {}", quote_ident(&c.name), sql_type(&c.ty))),
     );
-    format!(
-        "CREATE TEMP TABLE \"_peo_stage\" ({}) ON COMMIT DROP",
-        columns.join(", ")
-    )
+    let name = quote_ident(name);
+    let columns = columns.join(", ");
+    if persistent {
+        // In its own transaction, so a delivery that rolls back cannot take it away; quiet when
+        // the pooled connection has it already.
+        format!(
+            "BEGIN; SET LOCAL client_min_messages = warning; \
+             CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT DELETE ROWS; COMMIT"
+        )
+    } else {
+        format!("CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP")
+    }
+}
+
+/// COPY into the staging table `name`.
+pub fn copy_stage(name: &str) -> String {
+    format!("COPY {} FROM STDIN (FORMAT binary)", quote_ident(name))
 }
 
 /// Whether a full-load file should be COPYed with the table's indexes dropped and rebuilt after
@@ -165,12 +199,10 @@ pub fn copy_direct(schema: &str, spec: &TableSpec) -> String {
     )
 }
 
-pub const COPY_STAGE: &str = "COPY \"_peo_stage\" FROM STDIN (FORMAT binary)";
-
 /// The set-based apply of the staged file, in one statement: keep the last change per key, delete
 /// the `D` keys, upsert the others (rewriting a row only when it differs), and count.
 /// `$1` is the delivery id, `$2` its start time (the rows' `_loaded_at`). Returns (keys, creates, amends, removes).
-pub fn apply_stage(schema: &str, spec: &TableSpec) -> String {
+pub fn apply_stage(schema: &str, spec: &TableSpec, stage: &str) -> String {
     let target = qualified(schema, &spec.name);
     let cols: Vec<String> = spec.columns.iter().map(|c| quote_ident(&c.name)).collect();
     let keys: Vec<String> = spec
@@ -209,7 +241,7 @@ pub fn apply_stage(schema: &str, spec: &TableSpec) -> String {
     };
     format!(
         "WITH last AS (
-            SELECT DISTINCT ON ({key_list}) * FROM \"_peo_stage\" ORDER BY {key_list}, \"_seq\" DESC
+            SELECT DISTINCT ON ({key_list}) * FROM {stage} ORDER BY {key_list}, \"_seq\" DESC
          ),
          removed AS (
             DELETE FROM {target} t USING last l WHERE l.\"_op\" = 'D' AND {key_join} RETURNING 1
@@ -227,6 +259,7 @@ pub fn apply_stage(schema: &str, spec: &TableSpec) -> String {
                 (SELECT count(*) FROM removed)",
         cols = cols.join(", "),
         set = set.join(", "),
+        stage = quote_ident(stage),
     )
 }
 
@@ -340,7 +373,7 @@ mod tests {
             ],
             key: vec![0],
         };
-        let sql = apply_stage("s", &spec);
+        let sql = apply_stage("s", &spec, "_peo_stage_0");
         assert!(
             sql.contains("ROW(t.\"v\") IS DISTINCT FROM ROW(EXCLUDED.\"v\")"),
             "{sql}"

@@ -3,3 +3,4 @@
 mod direct_path_and_faults;
 pub mod ground_truth;
 mod net_effect;
+mod sessions;

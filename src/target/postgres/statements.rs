@@ -1,0 +1,86 @@
+//! The SQL texts a delivery sends, built once per table at start-up (from [`queries`]) rather
+//! than once per file; each is prepared once per connection (deadpool's statement cache).
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::dms::TableSpec;
+use crate::target::queries;
+
+/// The statements of the ledger and the outbox of the loader's schema.
+#[derive(Debug)]
+pub(super) struct LedgerSql {
+    pub is_delivered: String,
+    pub clear_failure: String,
+    pub record_success: String,
+    pub insert_outbox: String,
+}
+
+/// The statements of one replicated table.
+#[derive(Debug)]
+pub(super) struct TableSql {
+    /// `schema.table`: the stream's advisory lock.
+    pub stream: String,
+    /// `"schema"."table"`.
+    pub qualified: String,
+    /// The staging table of the table's layout.
+    pub stage: String,
+    /// Creates it once per connection, emptied by every commit.
+    pub create_stage: String,
+    /// Creates it inside a delivery, dropped with it (a dry run's).
+    pub create_stage_in_delivery: String,
+    pub drop_stage: String,
+    pub copy_stage: String,
+    pub copy_direct: String,
+    pub apply_stage: String,
+    pub rebuild_indexes: String,
+}
+
+/// Every statement text of a target.
+#[derive(Debug)]
+pub(super) struct Statements {
+    pub ledger: LedgerSql,
+    tables: HashMap<String, Arc<TableSql>>,
+}
+
+impl Statements {
+    pub(super) fn new(schema: &str, tables: &HashMap<String, Arc<TableSpec>>) -> Self {
+        Statements {
+            ledger: LedgerSql {
+                is_delivered: queries::is_delivered(schema),
+                clear_failure: queries::clear_failure(schema),
+                record_success: queries::record_success(schema),
+                insert_outbox: queries::insert_outbox(schema),
+            },
+            tables: tables
+                .iter()
+                .map(|(name, spec)| (name.clone(), Arc::new(TableSql::new(schema, spec))))
+                .collect(),
+        }
+    }
+
+    /// The statements of `spec`'s table (built now if the table was not known at start-up).
+    pub(super) fn table(&self, schema: &str, spec: &TableSpec) -> Arc<TableSql> {
+        match self.tables.get(&spec.name) {
+            Some(sql) => sql.clone(),
+            None => Arc::new(TableSql::new(schema, spec)),
+        }
+    }
+}
+
+impl TableSql {
+    fn new(schema: &str, spec: &TableSpec) -> Self {
+        let stage = queries::stage_name(spec);
+        TableSql {
+            stream: format!("{schema}.{}", spec.name),
+            qualified: queries::qualified(schema, &spec.name),
+            create_stage: queries::create_stage(&stage, spec, true),
+            create_stage_in_delivery: queries::create_stage(&stage, spec, false),
+            drop_stage: format!("DROP TABLE {}", queries::quote_ident(&stage)),
+            copy_stage: queries::copy_stage(&stage),
+            copy_direct: queries::copy_direct(schema, spec),
+            apply_stage: queries::apply_stage(schema, spec, &stage),
+            rebuild_indexes: queries::rebuild_indexes(schema, &spec.name),
+            stage,
+        }
+    }
+}
