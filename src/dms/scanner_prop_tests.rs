@@ -10,7 +10,7 @@ use super::{CsvScanner, RawRecord};
 fn write_field(out: &mut Vec<u8>, value: &Option<String>) {
     let Some(text) = value else { return };
     let quote = text.is_empty()
-        || text.contains(|c| matches!(c, ',' | '"' | '\n' | '\r'))
+        || text.contains([',', '"', '\n', '\r'])
         || text.starts_with(' ')
         || text.ends_with(' ');
     if quote {
