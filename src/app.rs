@@ -57,7 +57,7 @@ pub async fn connect_target(config: &Config) -> Result<PgTarget, TargetError> {
     loop {
         attempt += 1;
         match PgTarget::connect(
-            &config.target.pg,
+            &config.target,
             &config.target_schema,
             config.parallelism + 2,
             config.dry_run,

@@ -141,7 +141,7 @@ pub const POLICIES: &[Policy] = &[
         kind: ErrorKind::AccessDenied,
         directive: Directive::RetryWithBackoff,
         metric: "target",
-        solution: "check TARGET (user, password, database name) and the role's privileges on the database and TARGET_SCHEMA",
+        solution: "check TARGET (user, password, database name, sslmode and sslrootcert) and the role's privileges on the database and TARGET_SCHEMA",
     },
     Policy {
         kind: ErrorKind::TargetRejected,
@@ -191,6 +191,12 @@ pub fn source_kind(e: &SourceError) -> ErrorKind {
 pub fn target_kind(e: &TargetError) -> ErrorKind {
     match e {
         TargetError::Postgres { source, .. } => match source.code() {
+            // The server's certificate refused (sslmode verify-ca/verify-full): configuration.
+            None if crate::target::describe_pg_error(source)
+                .contains("invalid peer certificate") =>
+            {
+                ErrorKind::AccessDenied
+            }
             // No SQLSTATE: transient only if the connection failed, not if, say, a parameter
             // could not be encoded.
             None if source.is_closed()
@@ -202,6 +208,10 @@ pub fn target_kind(e: &TargetError) -> ErrorKind {
             None => ErrorKind::TargetRejected,
             Some(code) => sqlstate_kind(code.code()),
         },
+        // An unreadable sslrootcert, a TLS set-up the configuration makes impossible.
+        TargetError::Pool(m) if m.starts_with("sslrootcert ") || m.starts_with("TLS: ") => {
+            ErrorKind::AccessDenied
+        }
         TargetError::Pool(_) => ErrorKind::TargetUnavailable,
         TargetError::Input(f) if f.retryable => ErrorKind::SourceUnavailable,
         TargetError::Input(_) => ErrorKind::BadInput,

@@ -118,10 +118,71 @@ impl SourceConfig {
     }
 }
 
+/// TLS to Postgres: libpq's `sslmode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PgTls {
+    Disable,
+    /// TLS when the server offers it (libpq's default), the certificate not checked.
+    Prefer,
+    /// TLS or no connection, the certificate not checked.
+    Require,
+    /// TLS, the certificate chained to `sslrootcert`.
+    VerifyCa,
+    /// TLS, the certificate chained to `sslrootcert` and naming the host.
+    VerifyFull,
+}
+
 /// The Postgres connection: the `TARGET` variable.
 #[derive(Clone)]
 pub struct TargetConfig {
     pub pg: tokio_postgres::Config,
+    /// `sslmode` (default `prefer`, as libpq).
+    pub tls: PgTls,
+    /// `sslrootcert` (default `~/.postgresql/root.crt`, as libpq).
+    pub root_cert: Option<std::path::PathBuf>,
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a libpq `key=value` string or a URL's query (the
+/// Postgres client library knows neither `verify-*` nor `sslrootcert`): (the rest, sslmode,
+/// sslrootcert).
+fn split_tls(value: &str) -> (String, Option<String>, Option<String>) {
+    let (mut mode, mut root) = (None, None);
+    if let Some((base, query)) = value
+        .split_once('?')
+        .filter(|_| value.starts_with("postgres://") || value.starts_with("postgresql://"))
+    {
+        let mut kept = Vec::new();
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some(("sslmode", v)) => mode = Some(v.to_string()),
+                Some(("sslrootcert", v)) => {
+                    root = Some(
+                        percent_encoding::percent_decode_str(v)
+                            .decode_utf8_lossy()
+                            .into_owned(),
+                    )
+                }
+                _ => kept.push(pair),
+            }
+        }
+        let rest = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return (rest, mode, root);
+    }
+    let mut kept = Vec::new();
+    for token in value.split_whitespace() {
+        if let Some(v) = token.strip_prefix("sslmode=") {
+            mode = Some(v.trim_matches('\'').to_string());
+        } else if let Some(v) = token.strip_prefix("sslrootcert=") {
+            root = Some(v.trim_matches('\'').to_string());
+        } else {
+            kept.push(token);
+        }
+    }
+    (kept.join(" "), mode, root)
 }
 
 impl fmt::Debug for TargetConfig {
@@ -137,7 +198,21 @@ impl fmt::Debug for TargetConfig {
 impl TargetConfig {
     /// Parses a libpq `key=value` string or a `postgres://` URL.
     pub fn parse(value: &str) -> Result<Self, ConfigError> {
-        let pg = tokio_postgres::Config::from_str(value).map_err(|e| {
+        let (rest, mode, root_cert) = split_tls(value);
+        let tls = match mode.as_deref() {
+            None | Some("prefer") => PgTls::Prefer,
+            Some("disable") => PgTls::Disable,
+            Some("require") => PgTls::Require,
+            Some("verify-ca") => PgTls::VerifyCa,
+            Some("verify-full") => PgTls::VerifyFull,
+            Some(other) => return Err(ConfigError::new(
+                "TARGET",
+                format!(
+                    "sslmode `{other}` is not disable, prefer, require, verify-ca or verify-full"
+                ),
+            )),
+        };
+        let mut pg = tokio_postgres::Config::from_str(&rest).map_err(|e| {
             // tokio-postgres' parse errors name the option, never its value.
             ConfigError::new("TARGET", format!("not a valid connection string ({e})"))
         })?;
@@ -147,7 +222,16 @@ impl TargetConfig {
         if pg.get_user().is_none() {
             return Err(ConfigError::new("TARGET", "no user given (user=...)"));
         }
-        Ok(TargetConfig { pg })
+        pg.ssl_mode(match tls {
+            PgTls::Disable => tokio_postgres::config::SslMode::Disable,
+            PgTls::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+        Ok(TargetConfig {
+            pg,
+            tls,
+            root_cert: root_cert.map(std::path::PathBuf::from),
+        })
     }
 
     /// The database name (defaults to the user name, as libpq does).

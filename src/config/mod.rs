@@ -17,7 +17,7 @@ mod connections;
 mod env_file;
 mod values;
 
-pub use connections::{NatsConfig, SourceConfig, TargetConfig};
+pub use connections::{NatsConfig, PgTls, SourceConfig, TargetConfig};
 pub use env_file::read_env_file;
 pub use values::{ConfigError, Secret};
 

@@ -197,3 +197,35 @@ fn absurd_waits_are_refused_at_validation() {
         assert!(e.starts_with(var), "{e}");
     }
 }
+
+#[test]
+fn sslmode_and_sslrootcert_are_read_in_both_spellings() {
+    let c = Config::from_lookup(env(&[(
+        "TARGET",
+        "host=db user=u dbname=d sslmode=verify-full sslrootcert=/etc/ca.pem",
+    )]))
+    .unwrap();
+    assert_eq!(c.target.tls, PgTls::VerifyFull);
+    assert_eq!(
+        c.target.root_cert.as_deref(),
+        Some(std::path::Path::new("/etc/ca.pem"))
+    );
+    let c = Config::from_lookup(env(&[(
+        "TARGET",
+        "postgres://u:pw@db:5432/d?sslmode=verify-ca&sslrootcert=%2Fetc%2Fca.pem&application_name=x",
+    )]))
+    .unwrap();
+    assert_eq!(c.target.tls, PgTls::VerifyCa);
+    assert_eq!(
+        c.target.root_cert.as_deref(),
+        Some(std::path::Path::new("/etc/ca.pem"))
+    );
+    let c = Config::from_lookup(env(&[("TARGET", "host=db user=u sslmode=disable")])).unwrap();
+    assert_eq!(c.target.tls, PgTls::Disable);
+    let c = Config::from_lookup(env(&[("TARGET", "host=db user=u")])).unwrap();
+    assert_eq!(c.target.tls, PgTls::Prefer, "libpq's default");
+    let e = Config::from_lookup(env(&[("TARGET", "host=db user=u sslmode=allow-all")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("TARGET: sslmode `allow-all`"), "{e}");
+}

@@ -21,3 +21,4 @@ mod process;
 mod service;
 mod shutdown;
 mod status_page;
+mod tls;

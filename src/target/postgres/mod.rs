@@ -29,6 +29,7 @@ mod runs;
 pub use runs::StepFacts;
 mod session;
 mod statements;
+mod tls;
 
 use apply::cdc_encoding;
 use catalog::read_table_specs;
@@ -42,6 +43,8 @@ pub struct PgTarget {
     pool: Pool,
     /// The connection settings (the relay's lock has a connection of its own).
     config: tokio_postgres::Config,
+    /// TLS as `sslmode` asks (`None`: `disable`).
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// The connection holding the outbox publisher's lock, while this process holds it.
     publisher_lock: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
     schema: String,
@@ -83,22 +86,23 @@ impl PgTarget {
     /// it, and every later read and delivery happens in it, until [`Target::finish`] rolls it
     /// back.
     pub async fn connect(
-        config: &tokio_postgres::Config,
+        target: &crate::config::TargetConfig,
         schema: &str,
         pool_size: usize,
         dry_run: bool,
     ) -> Result<Self, TargetError> {
-        let mut config = config.clone();
+        let mut config = target.pg.clone();
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let tls = tls::connector(target)?;
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            Some(tls) => Manager::from_config(config.clone(), tls.clone(), manager_config),
+            None => Manager::from_config(config.clone(), NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(2))
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -118,6 +122,7 @@ impl PgTarget {
         Ok(PgTarget {
             pool,
             config,
+            tls,
             publisher_lock: Arc::new(tokio::sync::Mutex::new(None)),
             schema: schema.to_string(),
             statements: Arc::new(Statements::new(schema, &tables)),
