@@ -118,6 +118,9 @@ impl SourceConfig {
     }
 }
 
+/// The `sslmode` values, for errors.
+const SSL_MODES: &str = "disable, prefer, require, verify-ca or verify-full";
+
 /// TLS to Postgres: libpq's `sslmode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PgTls {
@@ -205,12 +208,10 @@ impl TargetConfig {
             Some("require") => PgTls::Require,
             Some("verify-ca") => PgTls::VerifyCa,
             Some("verify-full") => PgTls::VerifyFull,
-            Some(other) => return Err(ConfigError::new(
-                "TARGET",
-                format!(
-                    "sslmode `{other}` is not disable, prefer, require, verify-ca or verify-full"
-                ),
-            )),
+            Some(other) => {
+                let why = format!("sslmode `{other}` is not {SSL_MODES}");
+                return Err(ConfigError::new("TARGET", why));
+            }
         };
         let mut pg = tokio_postgres::Config::from_str(&rest).map_err(|e| {
             // tokio-postgres' parse errors name the option, never its value.
