@@ -174,6 +174,12 @@ pub fn ready_check(
 
 /// Runs the loader as configured and returns the process exit code.
 pub async fn run(config: Config) -> i32 {
+    if !config.dms_settings.unknown.is_empty() {
+        warn!(
+            "DMS_SETTINGS: ignoring keys that are not DMS S3Settings: {}.",
+            config.dms_settings.unknown.join(", ")
+        );
+    }
     if config.dry_run {
         info!(
             "paper-engine-orders {} starting: dry run: one validation pass over every pending file, then exit; nothing is persisted{}.",

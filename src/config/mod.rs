@@ -17,6 +17,7 @@ mod connections;
 mod env_file;
 mod values;
 
+pub use crate::dms::DmsSettings;
 pub use connections::{NatsConfig, PgTls, SourceConfig, TargetConfig};
 pub use env_file::read_env_file;
 pub use values::{ConfigError, Secret};
@@ -71,6 +72,8 @@ pub struct Config {
     pub trigger_subject: Option<String>,
     /// `API_TOKEN`: turns the `/api` endpoints on; every request needs it as a bearer token.
     pub api_token: Option<Secret>,
+    /// `DMS_SETTINGS` / `DMS_SETTINGS_FILE`: the S3 target endpoint's settings (checked).
+    pub dms_settings: DmsSettings,
 }
 
 /// Every variable the loader reads.
@@ -98,6 +101,8 @@ pub const VARIABLES: &[&str] = &[
     "EVENTS_DURABLE",
     "TRIGGER_SUBJECT",
     "API_TOKEN",
+    "DMS_SETTINGS",
+    "DMS_SETTINGS_FILE",
 ];
 
 /// Default for `PARALLELISM`: the number of cores.
@@ -139,9 +144,49 @@ impl Config {
         let shutdown_grace = seconds("SHUTDOWN_GRACE", 30.0)?;
         let dry_run = boolean("DRY_RUN", false)?;
         let notifications = boolean("NOTIFICATIONS", true)?;
-        let source = SourceConfig::parse(
+        let mut source = SourceConfig::parse(
             &get("SOURCE").ok_or_else(|| ConfigError::new("SOURCE", "is not set"))?,
         )?;
+        let dms_settings = match (get("DMS_SETTINGS"), get("DMS_SETTINGS_FILE")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "DMS_SETTINGS",
+                    "is set, and so is DMS_SETTINGS_FILE: give one of them",
+                ))
+            }
+            (Some(json), None) => DmsSettings::parse(&json)?,
+            (None, Some(path)) => {
+                let json = std::fs::read_to_string(path.trim()).map_err(|e| {
+                    ConfigError::new("DMS_SETTINGS_FILE", format!("{}: {e}", path.trim()))
+                })?;
+                DmsSettings::parse(&json)?
+            }
+            (None, None) => DmsSettings::default(),
+        };
+        if let Some(name) = &dms_settings.bucket_name {
+            if *name != source.bucket {
+                return Err(ConfigError::new(
+                    "DMS_SETTINGS",
+                    format!(
+                        "BucketName `{name}` is not SOURCE's bucket_name `{}`",
+                        source.bucket
+                    ),
+                ));
+            }
+        }
+        if let Some(folder) = &dms_settings.bucket_folder {
+            if source.path.is_empty() {
+                source.path = folder.clone();
+            } else if *folder != source.path {
+                return Err(ConfigError::new(
+                    "DMS_SETTINGS",
+                    format!(
+                        "BucketFolder `{folder}` is not SOURCE's bucket_path `{}`",
+                        source.path
+                    ),
+                ));
+            }
+        }
         let target = TargetConfig::parse(
             &get("TARGET").ok_or_else(|| ConfigError::new("TARGET", "is not set"))?,
         )?;
@@ -257,6 +302,7 @@ impl Config {
             events_durable,
             trigger_subject,
             api_token,
+            dms_settings,
         };
         config.validate()?;
         Ok(config)

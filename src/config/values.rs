@@ -37,7 +37,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(super) fn new(var: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(var: &'static str, reason: impl Into<String>) -> Self {
         ConfigError {
             var,
             reason: reason.into(),

@@ -30,6 +30,7 @@ mod scan_slow;
 mod scanner;
 #[cfg(test)]
 mod scanner_prop_tests;
+mod settings;
 mod table;
 mod value;
 
@@ -38,6 +39,7 @@ pub use decode::{DecodedRow, Op, OpColumn, RowDecoder, StagingTuple, TupleLayout
 pub use dms_naming::{parse_object_key, Compression, DmsObject, FileKind};
 pub use error::DecodeError;
 pub use scanner::{CsvScanner, RawRecord, DEFAULT_SCAN_BUFFER};
+pub use settings::DmsSettings;
 pub use table::{Column, ColumnType, TableSpec};
 
 // Helpers shared by the submodules' tests, and a test of the whole pipeline.

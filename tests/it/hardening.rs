@@ -137,3 +137,52 @@ async fn values_that_look_like_sql_arrive_as_data() {
         "orders is still there"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dms_settings_are_honoured_or_refused_at_start_up_never_misread() {
+    let app = spawn_app().await;
+    app.put_csv(
+        "strategies",
+        "LOAD00000001.csv.gz",
+        "1,S-1,One,ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,1\n",
+    )
+    .await;
+    // A setting that changes the files: refused, exit 2, the key named.
+    let (code, _, stderr) = crate::operate::run(
+        &app,
+        &[],
+        &[(
+            "DMS_SETTINGS",
+            r#"{"CsvDelimiter": ";", "DataFormat": "csv"}"#,
+        )],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("DMS_SETTINGS: CsvDelimiter = \";\" is not supported"),
+        "{stderr}"
+    );
+    // describe-endpoints' answer in a file: BucketFolder gives the path, an unknown key a warning.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("endpoint.json");
+    std::fs::write(
+        &file,
+        r#"{"Endpoints": [{"S3Settings": {"BucketFolder": "data", "CompressionType": "GZIP",
+            "CsvDelimiter": ",", "DatePartitionEnabled": false, "Shiny": true}}]}"#,
+    )
+    .unwrap();
+    let source = app.env["SOURCE"].replace("bucket_path=data", "");
+    let (code, _, stderr) = crate::operate::run(
+        &app,
+        &[],
+        &[
+            ("SOURCE", source.as_str()),
+            ("DMS_SETTINGS_FILE", file.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("ignoring keys that are not DMS S3Settings: Shiny"),
+        "{stderr}"
+    );
+    assert_eq!(app.count("strategies").await, 1);
+}

@@ -1,0 +1,261 @@
+//! `DMS_SETTINGS` / `DMS_SETTINGS_FILE`: the S3 target endpoint's `S3Settings`, as
+//! `aws dms describe-endpoints` prints them (the object itself, or the whole answer). This version
+//! reads one family of settings (CSV, `,` and a line end, NULL as an empty unquoted field, the Op
+//! column on change files, `YYYY/MM/DD` date folders, gzip or not); a setting that would make
+//! DMS write files it cannot read exactly is refused at start-up with a line saying so, never
+//! silently mis-read. Settings that do not change the files (encryption, sizes, roles, ...) are
+//! accepted; keys DMS does not have are ignored with one warning.
+use serde_json::{Map, Value};
+
+use crate::config::ConfigError;
+
+/// What the settings say that the loader uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DmsSettings {
+    /// `BucketFolder` (the path prefix), when given.
+    pub bucket_folder: Option<String>,
+    /// `BucketName`, when given.
+    pub bucket_name: Option<String>,
+    /// Keys that are not DMS `S3Settings` keys (warned about once at start-up).
+    pub unknown: Vec<String>,
+}
+
+/// `S3Settings` keys that do not change what the files hold or where they are.
+const NEUTRAL: &[&str] = &[
+    "ServiceAccessRoleArn",
+    "ExternalTableDefinition",
+    "EncryptionMode",
+    "ServerSideEncryptionKmsKeyId",
+    "EncodingType",
+    "DictPageSizeLimit",
+    "RowGroupLength",
+    "DataPageSize",
+    "ParquetVersion",
+    "EnableStatistics",
+    "ParquetTimestampInMillisecond",
+    "UseTaskStartTimeForFullLoadTimestamp",
+    "CannedAclForObjects",
+    "CdcMaxBatchInterval",
+    "CdcMinFileSize",
+    "MaxFileSize",
+    "DatePartitionTimezone",
+    "ExpectedBucketOwner",
+    "GlueCatalogGeneration",
+    "CsvNoSupValue",
+    "IgnoreHeaderRows",
+];
+
+fn refuse(key: &str, value: &Value, why: &str) -> ConfigError {
+    ConfigError::new(
+        "DMS_SETTINGS",
+        format!("{key} = {value} is not supported by this version of the loader ({why}); it refuses to start rather than mis-read the files"),
+    )
+}
+
+fn text(v: &Value) -> Option<&str> {
+    v.as_str()
+}
+
+fn flag(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl DmsSettings {
+    /// Reads the settings' JSON: an `S3Settings` object, or `describe-endpoints`' whole answer.
+    pub fn parse(json: &str) -> Result<Self, ConfigError> {
+        let value: Value = serde_json::from_str(json)
+            .map_err(|e| ConfigError::new("DMS_SETTINGS", format!("not valid JSON ({e})")))?;
+        let settings = match &value {
+            Value::Object(o) if o.contains_key("Endpoints") => o["Endpoints"]
+                .as_array()
+                .and_then(|e| e.iter().find_map(|e| e.get("S3Settings")))
+                .ok_or_else(|| {
+                    ConfigError::new("DMS_SETTINGS", "no endpoint with S3Settings in Endpoints")
+                })?,
+            Value::Object(o) if o.contains_key("S3Settings") => &o["S3Settings"],
+            other => other,
+        };
+        let Value::Object(map) = settings else {
+            return Err(ConfigError::new("DMS_SETTINGS", "not a JSON object"));
+        };
+        Self::check(map)
+    }
+
+    fn check(map: &Map<String, Value>) -> Result<Self, ConfigError> {
+        let get = |k: &str| map.get(k).filter(|v| !v.is_null());
+        let is = |k: &str, default: bool| get(k).and_then(flag).unwrap_or(default);
+        let include_op = is("IncludeOpForFullLoad", false);
+        let mut out = DmsSettings::default();
+        for (key, value) in map {
+            if value.is_null() {
+                continue;
+            }
+            match key.as_str() {
+                "DataFormat" => match text(value).map(str::to_ascii_lowercase).as_deref() {
+                    Some("csv") => {}
+                    _ => return Err(refuse(key, value, "only csv is read; Parquet is planned")),
+                },
+                "CompressionType" => match text(value).map(str::to_ascii_uppercase).as_deref() {
+                    Some("GZIP") | Some("NONE") => {}
+                    _ => return Err(refuse(key, value, "GZIP or NONE")),
+                },
+                "CsvDelimiter" => {
+                    if text(value) != Some(",") {
+                        return Err(refuse(key, value, "only \",\" is read"));
+                    }
+                }
+                "CsvRowDelimiter" => {
+                    if !matches!(text(value), Some("\n" | "\\n" | "\r\n" | "\\r\\n")) {
+                        return Err(refuse(key, value, "only a line end is read"));
+                    }
+                }
+                "CsvNullValue" => {
+                    if text(value) != Some("") {
+                        return Err(refuse(
+                            key,
+                            value,
+                            "NULL is read as an empty unquoted field",
+                        ));
+                    }
+                }
+                "AddColumnName" if flag(value) == Some(true) => {
+                    return Err(refuse(key, value, "header rows are not read yet"));
+                }
+                "CdcInsertsOnly" | "CdcInsertsAndUpdates"
+                    if flag(value) == Some(true) && !include_op =>
+                {
+                    return Err(refuse(
+                        key,
+                        value,
+                        "with IncludeOpForFullLoad false DMS writes change files without the Op column",
+                    ));
+                }
+                "TimestampColumnName" if text(value).is_some_and(|t| !t.is_empty()) => {
+                    return Err(refuse(
+                        key,
+                        value,
+                        "a leading timestamp column is not read yet",
+                    ));
+                }
+                "DatePartitionSequence"
+                    if is("DatePartitionEnabled", false)
+                        && text(value).map(str::to_ascii_uppercase).as_deref()
+                            != Some("YYYYMMDD") =>
+                {
+                    return Err(refuse(key, value, "date folders are read as YYYY/MM/DD"));
+                }
+                "DatePartitionDelimiter"
+                    if is("DatePartitionEnabled", false)
+                        && text(value).map(str::to_ascii_uppercase).as_deref() != Some("SLASH") =>
+                {
+                    return Err(refuse(key, value, "date folders are read as YYYY/MM/DD"));
+                }
+                "CdcPath" if text(value).is_some_and(|t| !t.is_empty()) => {
+                    return Err(refuse(
+                        key,
+                        value,
+                        "change files are read next to the full load",
+                    ));
+                }
+                "AddTrailingPaddingCharacter" | "UseCsvNoSupValue" | "PreserveTransactions"
+                    if flag(value) == Some(true) =>
+                {
+                    return Err(refuse(key, value, "not read yet"));
+                }
+                "Rfc4180" if flag(value) == Some(false) => {
+                    return Err(refuse(
+                        key,
+                        value,
+                        "values are read as RFC 4180 quotes them",
+                    ));
+                }
+                "BucketFolder" => {
+                    out.bucket_folder = text(value).map(|t| t.trim_matches('/').to_string())
+                }
+                "BucketName" => out.bucket_name = text(value).map(str::to_string),
+                "IncludeOpForFullLoad"
+                | "DatePartitionEnabled"
+                | "AddColumnName"
+                | "CdcInsertsOnly"
+                | "CdcInsertsAndUpdates"
+                | "TimestampColumnName"
+                | "DatePartitionSequence"
+                | "DatePartitionDelimiter"
+                | "CdcPath"
+                | "AddTrailingPaddingCharacter"
+                | "UseCsvNoSupValue"
+                | "PreserveTransactions"
+                | "Rfc4180" => {}
+                other if NEUTRAL.contains(&other) => {}
+                other => out.unknown.push(other.to_string()),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_and_neutral_settings_are_accepted() {
+        let s = DmsSettings::parse(
+            r#"{"S3Settings": {"CsvRowDelimiter": "\\n", "CsvDelimiter": ",", "BucketFolder": "data/",
+                "BucketName": "dms", "CompressionType": "GZIP", "DataFormat": "csv",
+                "DatePartitionEnabled": true, "DatePartitionSequence": "YYYYMMDD",
+                "DatePartitionDelimiter": "SLASH", "IncludeOpForFullLoad": true,
+                "CdcInsertsOnly": false, "MaxFileSize": 32000, "EncryptionMode": "SSE_S3",
+                "Rfc4180": true, "CsvNullValue": "", "NotADmsKey": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.bucket_folder.as_deref(), Some("data"));
+        assert_eq!(s.bucket_name.as_deref(), Some("dms"));
+        assert_eq!(s.unknown, vec!["NotADmsKey".to_string()]);
+        // describe-endpoints' whole answer.
+        let s = DmsSettings::parse(
+            r#"{"Endpoints": [{"EndpointIdentifier": "t", "S3Settings": {"BucketFolder": "x"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.bucket_folder.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn settings_that_change_the_files_are_refused_naming_them() {
+        for (json, key) in [
+            (r#"{"DataFormat": "parquet"}"#, "DataFormat"),
+            (r#"{"CsvDelimiter": ";"}"#, "CsvDelimiter"),
+            (r#"{"AddColumnName": true}"#, "AddColumnName"),
+            (r#"{"CsvNullValue": "NULL"}"#, "CsvNullValue"),
+            (r#"{"CdcInsertsOnly": true}"#, "CdcInsertsOnly"),
+            (r#"{"TimestampColumnName": "ts"}"#, "TimestampColumnName"),
+            (
+                r#"{"DatePartitionEnabled": true, "DatePartitionSequence": "DDMMYYYY"}"#,
+                "DatePartitionSequence",
+            ),
+            (
+                r#"{"DatePartitionEnabled": true, "DatePartitionDelimiter": "DASH"}"#,
+                "DatePartitionDelimiter",
+            ),
+            (r#"{"CdcPath": "cdc"}"#, "CdcPath"),
+            (r#"{"PreserveTransactions": true}"#, "PreserveTransactions"),
+            (r#"{"Rfc4180": false}"#, "Rfc4180"),
+        ] {
+            let e = DmsSettings::parse(json).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("DMS_SETTINGS: {key} = ")), "{e}");
+            assert!(e.contains("refuses to start"), "{e}");
+        }
+        assert!(
+            DmsSettings::parse(r#"{"CdcInsertsOnly": true, "IncludeOpForFullLoad": true}"#).is_ok()
+        );
+        assert!(DmsSettings::parse("not json").is_err());
+    }
+}
