@@ -219,11 +219,7 @@ impl<S: Source, T: Target> Loader<S, T> {
         &self,
         tables: Option<&std::collections::BTreeSet<String>>,
     ) -> Result<Vec<(String, String)>, LoaderError> {
-        let mut discovery = self.discovery.lock().await;
-        discovery
-            .pass(&*self.source, self.target.tables(), &*self.target, true)
-            .await?;
-        self.publish_status(&discovery);
+        let discovery = self.discover().await?;
         let mut names: Vec<&String> = self
             .target
             .tables()
@@ -246,12 +242,21 @@ impl<S: Source, T: Target> Loader<S, T> {
     /// and the ledger (what the `status` command shows; the service's own state is
     /// [`Loader::streams`]).
     pub async fn survey(&self) -> Result<BTreeMap<String, StreamStatus>, LoaderError> {
+        let _discovery = self.discover().await?;
+        Ok(self.status.borrow().clone())
+    }
+
+    /// One discovery pass (the stream-head rule applied) that delivers nothing, its state
+    /// published; the discovery is returned still locked, for a caller that reads more of it.
+    async fn discover(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, discovery::Discovery>, LoaderError> {
         let mut discovery = self.discovery.lock().await;
         discovery
             .pass(&*self.source, self.target.tables(), &*self.target, true)
             .await?;
         self.publish_status(&discovery);
-        Ok(discovery.statuses())
+        Ok(discovery)
     }
 
     /// Logs and counts what discovery found beyond the pending files.

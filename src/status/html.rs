@@ -3,6 +3,7 @@
 //! gives each stopped stream the exact `retry`/`skip` commands.
 use std::fmt::Write;
 
+use super::utc_time;
 use super::{StatusReport, StreamState};
 use crate::source::display_key;
 
@@ -23,10 +24,6 @@ pub fn escape(text: &str) -> String {
         }
     }
     out
-}
-
-fn time(at: &chrono::DateTime<chrono::Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 fn key(k: &str) -> String {
@@ -76,7 +73,7 @@ pub fn render(report: &StatusReport) -> String {
         "<h1>paper-engine-orders</h1><div class=\"muted\">{} mode, version {}; as of {} UTC; this page refreshes every {REFRESH_SECONDS} s.</div>",
         escape(report.mode.as_deref().unwrap_or("service")),
         escape(crate::VERSION),
-        time(&report.generated_at)
+        utc_time(&report.generated_at)
     );
     if report.ok {
         let _ = writeln!(
@@ -96,7 +93,7 @@ pub fn render(report: &StatusReport) -> String {
     for s in &report.streams {
         let (when, file) = match &s.last_delivery {
             Some(d) => (
-                format!("{} (delivery {})", time(&d.finished_at), d.delivery_id),
+                format!("{} (delivery {})", utc_time(&d.finished_at), d.delivery_id),
                 key(&d.key),
             ),
             None => ("&ndash;".to_string(), "&ndash;".to_string()),
@@ -131,7 +128,7 @@ pub fn render(report: &StatusReport) -> String {
              <div>or let the stream go on without this file:</div><pre class=\"skip\">{skip}</pre></div>",
             table = escape(&s.table),
             file = key(&stopped.key),
-            since = time(&stopped.since),
+            since = utc_time(&stopped.since),
             id = stopped.delivery_id,
             attempts = stopped.attempts,
             s = if stopped.attempts == 1 { "" } else { "s" },
@@ -156,7 +153,7 @@ pub fn render(report: &StatusReport) -> String {
                 "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(table),
                 key(&k.key),
-                time(&k.at),
+                utc_time(&k.at),
                 escape(k.by.as_deref().unwrap_or("")),
                 escape(&k.reason)
             );
@@ -187,7 +184,7 @@ pub fn render(report: &StatusReport) -> String {
                 h,
                 "<tr class=\"{class}\"><td class=\"n\">{}</td><td class=\"t\">{}</td><td>{}</td><td><span class=\"state {class}\">{}</span></td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.2}</td><td class=\"err\">{}</td></tr>",
                 d.delivery_id,
-                time(&d.finished_at),
+                utc_time(&d.finished_at),
                 escape(&d.table),
                 d.status,
                 key(&d.key),

@@ -167,6 +167,11 @@ impl StatusReport {
     }
 }
 
+/// A time as the status shows it (UTC, to the second).
+pub(crate) fn utc_time(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
 /// A key as a shell word: as it is when it holds only safe characters, single-quoted otherwise.
 pub fn shell_word(key: &str) -> String {
     let safe = !key.is_empty()

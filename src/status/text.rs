@@ -2,20 +2,17 @@
 //! file, the reason and the commands that go on.
 use std::fmt::Write;
 
+use super::utc_time;
 use super::StatusReport;
 use crate::ledger::DeliveryRecord;
 use crate::source::display_key;
-
-fn time(at: &chrono::DateTime<chrono::Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%S").to_string()
-}
 
 pub(super) fn render(report: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "Status at {} UTC: {} of {} streams stopped.",
-        time(&report.generated_at),
+        utc_time(&report.generated_at),
         report.stopped_streams,
         report.streams.len()
     );
@@ -36,7 +33,7 @@ pub(super) fn render(report: &StatusReport) -> String {
         .iter()
         .map(|s| {
             let (when, file) = match &s.last_delivery {
-                Some(d) => (time(&d.finished_at), display_key(&d.key).into_owned()),
+                Some(d) => (utc_time(&d.finished_at), display_key(&d.key).into_owned()),
                 None => ("-".to_string(), "-".to_string()),
             };
             vec![
@@ -95,7 +92,7 @@ pub(super) fn render(report: &StatusReport) -> String {
                 "\n{}: stopped at {} since {} UTC (delivery {}, {} failed attempt{}); {} file{} wait{} behind it.",
                 s.table,
                 display_key(&stopped.key),
-                time(&stopped.since),
+                utc_time(&stopped.since),
                 stopped.delivery_id,
                 stopped.attempts,
                 if stopped.attempts == 1 { "" } else { "s" },
@@ -121,7 +118,7 @@ pub(super) fn render(report: &StatusReport) -> String {
                 "{}: skipped {} at {} UTC{}: {}",
                 s.table,
                 display_key(&skipped.key),
-                time(&skipped.at),
+                utc_time(&skipped.at),
                 skipped
                     .by
                     .as_ref()
@@ -160,7 +157,7 @@ pub fn deliveries_text(records: &[DeliveryRecord]) -> String {
             out,
             "{:>8}  {:<19}  {:<12}  {:<7}  {:>9}  {:>8}  {:>8}  {:>8}  {:>9}  {:>8.2}  {}",
             d.delivery_id,
-            time(&d.finished_at),
+            utc_time(&d.finished_at),
             d.table,
             d.status,
             d.rows,
@@ -183,7 +180,7 @@ pub fn deliveries_text(records: &[DeliveryRecord]) -> String {
             let _ = writeln!(
                 out,
                 "          failed {} (delivery {} on {}): {}",
-                time(&f.failed_at),
+                utc_time(&f.failed_at),
                 f.delivery_id,
                 f.host,
                 f.error
@@ -196,7 +193,7 @@ pub fn deliveries_text(records: &[DeliveryRecord]) -> String {
                 a.action,
                 a.actor,
                 a.via,
-                time(&a.at),
+                utc_time(&a.at),
                 if a.reason.is_empty() {
                     String::new()
                 } else {

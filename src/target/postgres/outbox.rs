@@ -12,29 +12,10 @@ impl Outbox for PgTarget {
         // A session lock on a connection of its own: it lasts while this process lives, and
         // Postgres releases it when the connection ends (the process stopped or died).
         let client = match &self.tls {
-            Some(tls) => {
-                let (client, connection) = self
-                    .config
-                    .connect(tls.clone())
-                    .await
-                    .map_err(TargetError::pg("connect for the publisher lock"))?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                client
-            }
-            None => {
-                let (client, connection) = self
-                    .config
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .map_err(TargetError::pg("connect for the publisher lock"))?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                client
-            }
-        };
+            Some(tls) => super::tls::connect_one(&self.config, tls.clone()).await,
+            None => super::tls::connect_one(&self.config, tokio_postgres::NoTls).await,
+        }
+        .map_err(TargetError::pg("connect for the publisher lock"))?;
         let locked: bool = client
             .query_one(queries::LOCK_PUBLISHER, &[&self.schema])
             .await

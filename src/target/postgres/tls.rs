@@ -155,6 +155,22 @@ pub fn connector(
     Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
 }
 
+/// One connection outside the pool (its driver task spawned), over `tls`.
+pub(super) async fn connect_one<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
 /// libpq's default root certificate: `~/.postgresql/root.crt`.
 fn default_root_cert() -> std::path::PathBuf {
     std::env::var_os("HOME")
