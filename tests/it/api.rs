@@ -5,14 +5,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::Value;
 
+use crate::helpers::active_strategy as strategy;
 use crate::helpers::{spawn_app, unique_name};
 use crate::service::{http, spawn_service, Service, TOKEN};
-
-fn strategy(id: u32) -> String {
-    format!(
-        "{id},S-{id},Strategy {id},ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,{id}\n"
-    )
-}
 
 /// Waits until the run is no longer `IN_PROGRESS`.
 async fn finished(service: &Service, run_id: &str) -> Value {

@@ -7,16 +7,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::Value;
 
+use crate::helpers::active_strategy as strategy;
 use crate::helpers::{spawn_app, unique_name, TestApp};
 use crate::service::{spawn_service, Service};
 
 const NATS: &str = "nats://127.0.0.1:4222";
-
-fn strategy(id: u32) -> String {
-    format!(
-        "{id},S-{id},Strategy {id},ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,{id}\n"
-    )
-}
 
 /// An S3 event notification as MinIO publishes it (key URL-encoded).
 fn s3_event(name: &str, bucket: &str, key: &str) -> Vec<u8> {
@@ -184,16 +179,7 @@ async fn a_burst_of_events_makes_a_handful_of_passes_and_strangers_are_counted()
 async fn with_jetstream_a_durable_consumer_acknowledges_events_after_the_pass() {
     let app = spawn_app().await;
     let subject = unique_name("peo-js");
-    let stream_name = subject.replace(['.', '-'], "_");
-    let nats = async_nats::connect("127.0.0.1:4222").await.unwrap();
-    let js = async_nats::jetstream::new(nats.clone());
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: stream_name.clone(),
-        subjects: vec![subject.clone()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (js, stream_name) = crate::helpers::jetstream_capturing(&subject).await;
     app.put_csv("strategies", "LOAD00000001.csv.gz", &strategy(1))
         .await;
     // Published while no loader runs: the stream keeps it for the durable consumer.

@@ -43,16 +43,7 @@ async fn a_sigkill_storm_loses_nothing_doubles_nothing_and_sends_each_message_on
     let per_start = changes.len().div_ceil(KILLS);
     let ds = unique_name("peo-storm");
     let subject = format!("{ds}.meta.orders.change");
-    let stream_name = ds.replace(['.', '-'], "_");
-    let nats = async_nats::connect("127.0.0.1:4222").await.unwrap();
-    let js = async_nats::jetstream::new(nats);
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: stream_name.clone(),
-        subjects: vec![subject],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (js, stream_name) = crate::helpers::jetstream_capturing(&subject).await;
     let command = |service: bool| {
         let mut cmd = std::process::Command::new(BIN);
         cmd.env_clear();

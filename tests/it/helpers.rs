@@ -376,6 +376,32 @@ impl LedgerRow {
     }
 }
 
+/// One row of `strategies` (10 columns) as DMS writes it in a full-load file.
+pub fn strategy(id: u32, status: &str, event: i64) -> String {
+    format!("{id},S-{id},Strategy {id},ops,IBKR,{status},,2022-09-01 10:00:00,2022-09-01 10:00:00,{event}\n")
+}
+
+/// An `ACTIVE` strategy whose `event_id` is its id.
+pub fn active_strategy(id: u32) -> String {
+    strategy(id, "ACTIVE", i64::from(id))
+}
+
+/// A JetStream stream capturing `subject` on the machine's NATS (named after `subject`); the
+/// context and the stream's name, to read and delete it.
+pub async fn jetstream_capturing(subject: &str) -> (async_nats::jetstream::Context, String) {
+    let name = subject.replace(['.', '-', '*', '>'], "_");
+    let nats = async_nats::connect("127.0.0.1:4222").await.unwrap();
+    let js = async_nats::jetstream::new(nats);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![subject.to_string()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    (js, name)
+}
+
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(bytes).unwrap();

@@ -4,14 +4,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
+use crate::helpers::active_strategy as strategy;
 use crate::helpers::{spawn_app, unique_name};
 use crate::service::spawn_service;
-
-fn strategy(id: u32) -> String {
-    format!(
-        "{id},S-{id},Strategy {id},ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,{id}\n"
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_apply_each_file_once_and_publish_each_message_once() {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::helpers::{spawn_app, unique_name, Proxy, TestApp};
+use crate::helpers::{spawn_app, strategy, unique_name, Proxy, TestApp};
 use futures::StreamExt;
 use paper_engine_orders::loader::Loader;
 use paper_engine_orders::metrics::Metrics;
@@ -14,10 +14,6 @@ use paper_engine_orders::target::PgTarget;
 use tokio::sync::watch;
 
 const NATS: &str = "nats://127.0.0.1:4222";
-
-fn strategy(id: u32, status: &str, event: i64) -> String {
-    format!("{id},S-{id},Strategy {id},ops,IBKR,{status},,2022-09-01 10:00:00,2022-09-01 10:00:00,{event}\n")
-}
 
 struct Running {
     loader: Loader<S3Source, PgTarget>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{free_port, http_get, spawn_app, try_http_get, ChildGuard, TestApp, BIN};
+use crate::helpers::{http_get, spawn_app, TestApp, BIN};
 
 /// Runs the binary with the test's environment: (exit code, stdout, stderr).
 pub fn run(app: &TestApp, args: &[&str], extra: &[(&str, &str)]) -> (i32, String, String) {
@@ -222,7 +222,9 @@ async fn status_deliveries_retry_and_skip_work_with_the_service_stopped() {
 }
 
 /// A service with one good and one stopped stream, and its HTTP port.
-pub async fn service_with_a_stopped_stream(app: &TestApp) -> (ChildGuard, u16, String) {
+pub async fn service_with_a_stopped_stream(
+    app: &TestApp,
+) -> (crate::service::Service, u16, String) {
     app.put_csv("strategies", "LOAD00000001.csv.gz", STRATEGY)
         .await;
     app.put_csv(
@@ -238,28 +240,15 @@ pub async fn service_with_a_stopped_stream(app: &TestApp) -> (ChildGuard, u16, S
             "I,1,not-enough-fields\n",
         )
         .await;
-    let port = free_port();
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear();
-    for (k, v) in &app.env {
-        cmd.env(k, v);
-    }
-    cmd.env("RUN_AS_SERVICE", "true")
-        .env("MIN_SLEEP", "0.2")
-        .env("MAX_SLEEP", "0.3")
-        .env("METRICS_PORT", port.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let child = ChildGuard(cmd.spawn().unwrap());
+    let service =
+        crate::service::spawn_service(app, &[("MIN_SLEEP", "0.2"), ("MAX_SLEEP", "0.3")]).await;
     for _ in 0..150 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Some((200, body)) = try_http_get(port, "/status").await {
-            let status: Value = serde_json::from_str(body_of(&body)).unwrap();
-            if status["stopped_streams"] == 1 && stream(&status, "strategies")["pending_files"] == 0
-            {
-                return (child, port, orders_bad);
-            }
+        let (_, status) = service.call("GET", "/status", None, None).await;
+        if status["stopped_streams"] == 1 && stream(&status, "strategies")["pending_files"] == 0 {
+            let port = service.port;
+            return (service, port, orders_bad);
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the service never showed one stopped stream");
 }

@@ -5,13 +5,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use crate::helpers::active_strategy as strategy;
 use crate::helpers::{spawn_app, unique_name, Proxy};
-
-fn strategy(id: u32) -> String {
-    format!(
-        "{id},S-{id},Strategy {id},ops,IBKR,ACTIVE,,2022-09-01 10:00:00,2022-09-01 10:00:00,{id}\n"
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_shot_run_reports_what_is_left_and_the_next_one_sends_it() {
@@ -118,16 +113,7 @@ async fn a_reload_from_scratch_is_not_taken_for_duplicates_by_jetstream() {
     let app = spawn_app().await;
     let ds = unique_name("peo-reload");
     let subject = format!("{ds}.meta.orders.change");
-    let stream_name = ds.replace(['.', '-'], "_");
-    let nats = async_nats::connect("127.0.0.1:4222").await.unwrap();
-    let js = async_nats::jetstream::new(nats);
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: stream_name.clone(),
-        subjects: vec![subject],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (js, stream_name) = crate::helpers::jetstream_capturing(&subject).await;
     app.put_csv("strategies", "LOAD00000001.csv.gz", &strategy(1))
         .await;
     app.put_csv(

@@ -11,10 +11,7 @@ use paper_engine_orders::source::Source;
 
 use crate::helpers::{free_port, gzip, spawn_app, try_http_get, ChildGuard, TestApp, BIN};
 
-/// One row of `strategies` (10 columns) as DMS writes it in a full-load file.
-pub(super) fn strategy(id: u32, status: &str, event: i64) -> String {
-    format!("{id},S-{id},Strategy {id},ops,IBKR,{status},,2022-09-01 10:00:00,2022-09-01 10:00:00,{event}\n")
-}
+pub(super) use crate::helpers::strategy;
 
 /// Full-load rows `1..=n`.
 pub(super) fn strategies(n: u32) -> String {
