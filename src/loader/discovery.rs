@@ -441,6 +441,21 @@ impl Discovery {
         Ok(())
     }
 
+    /// A file failed for good and was recorded as ERROR: its stream is stopped there now (the
+    /// next pass's head rule says the same, keeping `since`), so the status and the gauges show
+    /// it at once rather than after the next pass.
+    pub fn stop_at(&mut self, object: &DmsObject, delivery_id: i64, reason: &str) {
+        if let Some(stream) = self.streams.get_mut(&object.table) {
+            stream.stopped = Some(Stopped {
+                table: object.table.clone(),
+                key: object.key.clone(),
+                delivery_id,
+                reason: reason.to_string(),
+                since: Utc::now(),
+            });
+        }
+    }
+
     /// A file was delivered (or found delivered): it is no longer pending.
     pub fn settle(&mut self, object: &DmsObject) {
         if let Some(stream) = self.streams.get_mut(&object.table) {

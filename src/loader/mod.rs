@@ -365,6 +365,12 @@ impl<S: Source, T: Target> Loader<S, T> {
                     let _ = self.progress.send(Progress::Delivered(d.clone()));
                 }
                 FileOutcome::Failed(f) => {
+                    if !f.retryable && !self.settings.dry_run {
+                        self.discovery
+                            .lock()
+                            .await
+                            .stop_at(&file.object, f.id, &f.error);
+                    }
                     let _ = self.progress.send(Progress::Failed(f.clone()));
                 }
                 FileOutcome::LeftToAnother(_) | FileOutcome::AlreadyDelivered => {}

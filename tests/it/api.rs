@@ -222,6 +222,7 @@ async fn retry_and_skip_through_the_api() {
     let service = spawn_service(&app, &[]).await;
     first_pass_done(&service).await;
     assert_eq!(app.ledger(&bad).await.unwrap().status, "ERROR");
+
     let body = |key: &str| format!(r#"{{"key": "{key}", "reason": "from the test"}}"#);
     // Refused: a key that is not stopped; unknown table; no key.
     let (status, answer) = service
@@ -350,4 +351,35 @@ async fn a_run_left_in_progress_is_finished_after_a_restart() {
     assert_eq!(done["steps"][0]["status"], "SUCCESSFUL");
     assert_eq!(app.ledger(&key).await.unwrap().status, "SUCCESS");
     assert!(second.log_text().contains("resumed after a restart"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_fails_shows_its_stream_stopped_at_once() {
+    let app = spawn_app().await;
+    app.put_csv("strategies", "LOAD00000001.csv.gz", &strategy(1))
+        .await;
+    let service = spawn_service(&app, &[]).await;
+    first_pass_done(&service).await;
+    let bad = app
+        .put_csv("strategies", "20220922-100000000.csv.gz", "I,9,too-few\n")
+        .await;
+    // A run wakes the loop; its pass fails the file and delivers nothing, so no other pass
+    // follows for 60 s: the status must say so from this pass.
+    let (status, run) = service
+        .api("POST", "/api/runs", Some(r#"{"mode": "once"}"#))
+        .await;
+    assert_eq!(status, 202, "{run}");
+    let done = finished(&service, run["run_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    let (_, status) = service.call("GET", "/status", None, None).await;
+    assert_eq!(status["stopped_streams"], 1, "{status}");
+    let strategies = &status["streams"][2];
+    assert_eq!(strategies["state"], "error", "{status}");
+    assert_eq!(strategies["stopped"]["key"], bad.as_str(), "{status}");
+    assert_eq!(
+        service
+            .metric("paper_engine_loader_stream_stopped{table=\"strategies\"}")
+            .await,
+        1.0
+    );
 }
