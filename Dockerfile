@@ -17,6 +17,7 @@ WORKDIR /build
 #    `cargo build` compiles just the dependencies.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/dms-naming/Cargo.toml crates/dms-naming/
+COPY crates/dms-format/Cargo.toml crates/dms-format/
 COPY crates/dms-sample/Cargo.toml crates/dms-sample/
 RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \

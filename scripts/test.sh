@@ -10,6 +10,8 @@ ensure_services
 # The generated docs (data specification tables, diagrams' .dot sources, message and variable
 # catalogues) must match db/ and src/.
 scripts/docs.sh --check
+# The dependency graph: advisories, licences, sources (deny.toml).
+scripts/deny.sh
 ensure_promtool
 ensure_chromium
 ensure_schemathesis
@@ -21,6 +23,9 @@ export PEO_S3_ENDPOINT="http://127.0.0.1:$port"
 
 cargo fmt --all -- --check || die "cargo fmt finds unformatted code: run cargo fmt"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The DMS file format and object names under libFuzzer, a bounded time per target from the
+# committed seed corpus (`just fuzz` runs longer). Not when only some tests are asked for.
+[ $# -gt 0 ] || scripts/fuzz.sh "${PEO_FUZZ_SECONDS:-60}"
 # Unit and integration tests of every workspace member (the loader and the crates of crates/; no
 # doc tests exist; benches are run by `just bench`, not here).
 [ $# -gt 0 ] || set -- --workspace --lib --bins --tests

@@ -89,7 +89,7 @@ pub async fn build_loader(
     config: &Config,
     metrics: Arc<Metrics>,
 ) -> Result<Loader<S3Source, PgTarget>, StartError> {
-    let source = S3Source::new(&config.source);
+    let source = S3Source::new(&config.source).await;
     // A bucket that does not exist or refuses these credentials is a configuration error; one
     // that does not answer now is a fault the passes retry.
     if let Err(e) = Source::ping(&source).await {

@@ -80,7 +80,7 @@ impl Application {
         let target_slot = Arc::new(std::sync::OnceLock::new());
         let status_slot: Arc<std::sync::OnceLock<http::StatusSource>> =
             Arc::new(std::sync::OnceLock::new());
-        let source = S3Source::new(&config.source);
+        let source = S3Source::new(&config.source).await;
         let api_slot = http::ApiSlot::new(config.api_token.clone());
         let status = {
             let slot = status_slot.clone();

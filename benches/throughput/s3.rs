@@ -224,6 +224,6 @@ impl Ctx {
     pub fn s3(&self, bucket: &str, prefix: &str) -> Result<S3Source> {
         let config = SourceConfig::parse(&self.source(bucket, prefix))
             .map_err(|e| anyhow!("SOURCE: {e}"))?;
-        Ok(S3Source::new(&config))
+        Ok(self.rt.block_on(S3Source::new(&config)))
     }
 }

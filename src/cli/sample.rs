@@ -44,7 +44,7 @@ pub(super) async fn run(args: SampleArgs) -> i32 {
         spec.load_rows_per_file = v;
     }
     spec.bucket_path = source.path.clone();
-    let s3 = S3Source::new(&source);
+    let s3 = S3Source::new(&source).await;
     // Never over a real bucket by mistake: the sample's keys would mix with (or replace) DMS's.
     let prefix = root_prefix(&source.path);
     if !args.force {

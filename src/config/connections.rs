@@ -5,15 +5,41 @@ use std::str::FromStr;
 
 use super::values::{ConfigError, Secret};
 
+/// Static S3 keys: `bucket_id` and `bucket_key` (S3-compatible servers, or keys of a user).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticCredentials {
+    /// `bucket_id`: the access key id.
+    pub access_key_id: String,
+    /// `bucket_key`: the secret access key.
+    pub secret_access_key: Secret,
+}
+
+/// A CA bundle for the S3 endpoint: where it was read from, and its PEM text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaBundle {
+    /// The file, as configured.
+    pub path: String,
+    /// Its PEM text (at least one certificate).
+    pub pem: Vec<u8>,
+}
+
+impl fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CaBundle({})", self.path)
+    }
+}
+
 /// Where the DMS files are: the `SOURCE` variable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceConfig {
     /// `bucket_endpoint`: an S3-compatible endpoint URL; `None` means AWS itself.
     pub endpoint: Option<String>,
-    /// `bucket_id`: the access key id.
-    pub access_key_id: String,
-    /// `bucket_key`: the secret access key.
-    pub secret_access_key: Secret,
+    /// `bucket_id` and `bucket_key`, given together; `None`: the AWS default credential chain
+    /// (environment, shared config and credentials files, web identity, ECS, instance profile).
+    pub credentials: Option<StaticCredentials>,
+    /// `bucket_ca` (else `AWS_CA_BUNDLE`): PEM certificates trusted for an `https` endpoint, in
+    /// addition to the system's roots. Read by [`SourceConfig::load_ca`].
+    pub ca: Option<CaBundle>,
     /// `bucket_name`.
     pub bucket: String,
     /// `bucket_path`: the prefix under which `<schema>/<table>/` folders live, without slashes at
@@ -33,6 +59,7 @@ impl SourceConfig {
         let mut name = None;
         let mut path = None;
         let mut region = None;
+        let mut ca = None;
         // Nothing of a token is ever echoed: after a stray space it may be (part of) the secret.
         let mut previous: Option<&str> = None;
         for token in value.split_whitespace() {
@@ -53,6 +80,7 @@ impl SourceConfig {
                         | "bucket_name"
                         | "bucket_path"
                         | "bucket_region"
+                        | "bucket_ca"
                 )
             {
                 return Err(err(
@@ -66,10 +94,11 @@ impl SourceConfig {
                 "bucket_name" => &mut name,
                 "bucket_path" => &mut path,
                 "bucket_region" => &mut region,
+                "bucket_ca" => &mut ca,
                 other => {
                     return Err(err(format!(
                         "unknown key `{other}` (expected bucket_endpoint, bucket_id, bucket_key, \
-                         bucket_name, bucket_path, bucket_region)"
+                         bucket_name, bucket_path, bucket_region, bucket_ca)"
                     )))
                 }
             };
@@ -83,18 +112,30 @@ impl SourceConfig {
                 "bucket_key" => "bucket_key",
                 "bucket_name" => "bucket_name",
                 "bucket_path" => "bucket_path",
+                "bucket_ca" => "bucket_ca",
                 _ => "bucket_region",
             });
         }
         let bucket = name
             .filter(|n| !n.is_empty())
             .ok_or_else(|| err("bucket_name is missing".into()))?;
-        let access_key_id = id
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| err("bucket_id (the access key id) is missing".into()))?;
-        let secret = key
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| err("bucket_key (the secret access key) is missing".into()))?;
+        let credentials = match (id.filter(|n| !n.is_empty()), key.filter(|n| !n.is_empty())) {
+            (Some(access_key_id), Some(secret)) => Some(StaticCredentials {
+                access_key_id,
+                secret_access_key: Secret::new(secret),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(err(
+                    "bucket_id is given without bucket_key (give both, or neither for the AWS default credential chain)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "bucket_key is given without bucket_id (give both, or neither for the AWS default credential chain)".into(),
+                ))
+            }
+        };
         let endpoint = match endpoint.filter(|e| !e.is_empty()) {
             None => None,
             Some(e) if e.starts_with("http://") || e.starts_with("https://") => Some(e),
@@ -107,14 +148,53 @@ impl SourceConfig {
         };
         Ok(SourceConfig {
             endpoint,
-            access_key_id,
-            secret_access_key: Secret::new(secret),
+            credentials,
+            ca: ca.filter(|c| !c.is_empty()).map(|path| CaBundle {
+                path,
+                pem: Vec::new(),
+            }),
             bucket,
             path: path.unwrap_or_default().trim_matches('/').to_string(),
             region: region
                 .filter(|r| !r.is_empty())
                 .unwrap_or_else(|| "us-east-1".into()),
         })
+    }
+}
+
+impl SourceConfig {
+    /// Reads the CA bundle: `bucket_ca` if `SOURCE` names one, else `aws_ca_bundle` (the
+    /// `AWS_CA_BUNDLE` variable). A file that cannot be read or holds no PEM certificate is an
+    /// error naming the setting and the file.
+    pub fn load_ca(&mut self, aws_ca_bundle: Option<String>) -> Result<(), ConfigError> {
+        let (var, path) = match (&self.ca, aws_ca_bundle) {
+            (Some(ca), _) => ("SOURCE", ca.path.clone()),
+            (None, Some(path)) => ("AWS_CA_BUNDLE", path.trim().to_string()),
+            (None, None) => return Ok(()),
+        };
+        let what = if var == "SOURCE" { "bucket_ca " } else { "" };
+        let pem = std::fs::read(&path)
+            .map_err(|e| ConfigError::new(var, format!("{what}`{path}` cannot be read: {e}")))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for (n, certificate) in rustls_pemfile::certs(&mut pem.as_slice()).enumerate() {
+            let added = certificate
+                .map_err(|e| e.to_string())
+                .and_then(|der| roots.add(der).map_err(|e| e.to_string()));
+            if let Err(e) = added {
+                return Err(ConfigError::new(
+                    var,
+                    format!("{what}`{path}`: certificate {} is not valid: {e}", n + 1),
+                ));
+            }
+        }
+        if roots.is_empty() {
+            return Err(ConfigError::new(
+                var,
+                format!("{what}`{path}` holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+            ));
+        }
+        self.ca = Some(CaBundle { path, pem });
+        Ok(())
     }
 }
 
@@ -222,6 +302,11 @@ impl TargetConfig {
         }
         if pg.get_user().is_none() {
             return Err(ConfigError::new("TARGET", "no user given (user=...)"));
+        }
+        // Operators see which loader holds what in pg_stat_activity (and its locks in pg_locks):
+        // the program and its process id, unless TARGET names the application itself.
+        if pg.get_application_name().is_none() {
+            pg.application_name(format!("paper-engine-orders pid {}", std::process::id()));
         }
         pg.ssl_mode(match tls {
             PgTls::Disable => tokio_postgres::config::SslMode::Disable,

@@ -103,6 +103,7 @@ pub const VARIABLES: &[&str] = &[
     "API_TOKEN",
     "DMS_SETTINGS",
     "DMS_SETTINGS_FILE",
+    "AWS_CA_BUNDLE",
 ];
 
 /// Default for `PARALLELISM`: the number of cores.
@@ -147,6 +148,7 @@ impl Config {
         let mut source = SourceConfig::parse(
             &get("SOURCE").ok_or_else(|| ConfigError::new("SOURCE", "is not set"))?,
         )?;
+        source.load_ca(get("AWS_CA_BUNDLE"))?;
         let dms_settings = match (get("DMS_SETTINGS"), get("DMS_SETTINGS_FILE")) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::new(

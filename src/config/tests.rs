@@ -229,3 +229,53 @@ fn sslmode_and_sslrootcert_are_read_in_both_spellings() {
         .to_string();
     assert!(e.starts_with("TARGET: sslmode `allow-all`"), "{e}");
 }
+
+#[test]
+fn without_static_keys_the_default_credential_chain_is_used_and_half_a_pair_is_refused() {
+    let c = Config::from_lookup(env(&[("SOURCE", "bucket_name=dms bucket_path=data")])).unwrap();
+    assert_eq!(c.source.credentials, None);
+    let c = Config::from_lookup(env(&[])).unwrap();
+    let keys = c.source.credentials.expect("static keys");
+    assert_eq!(keys.access_key_id, "AKID");
+    for source in [
+        "bucket_name=x bucket_id=a",
+        "bucket_name=x bucket_key=s3cr3tKEY",
+    ] {
+        let e = Config::from_lookup(env(&[("SOURCE", source)]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("default credential chain"), "{e}");
+        assert!(!e.contains("s3cr3tKEY"), "{e}");
+    }
+}
+
+#[test]
+fn a_ca_bundle_that_cannot_be_read_or_holds_no_certificate_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let e = Config::from_lookup(env(&[(
+        "SOURCE",
+        &format!("{SOURCE} bucket_ca={}", missing.display()),
+    )]))
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("SOURCE: bucket_ca `"), "{e}");
+    assert!(e.contains("cannot be read"), "{e}");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let e = Config::from_lookup(env(&[("AWS_CA_BUNDLE", empty.to_str().unwrap())]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("AWS_CA_BUNDLE: `"), "{e}");
+    assert!(e.contains("holds no PEM certificate"), "{e}");
+    let broken = dir.path().join("broken.pem");
+    std::fs::write(
+        &broken,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let e = Config::from_lookup(env(&[("AWS_CA_BUNDLE", broken.to_str().unwrap())]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("certificate 1 is not valid"), "{e}");
+}

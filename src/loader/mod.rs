@@ -341,7 +341,24 @@ impl<S: Source, T: Target> Loader<S, T> {
 
     async fn deliver_stream(&self, files: Vec<PendingFile>) -> Vec<FileOutcome> {
         let mut outcomes = Vec::new();
+        // The stream's lease first, before anything is read ahead: a stream another loader
+        // holds is left to it at once. Any other error is met again, with its retries, by the
+        // first delivery (which opens the session if it is not open).
         let mut session = None;
+        if let Some(first) = files.first() {
+            let table = self.target.tables()[&first.object.table].clone();
+            match self.target.open_session(&table).await {
+                Ok(s) => session = Some(s),
+                Err(crate::target::TargetError::Busy(name)) => {
+                    tracing::info!(
+                        table = %name,
+                        "Another loader is delivering {name} now; leaving the stream to it."
+                    );
+                    return vec![FileOutcome::LeftToAnother(name)];
+                }
+                Err(_) => {}
+            }
+        }
         let mut ahead: Option<Prefetch> = None;
         for (i, file) in files.iter().enumerate() {
             if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {

@@ -169,7 +169,7 @@ impl<S: Source, T: Target> Loader<S, T> {
     ) -> Result<DeliveryResult, TargetError> {
         match session {
             Some(s) => self.target.apply(s, plan, rows).await,
-            None => match self.target.open_session().await {
+            None => match self.target.open_session(&plan.table).await {
                 Ok(s) => self.target.apply(session.insert(s), plan, rows).await,
                 Err(e) => Err(e),
             },

@@ -16,6 +16,22 @@ use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 use super::{decode_listed_key, ListPage, ObjectBody, ObjectInfo, Source, SourceError};
 use crate::config::SourceConfig;
 
+/// An HTTPS client (rustls) trusting the system's roots and the certificates of `pem`.
+fn https_client_trusting(pem: &[u8]) -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    let trust = tls::TrustStore::default().with_pem_certificate(pem.to_vec());
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .expect("a trust store of checked PEM certificates");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(context)
+        .build_https()
+}
+
 #[derive(Clone, Debug)]
 pub struct S3Source {
     client: Client,
@@ -24,24 +40,39 @@ pub struct S3Source {
 }
 
 impl S3Source {
-    pub fn new(config: &SourceConfig) -> Self {
-        let credentials = Credentials::new(
-            config.access_key_id.clone(),
-            config.secret_access_key.expose().to_string(),
-            None,
-            None,
-            "paper-engine-orders",
-        );
+    /// A client for `config`'s bucket: its static keys or, without them, the AWS default
+    /// credential chain (environment, shared files and profiles, web identity / IRSA, ECS and
+    /// instance profiles; resolved at the first request and refreshed by the SDK); its CA bundle
+    /// trusted besides the system's roots.
+    pub async fn new(config: &SourceConfig) -> Self {
+        let region = Region::new(config.region.clone());
         let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
             .build();
         let mut builder = aws_sdk_s3::Config::builder()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(Region::new(config.region.clone()))
-            .credentials_provider(credentials)
+            .region(region.clone())
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(3))
             .timeout_config(timeouts);
+        builder = match &config.credentials {
+            Some(keys) => builder.credentials_provider(Credentials::new(
+                keys.access_key_id.clone(),
+                keys.secret_access_key.expose().to_string(),
+                None,
+                None,
+                "paper-engine-orders",
+            )),
+            None => builder.credentials_provider(
+                aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                    .region(region)
+                    .build()
+                    .await,
+            ),
+        };
+        if let Some(ca) = &config.ca {
+            builder = builder.http_client(https_client_trusting(&ca.pem));
+        }
         if let Some(endpoint) = &config.endpoint {
             builder = builder.endpoint_url(endpoint).force_path_style(true);
         }

@@ -193,8 +193,14 @@ pub trait Target: Send + Sync + 'static {
     ) -> impl Future<Output = Result<HashMap<String, LedgerEntry>, TargetError>> + Send;
     /// A fresh delivery id.
     fn next_delivery_id(&self) -> impl Future<Output = Result<i64, TargetError>> + Send;
-    /// Opens a session for the deliveries of one stream.
-    fn open_session(&self) -> impl Future<Output = Result<Self::Session, TargetError>> + Send;
+    /// Opens a session for the deliveries of `table`'s stream, holding the stream's lease until
+    /// [`Target::close_session`] (or until the session's connection ends, e.g. when its loader
+    /// dies): one writer per stream among every loader on the database. `TargetError::Busy` when
+    /// another loader holds it. A dry run takes no lease (it writes nothing).
+    fn open_session(
+        &self,
+        table: &TableSpec,
+    ) -> impl Future<Output = Result<Self::Session, TargetError>> + Send;
     /// Applies one file in one transaction together with its SUCCESS ledger row (in a dry run,
     /// under a savepoint of the session's transaction). Once it knows how the rows must be
     /// encoded (for the table itself, or for staging), it opens them by calling `rows`. On error
@@ -209,7 +215,7 @@ pub trait Target: Send + Sync + 'static {
     /// before the transaction opens, so the loader may decode the file ahead of its turn (while
     /// the file before it is applied). `None`: decode it only when its turn comes.
     fn cdc_encoding(&self, table: &TableSpec) -> Option<Encoding>;
-    /// Ends a session.
+    /// Ends a session, giving the stream's lease back.
     fn close_session(&self, session: Self::Session) -> impl Future<Output = ()> + Send;
     /// Ends the target's work: a dry run's target rolls back everything it did (the schema too,
     /// if the dry run had to create it); a real one has nothing left to do.

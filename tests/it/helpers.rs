@@ -35,7 +35,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(port: u16, timeout: Duration) -> bool {
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -157,7 +157,7 @@ pub async fn spawn_app() -> TestApp {
     env.insert("METRICS_PORT".to_string(), "0".to_string());
     env.insert("METRICS_BIND".to_string(), "127.0.0.1".to_string());
     let config = paper_engine_orders::config::SourceConfig::parse(&source).unwrap();
-    let s3 = S3Source::new(&config);
+    let s3 = S3Source::new(&config).await;
     s3.ensure_bucket().await.unwrap();
     TestApp {
         database,
@@ -215,10 +215,13 @@ impl TestApp {
 
     /// Rows of a query, every column as text (NULL as None).
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
-        self.db
-            .simple_query(sql)
-            .await
-            .unwrap()
+        self.try_rows(sql).await.unwrap()
+    }
+
+    /// [`TestApp::rows`], `None` if the query fails (e.g. the table is not created yet).
+    pub async fn try_rows(&self, sql: &str) -> Option<Vec<Vec<Option<String>>>> {
+        let messages = self.db.simple_query(sql).await.ok()?;
+        let rows = messages
             .into_iter()
             .filter_map(|m| match m {
                 tokio_postgres::SimpleQueryMessage::Row(r) => {
@@ -226,7 +229,8 @@ impl TestApp {
                 }
                 _ => None,
             })
-            .collect()
+            .collect();
+        Some(rows)
     }
 
     /// Everything a run could have persisted, as text: every schema, relation (with its kind
@@ -423,6 +427,7 @@ impl Drop for ChildGuard {
 pub struct Proxy {
     pub port: u16,
     up: Arc<std::sync::atomic::AtomicBool>,
+    target: Arc<std::sync::atomic::AtomicU16>,
     connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -434,6 +439,8 @@ impl Proxy {
         let up_flag = Arc::new(std::sync::atomic::AtomicBool::new(up));
         let connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
         let (flag, conns) = (up_flag.clone(), connections.clone());
+        let target = Arc::new(std::sync::atomic::AtomicU16::new(target_port));
+        let to = target.clone();
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
@@ -443,6 +450,7 @@ impl Proxy {
                     drop(inbound);
                     continue;
                 }
+                let target_port = to.load(Ordering::SeqCst);
                 let task = tokio::spawn(async move {
                     if let Ok(mut outbound) =
                         tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
@@ -456,9 +464,15 @@ impl Proxy {
         Proxy {
             port,
             up: up_flag,
+            target,
             connections,
             accept,
         }
+    }
+
+    /// Sends new connections to `port` from now on (a service started again elsewhere).
+    pub fn set_target(&self, port: u16) {
+        self.target.store(port, Ordering::SeqCst);
     }
 
     /// Down: every open connection is cut and new ones are closed at once. Up: traffic flows.

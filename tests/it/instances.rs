@@ -73,3 +73,159 @@ async fn two_instances_apply_each_file_once_and_publish_each_message_once() {
         .count();
     assert_eq!(standby, 1, "one publisher, one standby");
 }
+
+/// The pid of the loader (its `application_name`) holding a table stream's lease, if any.
+async fn lease_holder(app: &crate::helpers::TestApp, table: &str) -> Option<u32> {
+    let rows = app
+        .rows(&format!(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+              WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 1885434985 \
+                AND l.objid::bigint = (hashtext('paper_engine.{table}')::bigint & 4294967295) \
+                AND a.datname = '{}'",
+            app.database
+        ))
+        .await;
+    let name = rows.first()?.first()?.clone()?;
+    name.strip_prefix("paper-engine-orders pid ")?.parse().ok()
+}
+
+/// Three loaders in service mode on one bucket and database, killed (SIGKILL) at moments and in
+/// an order a seeded generator picks and restarted, while change files keep arriving: each file
+/// is applied once, each notification is in JetStream once; and when the loader holding a
+/// stream's lease dies, a survivor takes the stream over within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_killed_at_random_apply_each_file_once_and_hand_streams_over() {
+    use crate::faults::assert_exactly_once;
+    use crate::helpers::{ChildGuard, BIN};
+    use paper_engine_orders::sample::{self, SampleSpec};
+    use rand::{Rng, SeedableRng};
+
+    const KILLS: usize = 12;
+    let app = spawn_app().await;
+    let spec = SampleSpec {
+        scale: 0.05,
+        seed: 12,
+        bucket_path: "data".into(),
+        load_rows_per_file: 2_000,
+        cdc_files: 24,
+        cdc_rows_per_file: 1_500,
+        keep_state: true,
+    };
+    let mut files = Vec::new();
+    let manifest = sample::generate(&spec, |f| {
+        files.push((f.summary.key.clone(), f.body));
+        Ok::<(), ()>(())
+    })
+    .unwrap();
+    let (loads, mut changes): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|(key, _)| key.rsplit('/').next().unwrap().starts_with("LOAD"));
+    for (key, body) in loads {
+        app.put(&key, body).await;
+    }
+    let ds = unique_name("peo-three");
+    let (js, stream_name) =
+        crate::helpers::jetstream_capturing(&format!("{ds}.meta.orders.change")).await;
+    let start = || {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.env_clear();
+        for (k, v) in &app.env {
+            cmd.env(k, v);
+        }
+        cmd.env("RUN_AS_SERVICE", "true")
+            .env("NOTIFICATIONS", "true")
+            .env("NATS", "nats://127.0.0.1:4222")
+            .env("NOTIFICATION_DATASOURCE", &ds)
+            .env("MIN_SLEEP", "0.1")
+            .env("MAX_SLEEP", "0.2")
+            .env("PARALLELISM", "2")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        ChildGuard(cmd.spawn().unwrap())
+    };
+    let mut loaders: Vec<ChildGuard> = (0..3).map(|_| start()).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261203);
+    // Half of the change files arrive during the storm, a few before each kill.
+    let storm_files = changes.len() / 2;
+    let per_kill = storm_files.div_ceil(KILLS);
+    for _ in 0..KILLS {
+        for (key, body) in changes.drain(..per_kill.min(changes.len())) {
+            app.put(&key, body).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..1200))).await;
+        let victim = rng.random_range(0..loaders.len());
+        loaders[victim].0.kill().unwrap();
+        loaders[victim].0.wait().unwrap();
+        loaders[victim] = start();
+    }
+    // The rest arrive at once; the loader that takes a stream's lease for them is killed and not
+    // restarted: a survivor must take the stream over within seconds.
+    for (key, body) in changes.drain(..) {
+        app.put(&key, body).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (table, holder) = loop {
+        let mut found = None;
+        for table in sample::TABLES {
+            if let Some(pid) = lease_holder(&app, table).await {
+                found = Some((table, pid));
+                break;
+            }
+        }
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no loader took a stream's lease");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let victim = loaders
+        .iter()
+        .position(|l| l.0.id() == holder)
+        .expect("the lease holder is one of the loaders");
+    let mut dead = loaders.remove(victim);
+    dead.0.kill().unwrap();
+    dead.0.wait().unwrap();
+    let killed = Instant::now();
+    let handed_over = loop {
+        match lease_holder(&app, table).await {
+            Some(pid) if pid != holder => break killed.elapsed(),
+            _ => {}
+        }
+        // The stream may also be finished by then (nothing left to lease).
+        let pending = app
+            .rows(&format!(
+                "SELECT {} - count(*) FROM paper_engine.loader_deliveries \
+                  WHERE status = 'SUCCESS' AND table_name = '{table}'",
+                manifest.files.iter().filter(|f| f.table == table).count()
+            ))
+            .await;
+        if pending[0][0].as_deref() == Some("0") {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "no survivor took {table} over within 10 s of its holder's death"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!("{table}: taken over {handed_over:?} after its lease holder was killed");
+    // The two survivors finish everything.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let done = app
+            .rows("SELECT count(*) FROM paper_engine.loader_deliveries WHERE status = 'SUCCESS'")
+            .await;
+        let unpublished = app
+            .rows("SELECT count(*) FROM paper_engine.loader_outbox WHERE published_at IS NULL")
+            .await;
+        if done[0][0].as_deref() == Some(manifest.files.len().to_string().as_str())
+            && unpublished[0][0].as_deref() == Some("0")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the survivors did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(loaders);
+    assert_exactly_once(&app, &manifest, &js, &stream_name).await;
+}

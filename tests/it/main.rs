@@ -18,6 +18,8 @@ mod notifications;
 mod operate;
 mod outbox_one_shot;
 mod process;
+mod restarts;
+mod s3_tls;
 mod service;
 mod shutdown;
 mod status_page;

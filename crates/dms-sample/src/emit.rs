@@ -5,7 +5,10 @@ use dms_naming::{load_file_name, object_key, NetCounts};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+use std::io::Write as _;
+
 use super::fields::Fields;
+use super::record::write_record;
 use super::reference::Ctx;
 use super::rows::Row;
 use super::spec::{FileSummary, SampleFile};
@@ -91,21 +94,12 @@ impl Emitter {
     }
 }
 
-type CsvOut = csv::Writer<GzEncoder<Vec<u8>>>;
-
-fn csv_writer(buf: Vec<u8>) -> CsvOut {
-    csv::WriterBuilder::new()
-        .has_headers(false)
-        .quote_style(csv::QuoteStyle::Necessary)
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(GzEncoder::new(buf, Compression::new(6)))
+fn gzip_writer(buf: Vec<u8>) -> GzEncoder<Vec<u8>> {
+    GzEncoder::new(buf, Compression::new(6))
 }
 
-fn finish(w: CsvOut) -> Vec<u8> {
-    w.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|gz| gz.finish())
-        .expect("in-memory gzip")
+fn finish(w: GzEncoder<Vec<u8>>) -> Vec<u8> {
+    w.finish().expect("in-memory gzip")
 }
 
 /// Writes rows (with an optional Op) as one gzip body; with `split`, the rows from that
@@ -116,18 +110,26 @@ fn encode<'a, R: Row + 'a>(
     rows: impl Iterator<Item = (Option<u8>, &'a R)>,
     split: Option<usize>,
 ) -> (Vec<u8>, u64, Option<i64>) {
-    let mut w = csv_writer(Vec::new());
+    let mut w = gzip_writer(Vec::new());
+    let mut record = Vec::with_capacity(512);
     let mut count = 0u64;
     let mut max_event: Option<i64> = None;
     for (op, row) in rows {
         if split == Some(count as usize) && count > 0 {
-            w = csv_writer(finish(w));
+            w = gzip_writer(finish(w));
         }
         fields.clear();
         row.render(cx, fields);
         let op_field: Option<[u8; 1]> = op.map(|o| [o]);
-        let record = op_field.iter().map(|o| &o[..]).chain(fields.iter());
-        w.write_record(record).expect("in-memory csv");
+        // The generator never writes an empty string: an empty field is NULL.
+        let values = op_field
+            .iter()
+            .map(|o| &o[..])
+            .chain(fields.iter())
+            .map(|f| (!f.is_empty()).then_some(f));
+        record.clear();
+        write_record(&mut record, values);
+        w.write_all(&record).expect("in-memory gzip");
         count += 1;
         max_event = max_event.max(Some(row.event_id()));
     }

@@ -3,10 +3,6 @@
 
 use std::fmt::Write as _;
 
-use chrono::{Datelike, Timelike};
-
-use super::clock::{datetime, SEC};
-
 /// One rendered row: the text of each field, an empty field being NULL.
 #[derive(Default)]
 pub(super) struct Fields {
@@ -49,22 +45,7 @@ impl Fields {
         }
     }
     pub(super) fn ts(&mut self, t: i64) {
-        let dt = datetime(t);
-        let sub = t.rem_euclid(SEC);
-        write!(
-            self.buf,
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            dt.year(),
-            dt.month(),
-            dt.day(),
-            dt.hour(),
-            dt.minute(),
-            dt.second()
-        )
-        .expect("write to String");
-        if sub != 0 {
-            write!(self.buf, ".{sub:06}").expect("write to String");
-        }
+        super::record::write_timestamp(&mut self.buf, t);
         self.end();
     }
     fn get(&self, i: usize) -> &str {

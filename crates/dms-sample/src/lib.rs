@@ -45,6 +45,7 @@ mod emit;
 mod fields;
 mod generate;
 mod history;
+mod record;
 mod reference;
 mod rows;
 mod sim;
@@ -55,6 +56,7 @@ mod vocab;
 
 pub use clock::cdc_commit_micros;
 pub use generate::generate;
+pub use record::{timestamp_text, write_record};
 pub use spec::{
     order_count, strategy_count, FileSummary, SampleFile, SampleManifest, SampleSpec,
     EXECUTION_COLUMNS, ORDER_COLUMNS, STRATEGY_COLUMNS, TABLES,

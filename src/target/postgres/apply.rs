@@ -13,8 +13,7 @@ use super::{PgSession, PgTarget};
 use crate::dms::{TableSpec, TupleLayout, COPY_BINARY_HEADER, COPY_BINARY_TRAILER};
 use crate::target::direct::{self, DirectInserts};
 use crate::target::{
-    queries, Chunk, DeliveryPlan, DeliveryResult, Encoding, NetCounts, Rows, StreamSummary,
-    TargetError,
+    Chunk, DeliveryPlan, DeliveryResult, Encoding, NetCounts, Rows, StreamSummary, TargetError,
 };
 
 /// A binary COPY under way (its header sent).
@@ -94,8 +93,8 @@ pub(super) async fn copy_chunks(
 }
 
 impl PgTarget {
-    /// A delivery in its transaction (or, in a dry run, its savepoint): begun together with the
-    /// stream's lock and the "already delivered" check, and for a change file the COPY into the
+    /// A delivery in its transaction (or, in a dry run, its savepoint), on the session that holds
+    /// the stream's lease: begun together with the "already delivered" check, and for a change file the COPY into the
     /// staging table (one round trip), the rows applied, then the ledger and outbox rows written
     /// and the transaction committed (one round trip).
     pub(super) async fn apply_in_session(
@@ -111,30 +110,6 @@ impl PgTarget {
             .prepare_cached(&self.statements.ledger.is_delivered)
             .await
             .map_err(TargetError::pg("check the ledger"))?;
-        // A dry run writes nothing, so it takes no stream lock: a loader running meanwhile is
-        // not made to leave its streams to it.
-        let lock = if session.is_dry_run() {
-            None
-        } else {
-            Some(
-                client
-                    .prepare_cached(queries::LOCK_STREAM)
-                    .await
-                    .map_err(TargetError::pg("lock the table stream"))?,
-            )
-        };
-        // Sent in one go; Postgres runs them in order, so the check reads the ledger after the
-        // lock is held.
-        let lock = async {
-            match &lock {
-                Some(lock) => client
-                    .query_one(lock, &[&sql.stream])
-                    .await
-                    .map(|row| row.get::<_, bool>(0))
-                    .map_err(TargetError::pg("lock the table stream")),
-                None => Ok(true),
-            }
-        };
         let delivered = async {
             client
                 .query_opt(&is_delivered, &[&plan.key])
@@ -142,11 +117,7 @@ impl PgTarget {
                 .map_err(TargetError::pg("check the ledger"))
         };
         let checks = async {
-            let ((), locked, delivered) =
-                futures::try_join!(session.begin_delivery(), lock, delivered)?;
-            if !locked {
-                return Err(TargetError::Busy(spec.name.clone()));
-            }
+            let ((), delivered) = futures::try_join!(session.begin_delivery(), delivered)?;
             if delivered.is_some() {
                 return Err(TargetError::AlreadyDelivered(plan.key.clone()));
             }

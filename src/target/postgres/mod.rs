@@ -195,8 +195,15 @@ impl Target for PgTarget {
         Ok(row.get(0))
     }
 
-    async fn open_session(&self) -> Result<PgSession, TargetError> {
-        PgSession::open(&self.pool, self.dry_run.as_deref()).await
+    async fn open_session(&self, table: &TableSpec) -> Result<PgSession, TargetError> {
+        let mut session = PgSession::open(&self.pool, self.dry_run.as_deref()).await?;
+        if !session.is_dry_run() {
+            let stream = &self.statements.table(&self.schema, table).stream;
+            if !session.take_lease(stream).await? {
+                return Err(TargetError::Busy(table.name.clone()));
+            }
+        }
+        Ok(session)
     }
 
     async fn apply(
@@ -216,9 +223,10 @@ impl Target for PgTarget {
         result
     }
 
-    async fn close_session(&self, session: PgSession) {
+    async fn close_session(&self, mut session: PgSession) {
         // A real run's session is between transactions here; a dry run's stays in the dry run's
         // transaction until `finish`.
+        session.release_lease().await;
         drop(session);
     }
 

@@ -89,6 +89,8 @@ pub struct PgSession {
     in_transaction: AtomicBool,
     /// The persistent staging tables (by name) known to exist on this connection.
     stages: HashSet<String>,
+    /// The stream (`schema.table`) whose lease this connection holds, until released.
+    lease: Option<String>,
 }
 
 /// A session's connection: its own from the pool, or, in a dry run, the dry run's one (held
@@ -111,7 +113,44 @@ impl PgSession {
             dry_run: dry_run.is_some(),
             in_transaction: AtomicBool::new(false),
             stages: HashSet::new(),
+            lease: None,
         })
+    }
+
+    /// Tries to take `stream`'s lease on this connection; `false` if another session (another
+    /// loader) holds it.
+    pub(super) async fn take_lease(&mut self, stream: &str) -> Result<bool, TargetError> {
+        let statement = self
+            .client()
+            .prepare_cached(queries::LEASE_STREAM)
+            .await
+            .map_err(TargetError::pg("take the stream's lease"))?;
+        let taken: bool = self
+            .client()
+            .query_one(&statement, &[&stream])
+            .await
+            .map_err(TargetError::pg("take the stream's lease"))?
+            .get(0);
+        if taken {
+            self.lease = Some(stream.to_string());
+        }
+        Ok(taken)
+    }
+
+    /// Gives the stream's lease back. If that fails the connection is broken: it is closed
+    /// when the session is dropped, which frees the lease too.
+    pub(super) async fn release_lease(&mut self) {
+        let Some(stream) = self.lease.as_deref() else {
+            return;
+        };
+        let released = self
+            .client()
+            .query_one(queries::RELEASE_STREAM, &[&stream])
+            .await
+            .map(|row| row.get::<_, bool>(0));
+        if matches!(released, Ok(true)) {
+            self.lease = None;
+        }
     }
 
     /// Whether this is a dry run's session (deliveries are savepoints of one transaction).
@@ -212,7 +251,9 @@ impl PgSession {
 
 impl Drop for PgSession {
     fn drop(&mut self) {
-        if *self.in_transaction.get_mut() {
+        // Inside a transaction, or still holding a lease (a session dropped before it was
+        // closed, e.g. at a stop): the connection is closed, never handed back to the pool.
+        if *self.in_transaction.get_mut() || self.lease.is_some() {
             if let Some(SessionClient::Pooled(client)) = self.client.take() {
                 drop(deadpool_postgres::Object::take(*client));
             }

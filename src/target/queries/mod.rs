@@ -90,7 +90,17 @@ pub fn peek_delivery_id(schema: &str) -> String {
     )
 }
 
+/// Whether a table stream (`$1`: `schema.table`) is free, checked inside an operator's
+/// transaction: taken for that transaction only, it fails while a loader holds the stream's lease.
 pub const LOCK_STREAM: &str = "SELECT pg_try_advisory_xact_lock(1885434985, hashtext($1))";
+
+/// A table stream's lease (`$1`: `schema.table`): a session lock on the connection that delivers
+/// the stream, held until [`RELEASE_STREAM`] or until the connection ends (a dead loader's
+/// connection closing frees its streams for the others).
+pub const LEASE_STREAM: &str = "SELECT pg_try_advisory_lock(1885434985, hashtext($1))";
+
+/// Gives a table stream's lease back.
+pub const RELEASE_STREAM: &str = "SELECT pg_advisory_unlock(1885434985, hashtext($1))";
 
 /// Makes one outbox relay per schema (`$1`) the publisher: a session lock, held while the
 /// relay's own connection lives.

@@ -33,31 +33,36 @@ fn no_rows() -> Rows {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_held_stream_or_a_delivered_file_abandons_the_copy_and_the_session_goes_on() {
+async fn a_held_stream_is_refused_a_session_and_a_delivered_file_leaves_the_session_going() {
     let app = spawn_app().await;
     let loader = app.loader(&[]).await;
     let target = loader.target();
     let table = target.tables()["strategies"].clone();
     let key = |n: u32| app.key("strategies", &format!("20220922-0958{n:02}000.csv.gz"));
-    let mut session = target.open_session().await.unwrap();
 
-    // Another loader holds the stream: left to it, nothing recorded.
+    // Another loader holds the stream's lease: no session, nothing recorded.
     let lock = "pg_advisory_lock(1885434985, hashtext('paper_engine.strategies'))";
     app.db
         .batch_execute(&format!("SELECT {lock}"))
         .await
         .unwrap();
-    let held = target
-        .apply(&mut session, &plan(1, &key(1), &table), no_rows())
-        .await;
-    assert!(matches!(held, Err(TargetError::Busy(_))), "{held:?}");
+    let held = target.open_session(&table).await;
+    assert!(matches!(held, Err(TargetError::Busy(_))), "held");
     assert_eq!(app.ledger(&key(1)).await, None);
 
-    // Released: the same session delivers it.
+    // Released: a session takes the lease, and holds it while it lasts (an operator's check,
+    // or a second session, finds the stream busy).
     app.db
         .batch_execute(&format!("SELECT {}", lock.replace("_lock", "_unlock")))
         .await
         .unwrap();
+    let mut session = target.open_session(&table).await.unwrap();
+    assert!(matches!(
+        target.open_session(&table).await,
+        Err(TargetError::Busy(_))
+    ));
+    let free = "SELECT pg_try_advisory_xact_lock(1885434985, hashtext('paper_engine.strategies'))";
+    assert_eq!(app.rows(free).await[0][0].as_deref(), Some("f"));
     target
         .apply(&mut session, &plan(2, &key(1), &table), no_rows())
         .await
@@ -80,5 +85,18 @@ async fn a_held_stream_or_a_delivered_file_abandons_the_copy_and_the_session_goe
         .await
         .unwrap();
     assert_eq!(app.ledger(&key(2)).await.unwrap().status, "SUCCESS");
+    // Closed: the lease is free again.
     target.close_session(session).await;
+    assert_eq!(app.rows(free).await[0][0].as_deref(), Some("t"));
+    let again = target.open_session(&table).await.unwrap();
+    // Dropped without being closed (a stop): the connection is closed, freeing the lease.
+    drop(again);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.rows(free).await[0][0].as_deref() != Some("t") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease outlived its session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -104,8 +104,8 @@ fn encode_text(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dms::tests::{bad, col, encode_one, ok, spec};
-    use crate::dms::{CsvScanner, OpColumn, RawRecord, RowDecoder};
+    use crate::tests::{bad, col, encode_one, ok, spec};
+    use crate::{CsvScanner, OpColumn, RawRecord, RowDecoder};
 
     #[test]
     fn copy_header_and_trailer() {

@@ -189,7 +189,7 @@ impl<R: std::io::Read> CsvScanner<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dms::tests::gzip;
+    use crate::tests::gzip;
     use std::io::Read;
 
     #[test]

@@ -176,7 +176,7 @@ impl<R: std::io::Read> CsvScanner<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dms::DEFAULT_SCAN_BUFFER;
+    use crate::DEFAULT_SCAN_BUFFER;
 
     /// (line, fields as (text, quoted)) per record.
     type Scanned = Vec<(u64, Vec<(String, bool)>)>;

@@ -90,8 +90,8 @@ pub(super) fn parse_timestamp(b: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dms::tests::{bad, csv, micros, ok};
-    use crate::dms::ColumnType;
+    use crate::tests::{bad, csv, micros, ok};
+    use crate::ColumnType;
 
     fn date_bytes(days: i32) -> Vec<u8> {
         days.to_be_bytes().to_vec()

@@ -32,7 +32,7 @@ impl Op {
 }
 
 /// Whether a file's records start with the DMS `Op` column (from the `dms-naming` crate:
-/// [`FileKind::op_column`](crate::dms::FileKind::op_column) gives it per kind of file).
+/// [`FileKind::op_column`](crate::FileKind::op_column) gives it per kind of file).
 pub use dms_naming::OpColumn;
 
 /// What [`RowDecoder::decode`] learned about a row besides its tuple.
@@ -211,8 +211,8 @@ impl RowDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dms::tests::{col, decode_all, parse_tuples, spec};
-    use crate::dms::{ColumnType, CsvScanner};
+    use crate::tests::{col, decode_all, parse_tuples, spec};
+    use crate::{ColumnType, CsvScanner};
     use std::sync::Arc;
 
     #[test]

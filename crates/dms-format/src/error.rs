@@ -68,8 +68,8 @@ pub(super) fn quote(value: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dms::tests::bad;
-    use crate::dms::ColumnType;
+    use crate::tests::bad;
+    use crate::ColumnType;
 
     #[test]
     fn error_values_are_truncated() {

@@ -101,8 +101,8 @@ pub(super) fn parse_bool(value: &[u8]) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dms::tests::{bad, ok};
-    use crate::dms::ColumnType;
+    use crate::tests::{bad, ok};
+    use crate::ColumnType;
 
     #[test]
     fn integers() {

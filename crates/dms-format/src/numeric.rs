@@ -140,8 +140,8 @@ pub(super) fn encode_numeric(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dms::tests::{bad, csv, numeric, numeric_ps, ok};
-    use crate::dms::ColumnType;
+    use crate::tests::{bad, csv, numeric, numeric_ps, ok};
+    use crate::ColumnType;
 
     const NUMERIC: ColumnType = ColumnType::Numeric {
         precision: None,
