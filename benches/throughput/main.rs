@@ -75,6 +75,7 @@ mod ctx;
 mod events;
 mod full_load;
 mod history;
+mod instances;
 mod options;
 mod postgres;
 mod proxy;
@@ -295,7 +296,8 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// `--history`, `--events` and `--small-files`: each measured, printed and written to its own block.
+/// `--history`, `--events`, `--small-files` and `--instances`: each measured, printed and written
+/// to its own block.
 fn extra_sections(ctx: &Ctx, env: &report::Environment) -> Result<()> {
     let opts = &ctx.opts;
     if let Some(ns) = &opts.history {
@@ -327,6 +329,18 @@ fn extra_sections(ctx: &Ctx, env: &report::Environment) -> Result<()> {
         println!("\n{block}");
         if let Some(report) = &opts.report {
             sections::write_block(report, sections::EVENTS_MARKS, &block)?;
+            say!("wrote {}", report.display());
+        }
+    }
+    if let Some(max) = opts.instances {
+        let started = Instant::now();
+        let noisy = ctx.noisy.get();
+        let result = instances::bench_instances(ctx, max)?;
+        let noisy = ctx.noisy.get() - noisy;
+        let block = sections::render_instances(opts, env, &result, started.elapsed(), noisy);
+        println!("\n{block}");
+        if let Some(report) = &opts.report {
+            sections::write_block(report, sections::INSTANCES_MARKS, &block)?;
             say!("wrote {}", report.display());
         }
     }

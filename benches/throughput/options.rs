@@ -45,6 +45,9 @@ CDC measurements are skipped unless --phase asks for them):
   --small-files [FILES]     FILES small change files (default 2000) after a small full load:
                             the loader one-shot against psql and Python (boto3 + psycopg) loops
   --small-scale X           the small-files full load's scale (default 0.02)
+  --instances [MAX]         scale-out: one change-file backlog delivered by 1..MAX one-shot
+                            loaders started together on one bucket and database (default 3);
+                            see benches/throughput/instances.rs
   --events [FILES]          event-driven loading: PUT-to-commit of FILES new files (default 20)
                             with bucket events on NATS (the loop sleeps 60 s), and a burst of
                             100 events; see benches/throughput/events.rs
@@ -76,6 +79,8 @@ pub struct Options {
     pub small_files: Option<usize>,
     /// `--events [FILES]`: event-driven loading (PUT to commit with bucket events).
     pub events: Option<usize>,
+    /// `--instances [MAX]`: 1..MAX loader instances on one backlog.
+    pub instances: Option<usize>,
     pub small_scale: f64,
     pub args: Vec<String>,
 }
@@ -111,6 +116,7 @@ impl Options {
             history_window: 30,
             small_files: None,
             events: None,
+            instances: None,
             small_scale: 0.02,
             args: Vec::new(),
         };
@@ -220,11 +226,22 @@ impl Options {
                     };
                     o.events = Some(files.max(1));
                 }
+                "--instances" => {
+                    let max = match it.peek() {
+                        Some(v) if v.parse::<usize>().is_ok() => number(&flag, it.next())?,
+                        _ => 3,
+                    };
+                    o.instances = Some(max.max(1));
+                }
                 "--small-scale" => o.small_scale = number(&flag, it.next())?,
                 other => bail!("unknown option `{other}`"),
             }
         }
-        if (o.history.is_some() || o.small_files.is_some() || o.events.is_some()) && !phase {
+        let extra = o.history.is_some()
+            || o.small_files.is_some()
+            || o.events.is_some()
+            || o.instances.is_some();
+        if extra && !phase {
             (o.full, o.cdc) = (false, false);
         }
         ensure!(o.rounds >= 1, "--rounds must be at least 1");

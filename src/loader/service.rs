@@ -189,7 +189,9 @@ impl<S: Source, T: Target> Loader<S, T> {
                     false
                 }
             };
-            if busy {
+            // A stop that came during the pass was taken (`changed`) by `pass_or_stop`: the
+            // sleep below would not see it again, so it is checked here (at the loop's top).
+            if busy || *stop.borrow() {
                 continue;
             }
             let wait = self.sleep_time();

@@ -15,14 +15,21 @@ use paper_engine_orders::sample::{self, SampleManifest, SampleSpec};
 use paper_engine_orders::source::S3Source;
 
 /// A Postgres cluster of the test's own in a scratch folder, run as the `postgres` user.
-struct ScratchPostgres {
+pub struct ScratchPostgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
+    /// Server settings (`-c name=value`) beyond the port and listen address.
+    settings: String,
 }
 
 impl ScratchPostgres {
-    fn start() -> ScratchPostgres {
+    pub fn start() -> ScratchPostgres {
+        Self::start_with(&[])
+    }
+
+    /// A cluster with server `settings` (`name=value`), e.g. its own TLS certificate.
+    pub fn start_with(settings: &[&str]) -> ScratchPostgres {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .expect("Postgres server binaries under /usr/lib/postgresql")
             .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
@@ -49,17 +56,26 @@ impl ScratchPostgres {
             ],
             false,
         );
-        let pg = ScratchPostgres { dir, bin, port };
+        let settings = settings
+            .iter()
+            .map(|s| format!(" -c {s}"))
+            .collect::<String>();
+        let pg = ScratchPostgres {
+            dir,
+            bin,
+            port,
+            settings,
+        };
         pg.ctl("start");
         pg
     }
 
-    fn ctl(&self, action: &str) {
+    pub fn ctl(&self, action: &str) {
         let data = self.dir.path().join("data").display().to_string();
         let log = self.dir.path().join("server.log").display().to_string();
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off",
-            self.port
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off{}",
+            self.port, self.settings
         );
         let pg_ctl = self.bin.join("pg_ctl").display().to_string();
         as_postgres(
@@ -70,7 +86,7 @@ impl ScratchPostgres {
         );
     }
 
-    fn target(&self) -> String {
+    pub fn target(&self) -> String {
         format!(
             "host=127.0.0.1 port={} user=postgres dbname=postgres",
             self.port
@@ -101,7 +117,7 @@ impl Drop for ScratchPostgres {
 }
 
 /// Runs `args` as the `postgres` user (`root_first`: the first step, as root).
-fn as_postgres(args: &[&str], root_first: bool) {
+pub fn as_postgres(args: &[&str], root_first: bool) {
     let mut cmd = if root_first {
         let mut c = Command::new(args[0]);
         c.args(&args[1..]);

@@ -26,7 +26,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA (`ca.pem`) and a server certificate it signed for 127.0.0.1 (`server.pem`, `server.key`).
-fn make_certificates(dir: &Path) {
+pub fn make_certificates(dir: &Path) {
     openssl(
         dir,
         &[

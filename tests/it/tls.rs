@@ -1,7 +1,8 @@
 //! TLS to Postgres through the binary, against the machine's Postgres (which serves TLS with its
 //! own self-signed certificate, `ssl_cert_file`): `sslmode=require` encrypts, `verify-full`
 //! with that certificate as `sslrootcert` connects by the name it carries and refuses another
-//! name with exit code 2, `verify-ca` checks the chain only.
+//! name with exit code 2, `verify-ca` checks the chain only; and against a scratch cluster serving a
+//! certificate the test setup made, verified by the CA that signed it.
 use crate::helpers::spawn_app;
 use crate::operate::run;
 use crate::service::spawn_service;
@@ -85,4 +86,50 @@ async fn sslmode_is_honoured_through_rustls() {
     let (code, _, err) = run(&app, &["status"], &[("TARGET", missing.as_str())]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("sslrootcert /nonexistent/root.crt"), "{err}");
+}
+
+/// `verify-full` and `verify-ca` against a server whose certificate the test's own CA signed (a
+/// scratch Postgres cluster serving it): trusted by that CA, by the name and the address it
+/// carries; refused with another CA, exit 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_made_by_the_test_setup_is_verified_by_its_ca() {
+    use crate::restarts::{as_postgres, ScratchPostgres};
+    let certs = tempfile::tempdir().unwrap();
+    crate::s3_tls::make_certificates(certs.path());
+    let dir = certs.path().display().to_string();
+    as_postgres(&["chmod", "755", &dir], true);
+    as_postgres(&["chown", "postgres", &format!("{dir}/server.key")], true);
+    as_postgres(&["chmod", "600", &format!("{dir}/server.key")], true);
+    let pg = ScratchPostgres::start_with(&[
+        "ssl=on",
+        &format!("ssl_cert_file={dir}/server.pem"),
+        &format!("ssl_key_file={dir}/server.key"),
+    ]);
+    let mut env = std::collections::HashMap::new();
+    let app = spawn_app().await;
+    env.insert("SOURCE".to_string(), app.env["SOURCE"].clone());
+    env.insert("RUN_AS_SERVICE".to_string(), "false".to_string());
+    env.insert("NOTIFICATIONS".to_string(), "false".to_string());
+    let ca = format!("sslrootcert={dir}/ca.pem");
+    for (host, mode) in [
+        ("127.0.0.1", "verify-full"),
+        ("localhost", "verify-full"),
+        ("127.0.0.1", "verify-ca"),
+    ] {
+        let target = with(&pg.target(), host, &format!("sslmode={mode} {ca}"));
+        let (code, out, err) =
+            crate::operate::run_with(&env, &["status", "--json"], &[("TARGET", target.as_str())]);
+        assert_eq!(code, 0, "{host} {mode}: {out}{err}");
+    }
+    // Another CA (the machine's own self-signed certificate): refused.
+    let other = server_certificate(&app).await;
+    let target = with(
+        &pg.target(),
+        "127.0.0.1",
+        &format!("sslmode=verify-full sslrootcert={other}"),
+    );
+    let (code, _, err) =
+        crate::operate::run_with(&env, &["status"], &[("TARGET", target.as_str())]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid peer certificate"), "{err}");
 }
