@@ -1,7 +1,7 @@
 //! `DMS_SETTINGS` / `DMS_SETTINGS_FILE`: the S3 target endpoint's `S3Settings`, as
 //! `aws dms describe-endpoints` prints them (the object itself, or the whole answer). This version
 //! reads one family of settings (CSV, `,` and a line end, NULL as an empty unquoted field, the Op
-//! column on change files, `YYYY/MM/DD` date folders, gzip or not); a setting that would make
+//! column on change files, a header row or none (`AddColumnName`), `YYYY/MM/DD` date folders, gzip or not); a setting that would make
 //! DMS write files it cannot read exactly is refused at start-up with a line saying so, never
 //! silently mis-read. Settings that do not change the files (encryption, sizes, roles, ...) are
 //! accepted; keys DMS does not have are ignored with one warning.
@@ -16,6 +16,8 @@ pub struct DmsSettings {
     pub bucket_folder: Option<String>,
     /// `BucketName`, when given.
     pub bucket_name: Option<String>,
+    /// `AddColumnName`: every file starts with a header row naming its columns.
+    pub add_column_name: bool,
     /// Keys that are not DMS `S3Settings` keys (warned about once at start-up).
     pub unknown: Vec<String>,
 }
@@ -126,9 +128,10 @@ impl DmsSettings {
                         ));
                     }
                 }
-                "AddColumnName" if flag(value) == Some(true) => {
-                    return Err(refuse(key, value, "header rows are not read yet"));
-                }
+                "AddColumnName" => match flag(value) {
+                    Some(on) => out.add_column_name = on,
+                    None => return Err(refuse(key, value, "true or false")),
+                },
                 "CdcInsertsOnly" | "CdcInsertsAndUpdates"
                     if flag(value) == Some(true) && !include_op =>
                 {
@@ -183,7 +186,6 @@ impl DmsSettings {
                 "BucketName" => out.bucket_name = text(value).map(str::to_string),
                 "IncludeOpForFullLoad"
                 | "DatePartitionEnabled"
-                | "AddColumnName"
                 | "CdcInsertsOnly"
                 | "CdcInsertsAndUpdates"
                 | "TimestampColumnName"
@@ -233,7 +235,7 @@ mod tests {
         for (json, key) in [
             (r#"{"DataFormat": "parquet"}"#, "DataFormat"),
             (r#"{"CsvDelimiter": ";"}"#, "CsvDelimiter"),
-            (r#"{"AddColumnName": true}"#, "AddColumnName"),
+            (r#"{"AddColumnName": "sometimes"}"#, "AddColumnName"),
             (r#"{"CsvNullValue": "NULL"}"#, "CsvNullValue"),
             (r#"{"CdcInsertsOnly": true}"#, "CdcInsertsOnly"),
             (r#"{"TimestampColumnName": "ts"}"#, "TimestampColumnName"),

@@ -32,6 +32,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             size,
             gzip: matches!(object.compression, dms::Compression::Gzip),
             op_column: object.kind.op_column(),
+            header: self.settings.header_row,
             spec,
             chunk_bytes: self.settings.chunk_bytes,
             bytes_read: bytes_read.clone(),

@@ -49,6 +49,9 @@ pub struct LoaderSettings {
     pub one_shot_wait: Duration,
     /// On a stop request: how long the deliveries in hand may take before they are rolled back.
     pub shutdown_grace: Duration,
+    /// Every file starts with a header row (the endpoint's `AddColumnName`), checked against
+    /// the table's columns.
+    pub header_row: bool,
 }
 
 impl Default for LoaderSettings {
@@ -67,6 +70,7 @@ impl Default for LoaderSettings {
             only_tables: None,
             one_shot_wait: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
+            header_row: false,
         }
     }
 }
@@ -83,6 +87,7 @@ impl LoaderSettings {
             only_tables: config.only_tables.clone(),
             one_shot_wait: Duration::from_secs_f64(config.one_shot_wait),
             shutdown_grace: Duration::from_secs_f64(config.shutdown_grace),
+            header_row: config.dms_settings.add_column_name,
             notification: config.publishes().then(|| {
                 Arc::new(NotificationSettings {
                     datasource: config.notification_datasource.clone(),

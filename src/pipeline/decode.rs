@@ -9,7 +9,9 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use super::split::InsertSplit;
-use crate::dms::{CsvScanner, DecodeError, OpColumn, RawRecord, RowDecoder, TableSpec};
+use crate::dms::{
+    check_header, CsvScanner, DecodeError, OpColumn, RawRecord, RowDecoder, TableSpec,
+};
 use crate::target::{Chunk, ChunkFailure, Encoding, StreamSummary};
 
 /// Everything the decoding thread needs.
@@ -20,6 +22,8 @@ pub(crate) struct DecodeJob {
     pub size: u64,
     pub gzip: bool,
     pub op_column: OpColumn,
+    /// The file starts with a header row (`AddColumnName`): checked, then skipped.
+    pub header: bool,
     pub spec: Arc<TableSpec>,
     pub chunk_bytes: usize,
     pub bytes_read: Arc<AtomicU64>,
@@ -118,6 +122,9 @@ impl DecodeJob {
         tx: &mut impl ChunkSink,
     ) -> Result<Option<StreamSummary>, DecodeError> {
         let mut record = RawRecord::new();
+        if self.header && scanner.next_record(&mut record)? {
+            check_header(&self.spec, &record, self.op_column)?;
+        }
         let mut decoder = RowDecoder::new(self.spec.clone(), self.op_column);
         decoder.set_layout(encoding.layout);
         let mut split = if encoding.split_inserts {

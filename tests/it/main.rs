@@ -7,6 +7,7 @@ mod helpers;
 mod api;
 mod bad_input;
 mod discovery;
+mod dms_settings;
 mod dry_run;
 mod events;
 mod faults;

@@ -35,6 +35,14 @@ pub enum DecodeError {
         /// Fields found.
         found: usize,
     },
+    /// The header row (`AddColumnName`) does not name the table's columns.
+    #[error("line {line}: header row: {reason}")]
+    Header {
+        /// The header's line (1).
+        line: u64,
+        /// Which columns are missing, extra or out of order.
+        reason: String,
+    },
     /// The file is not valid CSV.
     #[error("line {line}: {reason}")]
     Syntax {

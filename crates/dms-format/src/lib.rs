@@ -9,6 +9,7 @@
 //! - DMS object keys and their order, [`DmsObject`], [`parse_object_key`], [`FileKind`],
 //!   [`Compression`] and [`OpColumn`], live in the `dms-naming` crate (shared with the sample
 //!   generator) and are re-exported here.
+//! - `header.rs`: the header row of `AddColumnName` files, [`check_header`].
 //! - `error.rs`: [`DecodeError`], and the quoting of values in error messages.
 //! - `scanner.rs`: the streaming CSV scanner, [`CsvScanner`] and [`RawRecord`]: buffering,
 //!   input errors and the fast path for lines without quotes.
@@ -26,6 +27,7 @@ mod calendar;
 mod copy;
 mod decode;
 mod error;
+mod header;
 mod numeric;
 #[cfg(test)]
 mod roundtrip_prop_tests;
@@ -40,6 +42,7 @@ pub use copy::{COPY_BINARY_HEADER, COPY_BINARY_TRAILER};
 pub use decode::{DecodedRow, Op, OpColumn, RowDecoder, StagingTuple, TupleLayout};
 pub use dms_naming::{parse_object_key, Compression, DmsObject, FileKind};
 pub use error::DecodeError;
+pub use header::check_header;
 pub use scanner::{CsvScanner, RawRecord, DEFAULT_SCAN_BUFFER};
 pub use table::{Column, ColumnType, TableSpec};
 

@@ -1,0 +1,129 @@
+//! The header row DMS writes first in every file when the endpoint sets `AddColumnName`: the
+//! source's column names, in the file's order (`Op` first where the file has an Op column).
+//! Checked against the table before any row is read, so a file whose columns are not the table's
+//! is refused whole, naming the columns.
+
+use super::decode::OpColumn;
+use super::error::DecodeError;
+use super::scanner::RawRecord;
+use super::table::TableSpec;
+
+/// Checks a header record against `spec`'s columns (names compared without regard to case, as
+/// DMS may upper-case them); an `Op` field first is allowed where `op_column` allows one.
+pub fn check_header(
+    spec: &TableSpec,
+    record: &RawRecord,
+    op_column: OpColumn,
+) -> Result<(), DecodeError> {
+    let names: Vec<String> = (0..record.len())
+        .map(|i| String::from_utf8_lossy(record.field(i)).trim().to_string())
+        .collect();
+    let has_op = op_column != OpColumn::Absent
+        && names.first().is_some_and(|n| n.eq_ignore_ascii_case("op"));
+    let names = if has_op { &names[1..] } else { &names[..] };
+    let columns: Vec<&str> = spec.columns.iter().map(|c| c.name.as_str()).collect();
+    let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    let missing: Vec<&str> = columns
+        .iter()
+        .copied()
+        .filter(|c| !names.iter().any(|n| same(n, c)))
+        .collect();
+    let extra: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !columns.iter().any(|c| same(n, c)))
+        .collect();
+    let reason = if !missing.is_empty() || !extra.is_empty() {
+        let mut parts = Vec::new();
+        if !missing.is_empty() {
+            parts.push(format!(
+                "table {} has column(s) the file lacks: {}",
+                spec.name,
+                missing.join(", ")
+            ));
+        }
+        if !extra.is_empty() {
+            parts.push(format!(
+                "the file has column(s) table {} lacks: {} (a source column added: add it to the table with a migration, then retry the file)",
+                spec.name,
+                extra.join(", ")
+            ));
+        }
+        parts.join("; ")
+    } else if let Some(i) = (0..columns.len()).find(|&i| !same(&names[i], columns[i])) {
+        format!(
+            "the header row's column {} is `{}`, table {}'s column {} is `{}`: the file's columns are in another order",
+            i + 1,
+            names[i],
+            spec.name,
+            i + 1,
+            columns[i]
+        )
+    } else {
+        return Ok(());
+    };
+    Err(DecodeError::Header {
+        line: record.line(),
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{col, spec};
+    use crate::{ColumnType, CsvScanner};
+
+    fn header(text: &str) -> RawRecord {
+        let mut scanner = CsvScanner::new(text.as_bytes());
+        let mut record = RawRecord::new();
+        assert!(scanner.next_record(&mut record).unwrap());
+        record
+    }
+
+    fn table() -> std::sync::Arc<TableSpec> {
+        spec(vec![
+            col("id", ColumnType::Int8, false),
+            col("name", ColumnType::Text, true),
+        ])
+    }
+
+    #[test]
+    fn a_header_naming_the_table_s_columns_passes_with_or_without_op() {
+        let t = table();
+        check_header(&t, &header("id,name\n"), OpColumn::Absent).unwrap();
+        check_header(&t, &header("Op,ID,Name\n"), OpColumn::Present).unwrap();
+        check_header(&t, &header("Op,id,name\n"), OpColumn::Detect).unwrap();
+    }
+
+    #[test]
+    fn missing_extra_and_reordered_columns_are_named() {
+        let t = table();
+        let e = check_header(&t, &header("id\n"), OpColumn::Absent)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "line 1: header row: table orders has column(s) the file lacks: name"
+        );
+        let e = check_header(&t, &header("Op,id,name,venue\n"), OpColumn::Present)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("the file has column(s) table orders lacks: venue"),
+            "{e}"
+        );
+        let e = check_header(&t, &header("name,id\n"), OpColumn::Absent)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("column 1 is `name`, table orders's column 1 is `id`"),
+            "{e}"
+        );
+        // An Op field where the file cannot have one is a column the table lacks.
+        let e = check_header(&t, &header("Op,id,name\n"), OpColumn::Absent)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lacks: Op"), "{e}");
+    }
+}
