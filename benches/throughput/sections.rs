@@ -101,10 +101,11 @@ pub fn render_instances(
     let _ = writeln!(
         md,
         "One backlog of {} change files ({} rows, the three tables) after a full load, delivered by \
-         N one-shot loaders (`PARALLELISM=3` each) started together on the same bucket and \
-         database, from a copy of the same loaded template; wall time from the start to the last \
-         loader's exit (each exits 0 only when every file is delivered), median of {} round(s). \
-         Every run ends with one SUCCESS ledger row per file and the same tables.\n",
+         N one-shot loaders started together on the same bucket and database, each with \
+         `PARALLELISM=1` (one stream at a time, as a small instance on a machine of its own), \
+         from a copy of the same loaded template; the time from the start until the ledger holds \
+         every file's SUCCESS row (then every loader must exit 0), median of {} round(s). Every \
+         run ends with one SUCCESS ledger row per file and the same tables.\n",
         r.files,
         r.rows,
         opts.rounds
