@@ -17,6 +17,14 @@ lint:
 test *ARGS:
     scripts/test.sh {{ARGS}}
 
+# Fuzz the DMS file format and object names (cargo fuzz) for SECONDS per target (the suite: 60).
+fuzz SECONDS="600" *TARGETS:
+    scripts/fuzz.sh {{SECONDS}} {{TARGETS}}
+
+# cargo deny: advisories, licences, sources and bans of the dependency graph (deny.toml).
+deny:
+    scripts/deny.sh
+
 # Sample DMS data into a local bucket, loaded into Postgres, counts shown (SCALE=0.1 by default).
 demo:
     scripts/demo.sh
@@ -43,3 +51,7 @@ release VERSION *ARGS:
 # run one extra section each. `just bench --help` lists the options.
 bench *ARGS:
     scripts/bench.sh {{ARGS}}
+
+# Build the Dockerfile and smoke-test the image (one-shot, healthy service, clean stop); slow: before a release.
+docker-smoke:
+    scripts/docker-smoke.sh
