@@ -78,7 +78,19 @@ impl SourceError {
                 }
             }
             // No answer (connection refused, a timeout, DNS): the chain of causes, in words.
-            _ => error_chain(&err),
+            _ => {
+                let chain = error_chain(&err);
+                if chain.contains("no credentials found in chain") {
+                    // The SDK lists each provider it tried, a line each: kept on one line, with
+                    // what to do.
+                    format!(
+                        "{}; next step: give bucket_id and bucket_key in SOURCE, or credentials the AWS default chain finds (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE with ~/.aws files, a web identity token, an ECS task role or an instance profile)",
+                        chain.split_whitespace().collect::<Vec<_>>().join(" ")
+                    )
+                } else {
+                    chain
+                }
+            }
         };
         SourceError::Request {
             op,

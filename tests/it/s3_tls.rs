@@ -188,7 +188,11 @@ async fn without_static_keys_the_aws_default_credential_chain_is_used() {
     let started = Instant::now();
     let (code, out, err) = run(&app, &[], &isolated);
     assert_ne!(code, 0, "{out}{err}");
-    assert!(err.contains("credentials"), "{err}");
+    assert!(err.contains("no credentials found in chain"), "{err}");
+    assert!(
+        err.contains("next step: give bucket_id and bucket_key in SOURCE"),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(120));
     assert_eq!(app.try_count("strategies").await.unwrap_or(0), 0);
 
