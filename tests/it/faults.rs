@@ -28,12 +28,7 @@ async fn a_sigkill_storm_loses_nothing_doubles_nothing_and_sends_each_message_on
     };
     // The files, generated in memory: the full load is in the bucket from the start, the change
     // files arrive during the storm (a few before each start), so every loader has work.
-    let mut files = Vec::new();
-    let manifest = sample::generate(&spec, |f| {
-        files.push((f.summary.key.clone(), f.body));
-        Ok::<(), ()>(())
-    })
-    .unwrap();
+    let (manifest, files) = crate::helpers::sample_in_memory(&spec);
     let (loads, mut changes): (Vec<_>, Vec<_>) = files
         .into_iter()
         .partition(|(key, _)| key.rsplit('/').next().unwrap().starts_with("LOAD"));

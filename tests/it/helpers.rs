@@ -525,3 +525,20 @@ pub async fn try_http_get(port: u16, path: &str) -> Option<(u16, String)> {
         .unwrap_or_default();
     Some((status, body))
 }
+
+/// The sample dataset of `spec`, generated in memory: its manifest (the ground truth) and every
+/// file as (object key, body), in the generator's order.
+pub fn sample_in_memory(
+    spec: &SampleSpec,
+) -> (
+    paper_engine_orders::sample::SampleManifest,
+    Vec<(String, Vec<u8>)>,
+) {
+    let mut files = Vec::new();
+    let manifest = paper_engine_orders::sample::generate(spec, |f| {
+        files.push((f.summary.key.clone(), f.body));
+        Ok::<(), ()>(())
+    })
+    .unwrap();
+    (manifest, files)
+}

@@ -111,12 +111,7 @@ async fn three_instances_killed_at_random_apply_each_file_once_and_hand_streams_
         cdc_rows_per_file: 1_500,
         keep_state: true,
     };
-    let mut files = Vec::new();
-    let manifest = sample::generate(&spec, |f| {
-        files.push((f.summary.key.clone(), f.body));
-        Ok::<(), ()>(())
-    })
-    .unwrap();
+    let (manifest, files) = crate::helpers::sample_in_memory(&spec);
     let (loads, mut changes): (Vec<_>, Vec<_>) = files
         .into_iter()
         .partition(|(key, _)| key.rsplit('/').next().unwrap().starts_with("LOAD"));

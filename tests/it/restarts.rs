@@ -176,13 +176,7 @@ fn sample_files() -> (SampleManifest, Vec<(String, Vec<u8>)>) {
         cdc_rows_per_file: 10_000,
         keep_state: true,
     };
-    let mut files = Vec::new();
-    let manifest = sample::generate(&spec, |f| {
-        files.push((f.summary.key.clone(), f.body));
-        Ok::<(), ()>(())
-    })
-    .unwrap();
-    (manifest, files)
+    crate::helpers::sample_in_memory(&spec)
 }
 
 fn loader(env: &std::collections::HashMap<String, String>, log: &Path) -> ChildGuard {
