@@ -35,11 +35,15 @@ pub enum ErrorKind {
     /// The target schema is not what the loader needs (a type it cannot decode, no primary key,
     /// an edited migration).
     Schema,
+    /// DMS re-ran the table's full load and `RELOAD_POLICY=stop`: an operator decides.
+    FullLoadRerun,
+    /// A change file arrived late and `LATE_FILE_POLICY=stop`: an operator decides.
+    LateFile,
 }
 
 impl ErrorKind {
     /// Every kind.
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::SourceUnavailable,
         ErrorKind::SourceRefused,
         ErrorKind::BadInput,
@@ -51,6 +55,8 @@ impl ErrorKind {
         ErrorKind::AccessDenied,
         ErrorKind::TargetRejected,
         ErrorKind::Schema,
+        ErrorKind::FullLoadRerun,
+        ErrorKind::LateFile,
     ];
 }
 
@@ -154,6 +160,18 @@ pub const POLICIES: &[Policy] = &[
         directive: Directive::StopStream,
         metric: "target",
         solution: "make the target schema match db/ (see the data specification), then retry the file",
+    },
+    Policy {
+        kind: ErrorKind::FullLoadRerun,
+        directive: Directive::StopStream,
+        metric: "reload",
+        solution: "retry the file to replace the table by the new full load (or set RELOAD_POLICY=reload), or skip it to keep the table as it is",
+    },
+    Policy {
+        kind: ErrorKind::LateFile,
+        directive: Directive::StopStream,
+        metric: "late",
+        solution: "set LATE_FILE_POLICY=apply-guarded and retry the file (its rows then apply only where no later change file wrote), or skip it",
     },
 ];
 

@@ -74,6 +74,10 @@ pub struct Config {
     pub api_token: Option<Secret>,
     /// `DMS_SETTINGS` / `DMS_SETTINGS_FILE`: the S3 target endpoint's settings (checked).
     pub dms_settings: DmsSettings,
+    /// `LATE_FILE_POLICY` (`apply-guarded`, the default, or `stop`).
+    pub late_file_policy: crate::loader::LateFilePolicy,
+    /// `RELOAD_POLICY` (`stop`, the default, or `reload`).
+    pub reload_policy: crate::loader::ReloadPolicy,
 }
 
 /// Every variable the loader reads.
@@ -103,6 +107,8 @@ pub const VARIABLES: &[&str] = &[
     "API_TOKEN",
     "DMS_SETTINGS",
     "DMS_SETTINGS_FILE",
+    "LATE_FILE_POLICY",
+    "RELOAD_POLICY",
     "AWS_CA_BUNDLE",
 ];
 
@@ -280,6 +286,24 @@ impl Config {
             }
             Some(v) => Some(Secret::new(v.trim())),
         };
+        let late_file_policy = match get("LATE_FILE_POLICY") {
+            None => crate::loader::LateFilePolicy::default(),
+            Some(v) => crate::loader::LateFilePolicy::parse(&v).ok_or_else(|| {
+                ConfigError::new(
+                    "LATE_FILE_POLICY",
+                    format!("`{}` is not `apply-guarded` or `stop`", v.trim()),
+                )
+            })?,
+        };
+        let reload_policy = match get("RELOAD_POLICY") {
+            None => crate::loader::ReloadPolicy::default(),
+            Some(v) => crate::loader::ReloadPolicy::parse(&v).ok_or_else(|| {
+                ConfigError::new(
+                    "RELOAD_POLICY",
+                    format!("`{}` is not `stop` or `reload`", v.trim()),
+                )
+            })?,
+        };
         let config = Config {
             run_as_service,
             min_sleep,
@@ -305,6 +329,8 @@ impl Config {
             trigger_subject,
             api_token,
             dms_settings,
+            late_file_policy,
+            reload_policy,
         };
         config.validate()?;
         Ok(config)

@@ -1,7 +1,9 @@
 //! `DMS_SETTINGS` / `DMS_SETTINGS_FILE`: the S3 target endpoint's `S3Settings`, as
 //! `aws dms describe-endpoints` prints them (the object itself, or the whole answer). This version
-//! reads one family of settings (CSV, `,` and a line end, NULL as an empty unquoted field, the Op
-//! column on change files, a header row or none (`AddColumnName`), `YYYY/MM/DD` date folders, gzip or not); a setting that would make
+//! reads CSV (gzip or not) with any one-character delimiter and a line end, NULL as an empty
+//! unquoted field or a `CsvNullValue` text, the Op column on change files or none
+//! (`CdcInsertsOnly`/`CdcInsertsAndUpdates`), a header row or none (`AddColumnName`), trailing
+//! padding, and date folders starting with the year; a setting that would make
 //! DMS write files it cannot read exactly is refused at start-up with a line saying so, never
 //! silently mis-read. Settings that do not change the files (encryption, sizes, roles, ...) are
 //! accepted; keys DMS does not have are ignored with one warning.
@@ -18,6 +20,15 @@ pub struct DmsSettings {
     pub bucket_name: Option<String>,
     /// `AddColumnName`: every file starts with a header row naming its columns.
     pub add_column_name: bool,
+    /// `CsvDelimiter` (one character; `,` by default).
+    pub delimiter: Option<u8>,
+    /// `CsvNullValue`: the unquoted text DMS writes for NULL (an empty field by default).
+    pub null_value: Option<String>,
+    /// `AddTrailingPaddingCharacter`: trailing spaces of text values are padding.
+    pub trailing_padding: bool,
+    /// `CdcInsertsOnly` or `CdcInsertsAndUpdates` without `IncludeOpForFullLoad`: change files
+    /// have no Op column, every row is an insert or an update (applied as an upsert).
+    pub cdc_without_op: bool,
     /// Keys that are not DMS `S3Settings` keys (warned about once at start-up).
     pub unknown: Vec<String>,
 }
@@ -109,38 +120,44 @@ impl DmsSettings {
                     Some("GZIP") | Some("NONE") => {}
                     _ => return Err(refuse(key, value, "GZIP or NONE")),
                 },
-                "CsvDelimiter" => {
-                    if text(value) != Some(",") {
-                        return Err(refuse(key, value, "only \",\" is read"));
+                "CsvDelimiter" => match text(value).map(str::as_bytes) {
+                    Some([d]) if !matches!(d, b'"' | b'\r' | b'\n') && d.is_ascii() => {
+                        out.delimiter = Some(*d)
                     }
-                }
+                    _ => {
+                        return Err(refuse(
+                            key,
+                            value,
+                            "one ASCII character other than a quote or a line end is read",
+                        ))
+                    }
+                },
                 "CsvRowDelimiter" => {
                     if !matches!(text(value), Some("\n" | "\\n" | "\r\n" | "\\r\\n")) {
                         return Err(refuse(key, value, "only a line end is read"));
                     }
                 }
-                "CsvNullValue" => {
-                    if text(value) != Some("") {
+                "CsvNullValue" => match text(value) {
+                    Some(t) if !t.contains(['"', '\r', '\n']) => {
+                        out.null_value = (!t.is_empty()).then(|| t.to_string())
+                    }
+                    _ => {
                         return Err(refuse(
                             key,
                             value,
-                            "NULL is read as an empty unquoted field",
-                        ));
+                            "a text without quotes or line ends is read",
+                        ))
                     }
-                }
+                },
                 "AddColumnName" => match flag(value) {
                     Some(on) => out.add_column_name = on,
                     None => return Err(refuse(key, value, "true or false")),
                 },
-                "CdcInsertsOnly" | "CdcInsertsAndUpdates"
-                    if flag(value) == Some(true) && !include_op =>
-                {
-                    return Err(refuse(
-                        key,
-                        value,
-                        "with IncludeOpForFullLoad false DMS writes change files without the Op column",
-                    ));
-                }
+                "CdcInsertsOnly" | "CdcInsertsAndUpdates" => match flag(value) {
+                    // DMS then writes change files without the Op column.
+                    Some(on) => out.cdc_without_op |= on && !include_op,
+                    None => return Err(refuse(key, value, "true or false")),
+                },
                 "TimestampColumnName" if text(value).is_some_and(|t| !t.is_empty()) => {
                     return Err(refuse(
                         key,
@@ -150,16 +167,25 @@ impl DmsSettings {
                 }
                 "DatePartitionSequence"
                     if is("DatePartitionEnabled", false)
-                        && text(value).map(str::to_ascii_uppercase).as_deref()
-                            != Some("YYYYMMDD") =>
+                        && !matches!(
+                            text(value).map(str::to_ascii_uppercase).as_deref(),
+                            Some("YYYYMMDD" | "YYYYMMDDHH" | "YYYYMM")
+                        ) =>
                 {
-                    return Err(refuse(key, value, "date folders are read as YYYY/MM/DD"));
+                    return Err(refuse(
+                        key,
+                        value,
+                        "date folders that start with the year are read (YYYYMMDD, YYYYMMDDHH, YYYYMM); MMYYYYDD and DDMMYYYY folders do not sort in time order, which the listing after each stream's cursor relies on",
+                    ));
                 }
                 "DatePartitionDelimiter"
                     if is("DatePartitionEnabled", false)
-                        && text(value).map(str::to_ascii_uppercase).as_deref() != Some("SLASH") =>
+                        && !matches!(
+                            text(value).map(str::to_ascii_uppercase).as_deref(),
+                            Some("SLASH" | "UNDERSCORE" | "DASH" | "NONE")
+                        ) =>
                 {
-                    return Err(refuse(key, value, "date folders are read as YYYY/MM/DD"));
+                    return Err(refuse(key, value, "SLASH, UNDERSCORE, DASH or NONE"));
                 }
                 "CdcPath" if text(value).is_some_and(|t| !t.is_empty()) => {
                     return Err(refuse(
@@ -168,9 +194,11 @@ impl DmsSettings {
                         "change files are read next to the full load",
                     ));
                 }
-                "AddTrailingPaddingCharacter" | "UseCsvNoSupValue" | "PreserveTransactions"
-                    if flag(value) == Some(true) =>
-                {
+                "AddTrailingPaddingCharacter" => match flag(value) {
+                    Some(on) => out.trailing_padding = on,
+                    None => return Err(refuse(key, value, "true or false")),
+                },
+                "UseCsvNoSupValue" | "PreserveTransactions" if flag(value) == Some(true) => {
                     return Err(refuse(key, value, "not read yet"));
                 }
                 "Rfc4180" if flag(value) == Some(false) => {
@@ -186,13 +214,10 @@ impl DmsSettings {
                 "BucketName" => out.bucket_name = text(value).map(str::to_string),
                 "IncludeOpForFullLoad"
                 | "DatePartitionEnabled"
-                | "CdcInsertsOnly"
-                | "CdcInsertsAndUpdates"
                 | "TimestampColumnName"
                 | "DatePartitionSequence"
                 | "DatePartitionDelimiter"
                 | "CdcPath"
-                | "AddTrailingPaddingCharacter"
                 | "UseCsvNoSupValue"
                 | "PreserveTransactions"
                 | "Rfc4180" => {}
@@ -234,17 +259,17 @@ mod tests {
     fn settings_that_change_the_files_are_refused_naming_them() {
         for (json, key) in [
             (r#"{"DataFormat": "parquet"}"#, "DataFormat"),
-            (r#"{"CsvDelimiter": ";"}"#, "CsvDelimiter"),
+            (r#"{"CsvDelimiter": ";;"}"#, "CsvDelimiter"),
             (r#"{"AddColumnName": "sometimes"}"#, "AddColumnName"),
-            (r#"{"CsvNullValue": "NULL"}"#, "CsvNullValue"),
-            (r#"{"CdcInsertsOnly": true}"#, "CdcInsertsOnly"),
+            (r#"{"CsvNullValue": "\""}"#, "CsvNullValue"),
+            (r#"{"CdcInsertsOnly": "maybe"}"#, "CdcInsertsOnly"),
             (r#"{"TimestampColumnName": "ts"}"#, "TimestampColumnName"),
             (
                 r#"{"DatePartitionEnabled": true, "DatePartitionSequence": "DDMMYYYY"}"#,
                 "DatePartitionSequence",
             ),
             (
-                r#"{"DatePartitionEnabled": true, "DatePartitionDelimiter": "DASH"}"#,
+                r#"{"DatePartitionEnabled": true, "DatePartitionDelimiter": "DOT"}"#,
                 "DatePartitionDelimiter",
             ),
             (r#"{"CdcPath": "cdc"}"#, "CdcPath"),
@@ -255,8 +280,19 @@ mod tests {
             assert!(e.starts_with(&format!("DMS_SETTINGS: {key} = ")), "{e}");
             assert!(e.contains("refuses to start"), "{e}");
         }
-        assert!(
-            DmsSettings::parse(r#"{"CdcInsertsOnly": true, "IncludeOpForFullLoad": true}"#).is_ok()
+        let s = DmsSettings::parse(r#"{"CdcInsertsOnly": true, "IncludeOpForFullLoad": true}"#)
+            .unwrap();
+        assert!(!s.cdc_without_op, "the Op column is there");
+        let s = DmsSettings::parse(
+            r#"{"CdcInsertsAndUpdates": true, "CsvDelimiter": "|", "CsvNullValue": "NULL",
+                "AddTrailingPaddingCharacter": true, "DatePartitionEnabled": true,
+                "DatePartitionSequence": "YYYYMMDDHH", "DatePartitionDelimiter": "DASH"}"#,
+        )
+        .unwrap();
+        assert!(s.cdc_without_op && s.trailing_padding);
+        assert_eq!(
+            (s.delimiter, s.null_value.as_deref()),
+            (Some(b'|'), Some("NULL"))
         );
         assert!(DmsSettings::parse("not json").is_err());
     }

@@ -7,10 +7,11 @@ use tracing::{error, info, warn};
 use super::events::{DeliveryCompleted, DeliveryFailed, Event, RetryScheduled};
 use super::outcome::{Delivered, Failed, FileOutcome, LoaderError, PendingFile};
 use super::read::Prefetch;
+use super::settings::LateFilePolicy;
 use super::Loader;
 use crate::dms::TableSpec;
-use crate::policy::Directive;
-use crate::source::Source;
+use crate::policy::{Directive, ErrorKind};
+use crate::source::{display_key, Source};
 use crate::target::{DeliveryPlan, DeliveryResult, Target};
 
 impl<S: Source, T: Target> Loader<S, T> {
@@ -22,6 +23,22 @@ impl<S: Source, T: Target> Loader<S, T> {
         mut ahead: Option<Prefetch>,
     ) -> FileOutcome {
         let table = self.target.tables()[&file.object.table].clone();
+        if file.late && self.settings.late_file_policy == LateFilePolicy::Stop {
+            let id = self.target.next_delivery_id().await.unwrap_or(0);
+            let message = format!(
+                "{}: a late change file: its commit time is before the last change file delivered to {}. LATE_FILE_POLICY=stop",
+                display_key(&file.info.key),
+                table.name
+            );
+            let err = LoaderError::Policy {
+                kind: ErrorKind::LateFile,
+                message,
+            };
+            return self.failed(id, file, &table, err, true).await;
+        }
+        if let Some(outcome) = self.rerun(session, file, &table).await {
+            return outcome;
+        }
         let mut attempt = 0;
         // A full-load file goes straight into its table unless it turns out it cannot.
         // (Not in a dry run: the direct path may rebuild indexes, locking the table until the dry
@@ -48,6 +65,13 @@ impl<S: Source, T: Target> Loader<S, T> {
                 file.object.schema,
                 file.info.key
             );
+            if file.late {
+                info!(
+                    "Delivery {id}: {} arrived late (its commit time is before the last change file delivered to {}); each row applies only where no later change file wrote the table's row (LATE_FILE_POLICY=apply-guarded).",
+                    display_key(&file.info.key),
+                    table.name
+                );
+            }
             self.set_in_flight(&table.name, Some(id));
             let _ = self.progress.send(super::Progress::FileStarted {
                 table: table.name.clone(),
@@ -134,6 +158,12 @@ impl<S: Source, T: Target> Loader<S, T> {
                 .clone()
                 .map(|n| n as Arc<dyn crate::target::OutboxWriter>),
             direct_allowed,
+            late: match file.object.kind {
+                crate::dms::FileKind::Cdc { stamp } if file.late => Some(stamp),
+                _ => None,
+            },
+            reload: None,
+            upserts_only: self.settings.csv.cdc_without_op,
         }
     }
 
@@ -234,6 +264,20 @@ impl<S: Source, T: Target> Loader<S, T> {
         err: LoaderError,
         record: bool,
     ) -> FileOutcome {
+        self.failed_as(id, file, table, err, record, false).await
+    }
+
+    /// [`Loader::failed`]; `rerun`: the file re-runs the table's full load, so its ERROR row takes
+    /// the place of its earlier delivery's row and the re-run is recorded (see `reload`).
+    pub(crate) async fn failed_as(
+        &self,
+        id: i64,
+        file: &PendingFile,
+        table: &Arc<TableSpec>,
+        err: LoaderError,
+        record: bool,
+        rerun: bool,
+    ) -> FileOutcome {
         let message = err.describe(&file.info.key);
         let retryable = err.is_retryable();
         DeliveryFailed {
@@ -245,7 +289,12 @@ impl<S: Source, T: Target> Loader<S, T> {
         .emit(&self.metrics);
         if record && !self.settings.dry_run {
             let plan = self.plan_for(id, file, table, false);
-            match self.target.record_failure(&plan, &message).await {
+            let recorded = if rerun {
+                self.target.record_reload_stop(&plan, &message).await
+            } else {
+                self.target.record_failure(&plan, &message).await
+            };
+            match recorded {
                 Ok(()) => error!(
                     "Delivery {id}: recorded as ERROR; stream {} stops at this file. Next step: {}; then run: {} (or let the stream go on without it: {}).",
                     table.name,

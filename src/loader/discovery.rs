@@ -13,7 +13,7 @@
 //! `LOAD...` sorts after every change file. A folder's cursor is the greatest change-file key
 //! listed, per naming; the listing starts after the smaller of the two, so the full-load files are
 //! listed on every pass (they are few, and finished ones are remembered as settled).
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -83,6 +83,18 @@ impl Cursor {
     /// folder after the dated cursor, so neither lists the other's history again.
     fn listings(&self, folder: &str) -> Vec<(String, Option<String>)> {
         match (&self.flat, &self.dated) {
+            (Some(flat), Some(dated))
+                if !dated[folder.len()..]
+                    .split('/')
+                    .next()
+                    .is_some_and(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                // One date folder per period (`2022_09_22/`, `20220922/`, ...): no year folder
+                // to list on its own, so one listing after the smaller cursor (it lists the
+                // other naming's later keys again; both namings in one folder is a settings
+                // change, rare).
+                vec![(folder.to_string(), Some(flat.clone().min(dated.clone())))]
+            }
             (Some(flat), Some(dated)) => {
                 let year = dated[folder.len()..].split('/').next().unwrap_or_default();
                 // The folder listing skips the dated cursor's year folder (listed on its own):
@@ -128,8 +140,12 @@ struct Stream {
     cursors: BTreeMap<String, Cursor>,
     /// Undelivered files, in delivery order.
     pending: BTreeMap<Order, PendingFile>,
-    /// Full-load files known to be done (listed on every pass, asked about once).
-    settled_loads: HashSet<String>,
+    /// Full-load files known to be done, with the ETag delivered (listed on every pass, asked
+    /// about once; a new ETag is a full-load re-run, see [`settles`]).
+    settled_loads: HashMap<String, String>,
+    /// Time stamp of the latest change file known to be done: a pending change file before it
+    /// arrived late.
+    last_change: Option<u64>,
     stopped: Option<Stopped>,
 }
 
@@ -227,10 +243,8 @@ impl Discovery {
                     .entry(folder.clone())
                     .or_default()
                     .advance(&object, &folder);
-                if entries.get(&object.key).is_some_and(LedgerEntry::is_done) {
-                    if object.kind.is_load() {
-                        stream.settled_loads.insert(object.key.clone());
-                    }
+                if settles(entries.get(&object.key), &object, &info) {
+                    stream.note_done(&object, &info);
                     continue;
                 }
                 if !first {
@@ -247,9 +261,14 @@ impl Discovery {
                 if let Some(entry) = entries.get(&object.key) {
                     pending_entries.insert(object.key.clone(), entry.clone());
                 }
-                stream
-                    .pending
-                    .insert(order(&object), PendingFile { object, info });
+                stream.pending.insert(
+                    order(&object),
+                    PendingFile {
+                        object,
+                        info,
+                        late: false,
+                    },
+                );
             }
             match page.next {
                 Some(next) => token = Some(next),
@@ -320,11 +339,16 @@ impl Discovery {
                     .is_some_and(|c| c.is_behind(&object.key, &folder));
             let known = seen
                 || stream.is_some_and(|s| {
-                    s.settled_loads.contains(&object.key) || s.pending.contains_key(&order(&object))
+                    s.settled_loads.get(&object.key) == Some(&info.etag)
+                        || s.pending.contains_key(&order(&object))
                 });
             listed_objects.push((folder, object.clone()));
             if !known {
-                new.push(PendingFile { object, info });
+                new.push(PendingFile {
+                    object,
+                    info,
+                    late: false,
+                });
             }
         }
         // One ledger query: the new keys and the pending ones (another loader or an operator may
@@ -344,19 +368,21 @@ impl Discovery {
                 .advance(&object, &folder);
         }
         for stream in self.streams.values_mut() {
-            stream
+            let done: Vec<PendingFile> = stream
                 .pending
-                .retain(|_, f| !entries.get(&f.info.key).is_some_and(LedgerEntry::is_done));
+                .values()
+                .filter(|f| settles(entries.get(&f.info.key), &f.object, &f.info))
+                .cloned()
+                .collect();
+            for file in done {
+                stream.pending.remove(&order(&file.object));
+                stream.note_done(&file.object, &file.info);
+            }
         }
         for file in new {
             let stream = self.streams.entry(file.object.table.clone()).or_default();
-            if entries
-                .get(&file.info.key)
-                .is_some_and(LedgerEntry::is_done)
-            {
-                if file.object.kind.is_load() {
-                    stream.settled_loads.insert(file.info.key.clone());
-                }
+            if settles(entries.get(&file.info.key), &file.object, &file.info) {
+                stream.note_done(&file.object, &file.info);
                 continue;
             }
             stream.pending.insert(order(&file.object), file);
@@ -433,8 +459,19 @@ impl Discovery {
                 }
                 _ => {
                     stream.stopped = None;
-                    plan.streams
-                        .insert(table.clone(), stream.pending.values().cloned().collect());
+                    let last_change = stream.last_change;
+                    let files = stream
+                        .pending
+                        .values()
+                        .map(|f| PendingFile {
+                            late: match f.object.kind {
+                                FileKind::Cdc { stamp } => last_change.is_some_and(|l| stamp < l),
+                                FileKind::Load { .. } => false,
+                            },
+                            ..f.clone()
+                        })
+                        .collect();
+                    plan.streams.insert(table.clone(), files);
                 }
             }
         }
@@ -457,12 +494,10 @@ impl Discovery {
     }
 
     /// A file was delivered (or found delivered): it is no longer pending.
-    pub fn settle(&mut self, object: &DmsObject) {
-        if let Some(stream) = self.streams.get_mut(&object.table) {
-            stream.pending.remove(&order(object));
-            if object.kind.is_load() {
-                stream.settled_loads.insert(object.key.clone());
-            }
+    pub fn settle(&mut self, file: &PendingFile) {
+        if let Some(stream) = self.streams.get_mut(&file.object.table) {
+            stream.pending.remove(&order(&file.object));
+            stream.note_done(&file.object, &file.info);
         }
     }
 
@@ -497,6 +532,34 @@ impl Discovery {
                 )
             })
             .collect()
+    }
+}
+
+impl Stream {
+    /// A file of this stream is done: a full-load file is settled with its ETag, a change file
+    /// moves the stream's last change.
+    fn note_done(&mut self, object: &DmsObject, info: &ObjectInfo) {
+        match object.kind {
+            FileKind::Load { .. } => {
+                self.settled_loads
+                    .insert(object.key.clone(), info.etag.clone());
+            }
+            FileKind::Cdc { stamp } => {
+                self.last_change = Some(self.last_change.map_or(stamp, |l| l.max(stamp)));
+            }
+        }
+    }
+}
+
+/// Whether a listed object is done with: delivered or skipped, except a full-load file whose
+/// ETag is not the one delivered (DMS re-ran the full load: it is pending again, and its delivery
+/// decides what the re-run means, see `RELOAD_POLICY`).
+fn settles(entry: Option<&LedgerEntry>, object: &DmsObject, info: &ObjectInfo) -> bool {
+    match entry {
+        Some(e) if e.is_done() => {
+            !(object.kind.is_load() && e.etag.as_deref().is_some_and(|etag| etag != info.etag))
+        }
+        _ => false,
     }
 }
 

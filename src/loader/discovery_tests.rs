@@ -109,7 +109,7 @@ async fn an_idle_pass_makes_one_request_per_stream_plus_one_and_no_ledger_query(
         .unwrap();
     assert_eq!(keys(&plan, "orders"), std::slice::from_ref(&new));
     assert_eq!(ledger.asked_last(), 1, "only the new key is asked about");
-    d.settle(&crate::dms::parse_object_key("data", &new).unwrap());
+    d.settle(&plan.streams["orders"][0]);
     let plan = d
         .pass(&source, &ledger.tables(), &ledger, true)
         .await
@@ -138,7 +138,7 @@ async fn a_file_behind_the_cursor_is_found_by_the_next_full_listing_as_late() {
         .unwrap();
     assert_eq!(plan.streams["orders"].len(), 1);
     assert!(plan.late.is_empty(), "start-up finds nothing late");
-    d.settle(&plan.streams["orders"][0].object);
+    d.settle(&plan.streams["orders"][0]);
     ledger.set(
         &format!("{O}{}.csv.gz", stamp(10)),
         DeliveryStatus::Success,

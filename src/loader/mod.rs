@@ -10,13 +10,14 @@ mod discovery;
 mod events;
 mod outcome;
 mod read;
+mod reload;
 mod service;
 mod settings;
 
 pub use discovery::{Stopped, StreamStatus};
 pub use outcome::{Delivered, Failed, LoaderError, Outcome, RunSummary};
 pub use service::{format_elapsed, Waker};
-pub use settings::{LoaderSettings, RetryPolicy};
+pub use settings::{CsvOptions, LateFilePolicy, LoaderSettings, ReloadPolicy, RetryPolicy};
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -397,7 +398,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                 FileOutcome::Delivered(_) | FileOutcome::AlreadyDelivered
             ) && !self.settings.dry_run
             {
-                self.discovery.lock().await.settle(&file.object);
+                self.discovery.lock().await.settle(file);
             }
             // A real run stops the stream at a failed file. A dry run goes on, so every pending
             // file is checked once, the later ones against the effect of the files that applied.

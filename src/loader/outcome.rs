@@ -1,6 +1,6 @@
 //! What a pass, a file's delivery and a whole run come to.
 use crate::dms::DmsObject;
-use crate::policy::{policy, source_kind, target_kind, Policy};
+use crate::policy::{policy, source_kind, target_kind, ErrorKind, Policy};
 use crate::report::RunTotals;
 use crate::source::{ObjectInfo, SourceError};
 use crate::target::{DeliveryResult, TargetError};
@@ -105,6 +105,9 @@ pub enum LoaderError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// The stream stops at the file by the operator's policy (the message names the file).
+    #[error("{message}")]
+    Policy { kind: ErrorKind, message: String },
 }
 
 impl LoaderError {
@@ -117,6 +120,7 @@ impl LoaderError {
         policy(match self {
             LoaderError::Source(e) => source_kind(e),
             LoaderError::Target(e) => target_kind(e),
+            LoaderError::Policy { kind, .. } => *kind,
         })
     }
 
@@ -133,6 +137,7 @@ impl LoaderError {
             LoaderError::Target(TargetError::Input(f)) => f.message.clone(),
             LoaderError::Target(e) => format!("{key}: {e}"),
             LoaderError::Source(e) => format!("{key}: {e}"),
+            LoaderError::Policy { message, .. } => message.clone(),
         }
     }
 }
@@ -142,6 +147,9 @@ impl LoaderError {
 pub(crate) struct PendingFile {
     pub object: DmsObject,
     pub info: ObjectInfo,
+    /// A change file whose commit time is before the stream's last delivered change file (it
+    /// arrived late; see `LATE_FILE_POLICY`).
+    pub late: bool,
 }
 
 /// How a file's delivery ended.

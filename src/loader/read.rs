@@ -31,8 +31,14 @@ impl<S: Source, T: Target> Loader<S, T> {
             id,
             size,
             gzip: matches!(object.compression, dms::Compression::Gzip),
-            op_column: object.kind.op_column(),
+            op_column: match object.kind {
+                dms::FileKind::Cdc { .. } if self.settings.csv.cdc_without_op => {
+                    dms::OpColumn::Absent
+                }
+                kind => kind.op_column(),
+            },
             header: self.settings.header_row,
+            csv: self.settings.csv.clone(),
             spec,
             chunk_bytes: self.settings.chunk_bytes,
             bytes_read: bytes_read.clone(),
@@ -178,9 +184,113 @@ impl<S: Source, T: Target> Loader<S, T> {
     }
 }
 
+impl<S: Source, T: Target> Loader<S, T> {
+    /// The rows of several files (a full-load re-run's), read and decoded one after the other
+    /// as one file's: their tuples in order, then one `End` with the totals. A bad file ends
+    /// them with its `Failed`, naming it. `read` counts the compressed bytes read.
+    pub(crate) fn reload_rows(
+        &self,
+        files: Vec<PendingFile>,
+        spec: &Arc<TableSpec>,
+        id: i64,
+        read: &Arc<AtomicU64>,
+    ) -> (Rows, Worker) {
+        let jobs: Vec<(String, DecodeJob)> = files
+            .iter()
+            .map(|f| {
+                let job = self.decode_job(
+                    &f.info.key,
+                    Some(id),
+                    f.info.size,
+                    &f.object,
+                    spec.clone(),
+                    &Arc::new(AtomicU64::new(0)),
+                );
+                (f.info.key.clone(), job)
+            })
+            .collect();
+        let source = self.source.clone();
+        let read = read.clone();
+        let (worker, slot) = worker_slot();
+        let rows: Rows = Box::new(move |encoding| {
+            let (tx, rx) = mpsc::channel::<Chunk>(4);
+            slot(tokio::spawn(async move {
+                let mut total = crate::target::StreamSummary::default();
+                for (key, mut job) in jobs {
+                    let body = match source.open(&key).await {
+                        Ok(body) => body,
+                        Err(e) => {
+                            let retryable = crate::policy::source_kind(&e)
+                                == crate::policy::ErrorKind::SourceUnavailable;
+                            let _ = tx
+                                .send(Chunk::Failed(crate::target::ChunkFailure {
+                                    message: format!("{}: {e}", crate::source::display_key(&key)),
+                                    retryable,
+                                    needs_staging: false,
+                                }))
+                                .await;
+                            return;
+                        }
+                    };
+                    job.size = job.size.max(body.size);
+                    job.bytes_read = body.bytes_read.clone();
+                    let reader = SyncIoBridge::new(body.reader);
+                    let end = Arc::new(Mutex::new(None));
+                    let sink = Forward {
+                        tx: tx.clone(),
+                        end: end.clone(),
+                    };
+                    let ran = tokio::task::spawn_blocking(move || job.run(reader, encoding, sink));
+                    let _ = ran.await;
+                    read.fetch_add(body.bytes_read.load(Ordering::Relaxed), Ordering::Relaxed);
+                    let Some(summary) = end.lock().expect("not poisoned").take() else {
+                        // The file failed (its `Failed` went on) or nobody wants the rest.
+                        return;
+                    };
+                    total.rows += summary.rows;
+                    total.max_event_id = total.max_event_id.max(summary.max_event_id);
+                }
+                let _ = tx.send(Chunk::End(total)).await;
+            }));
+            rx
+        });
+        (rows, worker)
+    }
+
+    /// [`Loader::apply`] of rows whose producer is `worker`, waited for before it returns.
+    pub(crate) async fn apply_rows(
+        &self,
+        session: &mut Option<T::Session>,
+        plan: &DeliveryPlan,
+        (rows, worker): (Rows, Worker),
+    ) -> Result<DeliveryResult, LoaderError> {
+        let result = self.apply(session, plan, rows).await;
+        worker.finish().await;
+        result.map_err(LoaderError::Target)
+    }
+}
+
+/// Passes a file's chunks on, keeping its `End` back (the files' totals end the rows).
+struct Forward {
+    tx: mpsc::Sender<Chunk>,
+    end: Arc<Mutex<Option<crate::target::StreamSummary>>>,
+}
+
+impl crate::pipeline::ChunkSink for Forward {
+    fn put(&mut self, chunk: Chunk) -> bool {
+        match chunk {
+            Chunk::End(summary) => {
+                *self.end.lock().expect("not poisoned") = Some(summary);
+                true
+            }
+            other => self.tx.blocking_send(other).is_ok(),
+        }
+    }
+}
+
 /// The blocking thread a `Rows` factory starts (if the Target opened the rows at all), so the
 /// attempt can wait for it to end before it reports.
-struct Worker(Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>);
+pub(crate) struct Worker(Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>);
 
 impl Worker {
     async fn finish(self) {

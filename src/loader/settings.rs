@@ -22,6 +22,64 @@ impl Default for RetryPolicy {
     }
 }
 
+/// `LATE_FILE_POLICY`: what to do with a change file whose commit time is earlier than the
+/// stream's last delivered change file (it arrived late).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LateFilePolicy {
+    /// Apply each of its rows only where the table's row was not written by a later change
+    /// file; the others count as unchanged.
+    #[default]
+    ApplyGuarded,
+    /// Stop the stream at it (recorded as ERROR) until an operator acts.
+    Stop,
+}
+
+impl LateFilePolicy {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "apply-guarded" => Some(LateFilePolicy::ApplyGuarded),
+            "stop" => Some(LateFilePolicy::Stop),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LateFilePolicy::ApplyGuarded => "apply-guarded",
+            LateFilePolicy::Stop => "stop",
+        }
+    }
+}
+
+/// `RELOAD_POLICY`: what to do when DMS re-runs a table's full load (a delivered `LOAD` object
+/// with a new ETag, or a new full load after change files were delivered).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReloadPolicy {
+    /// Stop the stream at it (recorded as ERROR) until an operator retries (applies it) or
+    /// skips it (keeps the table as it is).
+    #[default]
+    Stop,
+    /// Replace the table by the new full load in one transaction, then go on.
+    Reload,
+}
+
+impl ReloadPolicy {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "stop" => Some(ReloadPolicy::Stop),
+            "reload" => Some(ReloadPolicy::Reload),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReloadPolicy::Stop => "stop",
+            ReloadPolicy::Reload => "reload",
+        }
+    }
+}
+
 /// What the loader does, beyond where the data is.
 #[derive(Clone, Debug)]
 pub struct LoaderSettings {
@@ -52,6 +110,46 @@ pub struct LoaderSettings {
     /// Every file starts with a header row (the endpoint's `AddColumnName`), checked against
     /// the table's columns.
     pub header_row: bool,
+    pub late_file_policy: LateFilePolicy,
+    pub reload_policy: ReloadPolicy,
+    /// How DMS wrote the CSV (the endpoint's settings).
+    pub csv: CsvOptions,
+}
+
+/// How the endpoint's settings shape the CSV files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsvOptions {
+    /// `CsvDelimiter`.
+    pub delimiter: u8,
+    /// `CsvNullValue` (`None`: an empty unquoted field).
+    pub null_value: Option<Vec<u8>>,
+    /// `AddTrailingPaddingCharacter`.
+    pub trim_padding: bool,
+    /// Change files have no Op column (`CdcInsertsOnly`/`CdcInsertsAndUpdates` without
+    /// `IncludeOpForFullLoad`): every row is applied as an upsert.
+    pub cdc_without_op: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            delimiter: b',',
+            null_value: None,
+            trim_padding: false,
+            cdc_without_op: false,
+        }
+    }
+}
+
+impl CsvOptions {
+    pub fn from_settings(dms: &crate::dms::DmsSettings) -> Self {
+        CsvOptions {
+            delimiter: dms.delimiter.unwrap_or(b','),
+            null_value: dms.null_value.as_ref().map(|v| v.as_bytes().to_vec()),
+            trim_padding: dms.trailing_padding,
+            cdc_without_op: dms.cdc_without_op,
+        }
+    }
 }
 
 impl Default for LoaderSettings {
@@ -71,6 +169,9 @@ impl Default for LoaderSettings {
             one_shot_wait: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
             header_row: false,
+            late_file_policy: LateFilePolicy::default(),
+            reload_policy: ReloadPolicy::default(),
+            csv: CsvOptions::default(),
         }
     }
 }
@@ -88,6 +189,9 @@ impl LoaderSettings {
             one_shot_wait: Duration::from_secs_f64(config.one_shot_wait),
             shutdown_grace: Duration::from_secs_f64(config.shutdown_grace),
             header_row: config.dms_settings.add_column_name,
+            late_file_policy: config.late_file_policy,
+            reload_policy: config.reload_policy,
+            csv: CsvOptions::from_settings(&config.dms_settings),
             notification: config.publishes().then(|| {
                 Arc::new(NotificationSettings {
                     datasource: config.notification_datasource.clone(),

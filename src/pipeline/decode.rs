@@ -24,6 +24,8 @@ pub(crate) struct DecodeJob {
     pub op_column: OpColumn,
     /// The file starts with a header row (`AddColumnName`): checked, then skipped.
     pub header: bool,
+    /// The delimiter, the NULL text and the padding of the endpoint's CSV.
+    pub csv: crate::loader::CsvOptions,
     pub spec: Arc<TableSpec>,
     pub chunk_bytes: usize,
     pub bytes_read: Arc<AtomicU64>,
@@ -80,7 +82,7 @@ impl DecodeJob {
         } else {
             Box::new(buffered)
         };
-        let mut scanner = CsvScanner::new(input);
+        let mut scanner = CsvScanner::new(input).with_delimiter(self.csv.delimiter);
         let result = self.decode(&mut scanner, encoding, &mut tx);
         let message = match result {
             Ok(Some(summary)) => Chunk::End(summary),
@@ -127,6 +129,8 @@ impl DecodeJob {
         }
         let mut decoder = RowDecoder::new(self.spec.clone(), self.op_column);
         decoder.set_layout(encoding.layout);
+        decoder.set_null_value(self.csv.null_value.clone());
+        decoder.set_trim_padding(self.csv.trim_padding);
         let mut split = if encoding.split_inserts {
             Some(InsertSplit::new(&self.spec, self.size))
         } else {

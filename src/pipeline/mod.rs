@@ -4,5 +4,5 @@ pub mod decode;
 pub mod readahead;
 pub mod split;
 
-pub(crate) use decode::DecodeJob;
+pub(crate) use decode::{ChunkSink, DecodeJob};
 pub(crate) use readahead::{Prefetch, Recorder, Tape};

@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_outbox_message_id",
         sql: include_str!("../../db/0006_outbox_message_id.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_reloads_and_late_files",
+        sql: include_str!("../../db/0007_reloads_and_late_files.sql"),
+    },
 ];
 
 /// FNV-1a of the migration text: detects an applied migration that was edited afterwards.

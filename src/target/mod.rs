@@ -37,6 +37,44 @@ pub struct DeliveryPlan {
     /// A full-load file may COPY straight into its table (one pass); it falls back to the staged
     /// apply when a key repeats or already exists.
     pub direct_allowed: bool,
+    /// A change file that arrived late (`LATE_FILE_POLICY=apply-guarded`): its commit stamp
+    /// (`YYYYMMDDHHMMSSmmm`); its rows are applied only over rows no later change file wrote.
+    pub late: Option<u64>,
+    /// A re-run of the table's full load: the table is replaced by these files' rows (read one
+    /// after the other as this delivery's rows) in this delivery's transaction.
+    pub reload: Option<Arc<ReloadPlan>>,
+    /// A change file without the Op column (every row an insert or an update): its rows are
+    /// all staged (no insert goes straight into the table).
+    pub upserts_only: bool,
+}
+
+/// A full-load re-run applied as one delivery.
+#[derive(Clone, Debug)]
+pub struct ReloadPlan {
+    /// Every full-load file of the stream, in order (the delivery's own key among them), with
+    /// the delivery id of its ledger row (the delivery's own id for its own key).
+    pub parts: Vec<ReloadPart>,
+    pub facts: ReloadFacts,
+}
+
+/// One full-load file of a re-run.
+#[derive(Clone, Debug)]
+pub struct ReloadPart {
+    pub id: i64,
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
+}
+
+/// Why delivering a full-load file is a re-run of the table's full load
+/// ([`Target::reload_facts`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadFacts {
+    /// The delivery of this file's earlier content, and its ETag (none: a new full load after
+    /// change files were delivered).
+    pub previous: Option<(i64, Option<String>)>,
+    /// An operator approved it (`retry` of the stream stopped at it).
+    pub approved: bool,
 }
 
 /// Net effect of a delivery, per distinct key of the file (from the `dms-naming` crate: the
@@ -222,6 +260,26 @@ pub trait Target: Send + Sync + 'static {
     fn finish(&self) -> impl Future<Output = ()> + Send;
     /// Records a failed delivery (an ERROR ledger row) so the stream stops at this file.
     fn record_failure(
+        &self,
+        plan: &DeliveryPlan,
+        error: &str,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send;
+    /// Whether delivering the full-load file `key` (its current `etag`) of `table` re-runs the
+    /// table's full load: the file was delivered with another ETag, a re-run of it is recorded
+    /// and not applied yet, or the table has delivered change files (a new full load). `None`:
+    /// an ordinary full-load file. Asked on the stream's `session` when there is one (in a dry
+    /// run it holds the dry run's one connection).
+    fn reload_facts(
+        &self,
+        session: Option<&Self::Session>,
+        table: &str,
+        key: &str,
+        etag: &str,
+    ) -> impl Future<Output = Result<Option<ReloadFacts>, TargetError>> + Send;
+    /// Records a re-run the stream stops at (or whose full load failed): the re-run as
+    /// DETECTED, and an ERROR row for the file in place of its earlier delivery's row, in one
+    /// transaction. Nothing of the table changes.
+    fn record_reload_stop(
         &self,
         plan: &DeliveryPlan,
         error: &str,

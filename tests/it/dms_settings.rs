@@ -74,3 +74,81 @@ async fn add_column_name_header_rows_are_checked_against_the_table_and_skipped()
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("line 1, column 1 (strategy_id)"), "{err}");
 }
+
+/// `CsvDelimiter`, `CsvNullValue`, `AddTrailingPaddingCharacter`, `CdcInsertsAndUpdates` without
+/// `IncludeOpForFullLoad` (change files without the Op column, rows applied as upserts) and
+/// `YYYYMMDDHH` date folders with `DASH`, together, as DMS writes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delimiter_null_text_padding_op_less_changes_and_dashed_hour_folders() {
+    let app = spawn_app().await;
+    let settings = r#"{"CsvDelimiter": "|", "CsvNullValue": "NULL", "AddTrailingPaddingCharacter": true,
+        "CdcInsertsAndUpdates": true, "IncludeOpForFullLoad": false, "DatePartitionEnabled": true,
+        "DatePartitionSequence": "YYYYMMDDHH", "DatePartitionDelimiter": "DASH"}"#;
+    let row = |id: u32, name: &str, owner: &str, status: &str, notional: &str, event: u32| {
+        format!("{id}|S-{id}|{name}|{owner}|IBKR|{status}|{notional}|2022-09-01 10:00:00|2022-09-01 10:00:00|{event}\n")
+    };
+    app.put_csv(
+        "strategies",
+        "LOAD00000001.csv.gz",
+        &[
+            row(1, "Strategy 1   ", "ops", "ACTIVE", "NULL", 1),
+            row(2, "\"a|b\"", "", "ACTIVE", "12.50", 2),
+        ]
+        .concat(),
+    )
+    .await;
+    let change = app
+        .put_csv(
+            "strategies",
+            "2022-09-22-09/20220922-095853123.csv.gz",
+            &[
+                row(1, "Strategy 1", "ops", "PAUSED", "NULL", 11),
+                row(3, "Three", "desk  ", "ACTIVE", "NULL", 3),
+            ]
+            .concat(),
+        )
+        .await;
+    let (code, out, err) = run(&app, &[], &[("DMS_SETTINGS", settings)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        !err.contains("Ignoring"),
+        "the dated key is a DMS name:\n{err}"
+    );
+    let rows = app
+        .rows("SELECT strategy_id, name, owner, status, max_notional FROM paper_engine.strategies ORDER BY 1")
+        .await;
+    let text = |r: &Vec<Option<String>>| {
+        r.iter()
+            .map(|v| v.as_deref().unwrap_or("<null>").to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    assert_eq!(
+        rows.iter().map(text).collect::<Vec<_>>(),
+        [
+            "1,Strategy 1,ops,PAUSED,<null>",
+            "2,a|b,,ACTIVE,12.50",
+            "3,Three,desk,ACTIVE,<null>",
+        ]
+    );
+    let ledger = app.ledger(&change).await.unwrap();
+    assert_eq!(ledger.status, "SUCCESS");
+    assert_eq!(
+        ledger.counts(),
+        (2, 1, 1, 0, 0),
+        "an upsert: 3 created, 1 amended"
+    );
+
+    // Date folders that do not start with the year are refused at start-up, saying why.
+    let (code, _, err) = run(
+        &app,
+        &[],
+        &[(
+            "DMS_SETTINGS",
+            r#"{"DatePartitionEnabled": true, "DatePartitionSequence": "DDMMYYYY"}"#,
+        )],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("DatePartitionSequence"), "{err}");
+    assert!(err.contains("do not sort in time order"), "{err}");
+}

@@ -153,14 +153,30 @@ async fn dms_settings_are_honoured_or_refused_at_start_up_never_misread() {
         &[],
         &[(
             "DMS_SETTINGS",
-            r#"{"CsvDelimiter": ";", "DataFormat": "csv"}"#,
+            r#"{"PreserveTransactions": true, "DataFormat": "csv"}"#,
         )],
     );
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("DMS_SETTINGS: CsvDelimiter = \";\" is not supported"),
+        stderr.contains("DMS_SETTINGS: PreserveTransactions = true is not supported"),
         "{stderr}"
     );
+    // A delimiter the files do not have: the file fails whole, naming the line, never mis-read.
+    let (code, _, stderr) =
+        crate::operate::run(&app, &[], &[("DMS_SETTINGS", r#"{"CsvDelimiter": ";"}"#)]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("line 1: expected 10 fields, found 1"),
+        "{stderr}"
+    );
+    assert_eq!(app.count("strategies").await, 0);
+    let (code, _, stderr) = crate::operate::run(
+        &app,
+        &["retry", &app.key("strategies", "LOAD00000001.csv.gz")],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(app.count("strategies").await, 1);
     // describe-endpoints' answer in a file: BucketFolder gives the path, an unknown key a warning.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("endpoint.json");

@@ -19,6 +19,7 @@ mod notifications;
 mod operate;
 mod outbox_one_shot;
 mod process;
+mod reloads;
 mod restarts;
 mod s3_tls;
 mod service;

@@ -3,7 +3,7 @@
 use super::copy::encode_value;
 use super::error::{quote, DecodeError};
 use super::scanner::RawRecord;
-use super::table::TableSpec;
+use super::table::{ColumnType, TableSpec};
 use super::value::parse_int;
 
 mod tuple;
@@ -52,6 +52,11 @@ pub struct RowDecoder {
     detected: Option<bool>,
     event_id: Option<usize>,
     layout: TupleLayout,
+    /// DMS's `CsvNullValue`: an unquoted field equal to it is NULL (and an empty one is the
+    /// empty string). `None`: NULL is an empty unquoted field.
+    null_value: Option<Vec<u8>>,
+    /// DMS's `AddTrailingPaddingCharacter`: trailing spaces of text values are padding.
+    trim_padding: bool,
 }
 
 /// Which table the tuples are written for.
@@ -76,7 +81,20 @@ impl RowDecoder {
             detected: None,
             event_id,
             layout: TupleLayout::Staging,
+            null_value: None,
+            trim_padding: false,
         }
+    }
+
+    /// Reads NULL as the unquoted field `token` (DMS's `CsvNullValue`); an empty unquoted field
+    /// is then the empty string. `None` (the default): NULL is an empty unquoted field.
+    pub fn set_null_value(&mut self, token: Option<Vec<u8>>) {
+        self.null_value = token.filter(|t| !t.is_empty());
+    }
+
+    /// Trims trailing spaces from text values (DMS's `AddTrailingPaddingCharacter`).
+    pub fn set_trim_padding(&mut self, on: bool) {
+        self.trim_padding = on;
     }
 
     /// Chooses the table the tuples are for (staging by default).
@@ -175,14 +193,28 @@ impl RowDecoder {
         let mut event_id = None;
         for (i, col) in self.spec.columns.iter().enumerate() {
             let f = i + offset;
-            let value = rec.field(f);
+            let mut value = rec.field(f);
             let field_err = |reason: String| DecodeError::Field {
                 line: rec.line(),
                 column: i + 1,
                 name: col.name.clone(),
                 reason,
             };
-            if rec.is_null(f) {
+            let null = match &self.null_value {
+                None => rec.is_null(f),
+                Some(token) => !rec.is_quoted(f) && value == &token[..],
+            };
+            if self.trim_padding
+                && matches!(
+                    col.ty,
+                    ColumnType::Text | ColumnType::Varchar(_) | ColumnType::Bpchar(_)
+                )
+            {
+                while let [rest @ .., b' '] = value {
+                    value = rest;
+                }
+            }
+            if null {
                 if !col.nullable {
                     return Err(field_err("NULL in non-nullable column".to_string()));
                 }
@@ -246,6 +278,40 @@ mod tests {
             Err(DecodeError::NeedsStaging { line: 2 }) => {}
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_null_value_token_and_trailing_padding() {
+        let s = spec(vec![
+            col("id", ColumnType::Int4, false),
+            col("name", ColumnType::Varchar(Some(8)), true),
+            col("code", ColumnType::Bpchar(Some(4)), true),
+        ]);
+        let mut decoder = RowDecoder::new(s, OpColumn::Absent);
+        decoder.set_null_value(Some(b"NULL".to_vec()));
+        decoder.set_trim_padding(true);
+        let (_, out) = decode_all(&mut decoder, "1,NULL,\n2,,\"NULL\"\n3,ab   ,x  \n").unwrap();
+        let t = parse_tuples(&out);
+        assert_eq!(t[0][3], None, "NULL token");
+        assert_eq!(
+            t[0][4],
+            Some(Vec::new()),
+            "empty unquoted is the empty string"
+        );
+        assert_eq!(t[1][3], Some(Vec::new()));
+        assert_eq!(t[1][4], Some(b"NULL".to_vec()), "a quoted token is text");
+        assert_eq!(t[2][3], Some(b"ab".to_vec()), "padding trimmed");
+        assert_eq!(t[2][4], Some(b"x".to_vec()));
+        // Without the settings: empty unquoted is NULL and spaces are kept.
+        let s = spec(vec![
+            col("id", ColumnType::Int4, false),
+            col("name", ColumnType::Text, true),
+        ]);
+        let mut decoder = RowDecoder::new(s, OpColumn::Absent);
+        let (_, out) = decode_all(&mut decoder, "1,\n2,a \n").unwrap();
+        let t = parse_tuples(&out);
+        assert_eq!(t[0][3], None);
+        assert_eq!(t[1][3], Some(b"a ".to_vec()));
     }
 
     #[test]

@@ -27,6 +27,7 @@ impl<R: std::io::Read> CsvScanner<R> {
         let mut state = ScanState::FieldStart;
         let mut field_start = 0;
         let mut quote_line = self.line;
+        let delim = self.delim;
         loop {
             if self.pos == self.end && self.fill()? == 0 {
                 let len = rec.data.len();
@@ -55,7 +56,7 @@ impl<R: std::io::Read> CsvScanner<R> {
                             quote_line = self.line;
                             state = ScanState::Quoted;
                         }
-                        b',' => {
+                        d if d == delim => {
                             self.pos += 1;
                             rec.push(field_start, field_start, false);
                         }
@@ -70,7 +71,7 @@ impl<R: std::io::Read> CsvScanner<R> {
                 }
                 ScanState::Unquoted => {
                     let avail = &self.buf[self.pos..self.end];
-                    match memchr::memchr3(b',', b'\n', b'"', avail) {
+                    match memchr::memchr3(delim, b'\n', b'"', avail) {
                         None => {
                             rec.data.extend_from_slice(avail);
                             self.pos = self.end;
@@ -80,7 +81,7 @@ impl<R: std::io::Read> CsvScanner<R> {
                             let b = avail[i];
                             self.pos += i + 1;
                             match b {
-                                b',' => {
+                                d if d == delim => {
                                     rec.push(field_start, rec.data.len(), false);
                                     state = ScanState::FieldStart;
                                 }
@@ -134,7 +135,7 @@ impl<R: std::io::Read> CsvScanner<R> {
                             rec.data.push(b'"');
                             state = ScanState::Quoted;
                         }
-                        b',' => {
+                        d if d == delim => {
                             rec.push(field_start, rec.data.len(), true);
                             state = ScanState::FieldStart;
                         }

@@ -84,6 +84,8 @@ pub struct CsvScanner<R: std::io::Read> {
     pub(super) end: usize,
     eof: bool,
     pub(super) line: u64,
+    /// The field delimiter (`,` unless the endpoint's `CsvDelimiter` says otherwise).
+    pub(super) delim: u8,
 }
 
 impl<R: std::io::Read> CsvScanner<R> {
@@ -102,7 +104,16 @@ impl<R: std::io::Read> CsvScanner<R> {
             end: 0,
             eof: false,
             line: 1,
+            delim: b',',
         }
+    }
+
+    /// Reads fields separated by `delim` instead of `,` (DMS's `CsvDelimiter`; not `"`, `\r` or
+    /// `\n`).
+    pub fn with_delimiter(mut self, delim: u8) -> Self {
+        debug_assert!(!matches!(delim, b'"' | b'\r' | b'\n'));
+        self.delim = delim;
+        self
     }
 
     /// The 1-based physical line the scanner is at: where the next record starts.
@@ -131,7 +142,7 @@ impl<R: std::io::Read> CsvScanner<R> {
                 }
                 rec.data.extend_from_slice(line);
                 let mut start = 0;
-                for comma in memchr::memchr_iter(b',', line) {
+                for comma in memchr::memchr_iter(self.delim, line) {
                     rec.push(start, comma, false);
                     start = comma + 1;
                 }
@@ -317,6 +328,25 @@ mod tests {
             }
         };
         assert!(matches!(err, DecodeError::Io(_)), "{err:?}");
+    }
+
+    #[test]
+    fn another_delimiter_on_both_paths() {
+        let input = "1;a,b;;\"x;y\"\n2|3\n";
+        let mut scanner = CsvScanner::new(input.as_bytes()).with_delimiter(b';');
+        let mut rec = RawRecord::new();
+        assert!(scanner.next_record(&mut rec).unwrap());
+        assert_eq!(rec.len(), 4);
+        assert_eq!(rec.field(1), b"a,b");
+        assert!(rec.is_null(2));
+        assert_eq!((rec.field(3), rec.is_quoted(3)), (&b"x;y"[..], true));
+        assert!(scanner.next_record(&mut rec).unwrap());
+        assert_eq!((rec.len(), rec.field(0)), (1, &b"2|3"[..]));
+        let mut scanner = CsvScanner::new(&b"1|\"a|b\"|\n"[..]).with_delimiter(b'|');
+        assert!(scanner.next_record(&mut rec).unwrap());
+        assert_eq!(rec.len(), 3);
+        assert_eq!(rec.field(1), b"a|b");
+        assert!(rec.is_null(2));
     }
 
     #[test]

@@ -17,4 +17,6 @@ mod object;
 
 pub use counts::NetCounts;
 pub use format::{cdc_file_name, load_file_name, object_key};
-pub use object::{parse_file_name, parse_object_key, Compression, DmsObject, FileKind, OpColumn};
+pub use object::{
+    is_date_folder, parse_file_name, parse_object_key, Compression, DmsObject, FileKind, OpColumn,
+};

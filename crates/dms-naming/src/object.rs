@@ -130,19 +130,11 @@ pub fn parse_object_key(bucket_path: &str, key: &str) -> Option<DmsObject> {
     if schema.is_empty() || table.is_empty() {
         return None;
     }
-    let (folders, file) = match rest.as_slice() {
-        [file] => (None, *file),
-        [y, m, d, file] => (Some((*y, *m, *d)), *file),
-        _ => return None,
-    };
-
+    let (file, folders) = rest.split_last()?;
     let (kind, compression) = parse_file_name(file)?;
-    if let Some((y, m, d)) = folders {
-        // Only change files go under date folders.
-        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
-        if kind.is_load() || !(digits(y, 4) && digits(m, 2) && digits(d, 2)) {
-            return None;
-        }
+    // Only change files go under date folders.
+    if !folders.is_empty() && (kind.is_load() || !is_date_folder(folders)) {
+        return None;
     }
 
     Some(DmsObject {
@@ -152,6 +144,34 @@ pub fn parse_object_key(bucket_path: &str, key: &str) -> Option<DmsObject> {
         kind,
         compression,
     })
+}
+
+/// Whether `folders` are DMS date-partition folders that start with the year
+/// (`DatePartitionSequence` `YYYYMMDD`, `YYYYMMDDHH` or `YYYYMM`), with any
+/// `DatePartitionDelimiter`: `SLASH` (`2022/09/22/`), `UNDERSCORE` (`2022_09_22/`), `DASH`
+/// (`2022-09-22/`) or `NONE` (`20220922/`). Their keys sort in time order.
+pub fn is_date_folder(folders: &[&str]) -> bool {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let parts = |parts: &[&str]| {
+        parts.len() >= 2
+            && parts.len() <= 4
+            && digits(parts[0], 4)
+            && parts[1..].iter().all(|p| digits(p, 2))
+    };
+    match folders {
+        [one] => {
+            let split: Vec<&str> = if one.contains('_') {
+                one.split('_').collect()
+            } else {
+                one.split('-').collect()
+            };
+            match split.as_slice() {
+                [whole] => matches!(whole.len(), 6 | 8 | 10) && digits(whole, whole.len()),
+                more => parts(more),
+            }
+        }
+        more => parts(more),
+    }
 }
 
 /// Recognises a DMS data file name (the last part of a key): `LOAD<8 hex digits>` or
@@ -224,6 +244,33 @@ mod tests {
 
     fn key(bucket_path: &str, key: &str) -> DmsObject {
         parse_object_key(bucket_path, key).unwrap_or_else(|| panic!("{key} should parse"))
+    }
+
+    #[test]
+    fn every_year_first_date_partition_layout_is_read() {
+        for folders in [
+            "2022/09/22/",
+            "2022/09/22/09/",
+            "2022/09/",
+            "2022_09_22/",
+            "2022_09_22_09/",
+            "2022_09/",
+            "2022-09-22/",
+            "2022-09-22-09/",
+            "2022-09/",
+            "20220922/",
+            "2022092209/",
+            "202209/",
+        ] {
+            let key = format!("data/dbo/orders/{folders}20220922-095853123.csv.gz");
+            let o = parse_object_key("data", &key).unwrap_or_else(|| panic!("{key}"));
+            assert_eq!(
+                o.kind,
+                FileKind::Cdc {
+                    stamp: 20220922095853123
+                }
+            );
+        }
     }
 
     #[test]
@@ -393,7 +440,11 @@ mod tests {
             ("", "dbo/orders/2022/9/22/20220922-095853123.csv.gz"),
             ("", "dbo/orders/2022/09/2/20220922-095853123.csv.gz"),
             ("", "dbo/orders/2022/09/xx/20220922-095853123.csv.gz"),
-            ("", "dbo/orders/2022/09/20220922-095853123.csv.gz"),
+            ("", "dbo/orders/22/09/2022/20220922-095853123.csv.gz"),
+            ("", "dbo/orders/2022_09-22/20220922-095853123.csv.gz"),
+            ("", "dbo/orders/2022092/20220922-095853123.csv.gz"),
+            ("", "dbo/orders/2022/09/22/10/11/20220922-095853123.csv.gz"),
+            ("", "dbo/orders/2022/20220922-095853123.csv.gz"),
         ] {
             assert!(
                 parse_object_key(bp, k).is_none(),

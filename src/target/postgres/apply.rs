@@ -106,15 +106,24 @@ impl PgTarget {
         let client = session.client();
         let spec = &plan.table;
         let sql = self.statements.table(&self.schema, spec);
+        // A full-load re-run is done when the file's row has its new ETag.
+        let (check_sql, as_etag) = match &plan.reload {
+            Some(_) => (&self.statements.ledger.is_delivered_as, true),
+            None => (&self.statements.ledger.is_delivered, false),
+        };
         let is_delivered = client
-            .prepare_cached(&self.statements.ledger.is_delivered)
+            .prepare_cached(check_sql)
             .await
             .map_err(TargetError::pg("check the ledger"))?;
         let delivered = async {
-            client
-                .query_opt(&is_delivered, &[&plan.key])
-                .await
-                .map_err(TargetError::pg("check the ledger"))
+            if as_etag {
+                client
+                    .query_opt(&is_delivered, &[&plan.key, &plan.etag])
+                    .await
+            } else {
+                client.query_opt(&is_delivered, &[&plan.key]).await
+            }
+            .map_err(TargetError::pg("check the ledger"))
         };
         let checks = async {
             let ((), delivered) = futures::try_join!(session.begin_delivery(), delivered)?;
@@ -167,11 +176,14 @@ impl PgTarget {
     ) -> Result<(StreamSummary, NetCounts, u64), TargetError> {
         let client = session.client();
         let spec = &plan.table;
-        let chunks = rows(if plan.kind == "CDC" {
-            cdc_encoding(spec)
-        } else {
-            Encoding::staging()
-        });
+        // A late file's inserts are guarded like its other rows: all of them are staged.
+        let chunks = rows(
+            if plan.kind == "CDC" && plan.late.is_none() && !plan.upserts_only {
+                cdc_encoding(spec)
+            } else {
+                Encoding::staging()
+            },
+        );
         let copy = async {
             let mut sink = start_copy(client, &sql.copy_stage).await?;
             let (summary, inserts) = stream_chunks(&mut sink, chunks, plan).await?;
@@ -196,14 +208,28 @@ impl PgTarget {
             ..NetCounts::default()
         };
         if summary.rows > direct_rows {
-            let apply = client
-                .prepare_cached(&sql.apply_stage)
-                .await
-                .map_err(TargetError::pg("apply the staged rows"))?;
-            let row = client
-                .query_one(&apply, &[&plan.id, &plan.started_at])
-                .await
-                .map_err(TargetError::pg("apply the staged rows"))?;
+            let row = match plan.late {
+                None => {
+                    let apply = client
+                        .prepare_cached(&sql.apply_stage)
+                        .await
+                        .map_err(TargetError::pg("apply the staged rows"))?;
+                    client
+                        .query_one(&apply, &[&plan.id, &plan.started_at])
+                        .await
+                }
+                Some(stamp) => {
+                    let apply = client
+                        .prepare_cached(&sql.apply_stage_guarded)
+                        .await
+                        .map_err(TargetError::pg("apply the staged rows"))?;
+                    let stamp = format!("{stamp:017}");
+                    client
+                        .query_one(&apply, &[&plan.id, &plan.started_at, &stamp, &spec.name])
+                        .await
+                }
+            }
+            .map_err(TargetError::pg("apply the staged rows"))?;
             let keys: i64 = row.get(0);
             let creates: i64 = row.get(1);
             let amends: i64 = row.get(2);
@@ -212,6 +238,14 @@ impl PgTarget {
             counts.amends = amends as u64;
             counts.removes = removes as u64;
             counts.unchanged = (keys - creates - amends - removes).max(0) as u64;
+        }
+        if plan.reload.is_some() {
+            // The table is the new full load: what it lacks goes.
+            let removed = client
+                .execute(&sql.remove_absent, &[])
+                .await
+                .map_err(TargetError::pg("remove the rows the full load lacks"))?;
+            counts.removes += removed;
         }
         Ok((summary, counts, direct_rows))
     }
@@ -238,6 +272,19 @@ impl PgTarget {
             .prepare_cached(&ledger.record_success)
             .await
             .map_err(TargetError::pg("record the delivery"))?;
+        let reload_sql = match &plan.reload {
+            Some(_) => Some((
+                client
+                    .prepare_cached(&ledger.clear_loads)
+                    .await
+                    .map_err(TargetError::pg("clear the full load's earlier rows"))?,
+                client
+                    .prepare_cached(&ledger.record_reload)
+                    .await
+                    .map_err(TargetError::pg("record the full load's re-run"))?,
+            )),
+            None => None,
+        };
         let facts = crate::target::DeliveryFacts {
             delivery_id: plan.id,
             key: &plan.key,
@@ -282,10 +329,28 @@ impl PgTarget {
                         &plan.started_at,
                         &self.host,
                         &crate::VERSION,
+                        &plan.late.is_some(),
                     ],
                 )
                 .await
                 .map_err(TargetError::pg("record the delivery"))
+        };
+        let reload = async {
+            match &reload_sql {
+                Some((clear, record_reload)) => {
+                    record_reload_parts(
+                        client,
+                        clear,
+                        &record,
+                        record_reload,
+                        plan,
+                        summary,
+                        counts,
+                    )
+                    .await
+                }
+                None => Ok(()),
+            }
         };
         let notified = async {
             match (&outbox, &outbox_row) {
@@ -297,7 +362,15 @@ impl PgTarget {
                 _ => Ok(()),
             }
         };
-        futures::try_join!(cleared, recorded, notified, session.commit_delivery())?;
+        // (A re-run's earlier rows go first, in `reload`, sent before the others: the statements
+        // run in the order they are sent.)
+        futures::try_join!(
+            reload,
+            cleared,
+            recorded,
+            notified,
+            session.commit_delivery()
+        )?;
         Ok(DeliveryResult {
             counts,
             rows: summary.rows,
@@ -313,4 +386,86 @@ pub(super) fn cdc_encoding(spec: &TableSpec) -> Encoding {
         layout: TupleLayout::Staging,
         split_inserts: direct::key_is_canonical(spec),
     }
+}
+
+/// A full-load re-run's ledger rows, all sent at once (so before the commit that follows them):
+/// the full-load files' earlier rows go, the other files' SUCCESS rows (the re-run's counts are
+/// on the delivery's own row, written after this), and the re-run's row.
+async fn record_reload_parts(
+    client: &ClientWrapper,
+    clear: &tokio_postgres::Statement,
+    record: &tokio_postgres::Statement,
+    record_reload: &tokio_postgres::Statement,
+    plan: &DeliveryPlan,
+    summary: StreamSummary,
+    counts: NetCounts,
+) -> Result<(), TargetError> {
+    let Some(reload) = &plan.reload else {
+        return Ok(());
+    };
+    let keys: Vec<&str> = reload.parts.iter().map(|p| p.key.as_str()).collect();
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let zero = 0i64;
+    let none: Option<i64> = None;
+    let late = false;
+    let files = reload.parts.len() as i32;
+    let (rows, creates, amends, removes, unchanged) = (
+        summary.rows as i64,
+        counts.creates as i64,
+        counts.amends as i64,
+        counts.removes as i64,
+        counts.unchanged as i64,
+    );
+    let previous_etag = reload.facts.previous.as_ref().and_then(|p| p.1.clone());
+    let previous_id = reload.facts.previous.as_ref().map(|p| p.0);
+    let others: Vec<_> = reload
+        .parts
+        .iter()
+        .filter(|p| p.key != plan.key)
+        .map(|p| (p, p.size as i64))
+        .collect();
+    let mut sent = Vec::new();
+    type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+    let params: Vec<Param> = vec![&keys];
+    sent.push(client.execute_raw(clear, params));
+    for (part, size) in &others {
+        let params: Vec<Param> = vec![
+            &part.id,
+            &part.key,
+            &part.etag,
+            size,
+            &plan.table.name,
+            &"LOAD",
+            &zero,
+            &zero,
+            &zero,
+            &zero,
+            &zero,
+            &none,
+            &plan.started_at,
+            &host,
+            &crate::VERSION,
+            &late,
+        ];
+        sent.push(client.execute_raw(record, params));
+    }
+    let params: Vec<Param> = vec![
+        &plan.id,
+        &files,
+        &rows,
+        &creates,
+        &amends,
+        &removes,
+        &unchanged,
+        &plan.key,
+        &plan.table.name,
+        &plan.etag,
+        &previous_etag,
+        &previous_id,
+    ];
+    sent.push(client.execute_raw(record_reload, params));
+    futures::future::try_join_all(sent)
+        .await
+        .map_err(TargetError::pg("record the full load's re-run"))?;
+    Ok(())
 }

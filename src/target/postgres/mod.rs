@@ -15,7 +15,8 @@ use tokio_postgres::NoTls;
 
 use super::queries;
 use super::{
-    DeliveryPlan, DeliveryResult, DeliveryStatus, Encoding, LedgerEntry, Rows, Target, TargetError,
+    DeliveryPlan, DeliveryResult, DeliveryStatus, Encoding, LedgerEntry, ReloadFacts, Rows, Target,
+    TargetError,
 };
 use crate::dms::TableSpec;
 
@@ -260,6 +261,96 @@ impl Target for PgTarget {
             .await
             .map_err(TargetError::pg("record the failure"))?;
         Ok(())
+    }
+
+    async fn reload_facts(
+        &self,
+        session: Option<&PgSession>,
+        table: &str,
+        key: &str,
+        etag: &str,
+    ) -> Result<Option<ReloadFacts>, TargetError> {
+        let sql = &self.statements.ledger.reload_facts;
+        let row = match (session, &self.dry_run) {
+            (Some(session), _) => session.client().query_one(sql, &[&key, &table]).await,
+            (None, Some(dry)) => {
+                dry.connection
+                    .lock()
+                    .await
+                    .query_one(sql, &[&key, &table])
+                    .await
+            }
+            (None, None) => {
+                let client = self.pool.get().await.map_err(pool_error)?;
+                client.query_one(sql, &[&key, &table]).await
+            }
+        }
+        .map_err(TargetError::pg("read the ledger"))?;
+        let id: Option<i64> = row.get(0);
+        let delivered_etag: Option<String> = row.get(1);
+        let status: Option<String> = row.get(2);
+        let open: Option<String> = row.get(4);
+        let changes_delivered: bool = row.get(5);
+        let done = matches!(status.as_deref(), Some("SUCCESS" | "SKIPPED"));
+        let facts = |previous| ReloadFacts {
+            previous,
+            approved: open.as_deref() == Some("APPROVED"),
+        };
+        Ok(if open.is_some() {
+            Some(facts(None))
+        } else if done {
+            // Delivered: a re-run only if DMS wrote it again (an unknown ETag is no evidence).
+            match (&id, &delivered_etag) {
+                (Some(id), Some(old)) if old != etag => Some(facts(Some((*id, Some(old.clone()))))),
+                _ => None,
+            }
+        } else if changes_delivered {
+            // Never delivered, after change files: a new full load.
+            Some(facts(None))
+        } else {
+            None
+        })
+    }
+
+    async fn record_reload_stop(
+        &self,
+        plan: &DeliveryPlan,
+        error: &str,
+    ) -> Result<(), TargetError> {
+        if self.dry_run.is_some() {
+            return Ok(());
+        }
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(TargetError::pg("record the full load's re-run"))?;
+        tx.execute(
+            &self.statements.ledger.detect_reload,
+            &[&plan.table.name, &plan.key, &plan.etag],
+        )
+        .await
+        .map_err(TargetError::pg("record the full load's re-run"))?;
+        tx.execute(
+            &queries::record_failure(&self.schema),
+            &[
+                &plan.id,
+                &plan.key,
+                &plan.etag,
+                &(plan.size as i64),
+                &plan.table.name,
+                &plan.kind,
+                &plan.started_at,
+                &error,
+                &self.host,
+                &crate::VERSION,
+            ],
+        )
+        .await
+        .map_err(TargetError::pg("record the failure"))?;
+        tx.commit()
+            .await
+            .map_err(TargetError::pg("record the full load's re-run"))
     }
 
     async fn last_successes(&self) -> Result<HashMap<String, DateTime<Utc>>, TargetError> {

@@ -13,6 +13,11 @@ pub(super) struct LedgerSql {
     pub clear_failure: String,
     pub record_success: String,
     pub insert_outbox: String,
+    pub is_delivered_as: String,
+    pub reload_facts: String,
+    pub detect_reload: String,
+    pub clear_loads: String,
+    pub record_reload: String,
 }
 
 /// The statements of one replicated table.
@@ -32,6 +37,10 @@ pub(super) struct TableSql {
     pub copy_stage: String,
     pub copy_direct: String,
     pub apply_stage: String,
+    /// A late change file's apply (`LATE_FILE_POLICY=apply-guarded`).
+    pub apply_stage_guarded: String,
+    /// A full-load re-run's removal of the keys it lacks.
+    pub remove_absent: String,
     pub rebuild_indexes: String,
 }
 
@@ -50,6 +59,11 @@ impl Statements {
                 clear_failure: queries::clear_failure(schema),
                 record_success: queries::record_success(schema),
                 insert_outbox: queries::insert_outbox(schema),
+                is_delivered_as: queries::reload::is_delivered_as(schema),
+                reload_facts: queries::reload::reload_facts(schema),
+                detect_reload: queries::reload::detect_reload(schema),
+                clear_loads: queries::reload::clear_loads(schema),
+                record_reload: queries::reload::record_reload(schema),
             },
             tables: tables
                 .iter()
@@ -79,6 +93,8 @@ impl TableSql {
             copy_stage: queries::copy_stage(&stage),
             copy_direct: queries::copy_direct(schema, spec),
             apply_stage: queries::apply_stage(schema, spec, &stage),
+            apply_stage_guarded: queries::apply_stage_guarded(schema, spec, &stage),
+            remove_absent: queries::reload::remove_absent(schema, spec, &stage),
             rebuild_indexes: queries::rebuild_indexes(schema, &spec.name),
             stage,
         }

@@ -3,6 +3,7 @@
 use crate::dms::{ColumnType, TableSpec};
 
 pub mod operate;
+pub mod reload;
 pub mod runs;
 
 /// Quotes an SQL identifier (`"` doubled), whatever it holds.
@@ -213,6 +214,17 @@ pub fn copy_direct(schema: &str, spec: &TableSpec) -> String {
 /// the `D` keys, upsert the others (rewriting a row only when it differs), and count.
 /// `$1` is the delivery id, `$2` its start time (the rows' `_loaded_at`). Returns (keys, creates, amends, removes).
 pub fn apply_stage(schema: &str, spec: &TableSpec, stage: &str) -> String {
+    apply_stage_with(schema, spec, stage, false)
+}
+
+/// [`apply_stage`] for a change file that arrived late (`LATE_FILE_POLICY=apply-guarded`): a key
+/// whose row in the table was written by a later change file (see [`reload::newer_changes`],
+/// `$3` the late file's commit stamp, `$4` the table) is left as it is, and counts as unchanged.
+pub fn apply_stage_guarded(schema: &str, spec: &TableSpec, stage: &str) -> String {
+    apply_stage_with(schema, spec, stage, true)
+}
+
+fn apply_stage_with(schema: &str, spec: &TableSpec, stage: &str, guarded: bool) -> String {
     let target = qualified(schema, &spec.name);
     let cols: Vec<String> = spec.columns.iter().map(|c| quote_ident(&c.name)).collect();
     let keys: Vec<String> = spec
@@ -249,16 +261,33 @@ pub fn apply_stage(schema: &str, spec: &TableSpec, stage: &str) -> String {
             side("EXCLUDED")
         )
     };
+    let (guard, applied) = if guarded {
+        (
+            format!(
+                "newer AS ({}),
+         applicable AS (
+            SELECT l.* FROM last l
+             WHERE NOT EXISTS (SELECT 1 FROM {target} t
+                                WHERE {key_join} AND t.\"_delivery_id\" IN (SELECT id FROM newer))
+         ),
+         ",
+                reload::newer_changes(schema)
+            ),
+            "applicable",
+        )
+    } else {
+        (String::new(), "last")
+    };
     format!(
         "WITH last AS (
             SELECT DISTINCT ON ({key_list}) * FROM {stage} ORDER BY {key_list}, \"_seq\" DESC
          ),
-         removed AS (
-            DELETE FROM {target} t USING last l WHERE l.\"_op\" = 'D' AND {key_join} RETURNING 1
+         {guard}removed AS (
+            DELETE FROM {target} t USING {applied} l WHERE l.\"_op\" = 'D' AND {key_join} RETURNING 1
          ),
          upserted AS (
             INSERT INTO {target} AS t ({cols}, \"_delivery_id\", \"_loaded_at\")
-            SELECT {cols}, $1::int8, $2::timestamptz FROM last WHERE \"_op\" <> 'D'
+            SELECT {cols}, $1::int8, $2::timestamptz FROM {applied} WHERE \"_op\" <> 'D'
             ON CONFLICT ({key_list}) DO UPDATE SET {set}
             WHERE {differs}
             RETURNING (t.xmax = 0) AS created
@@ -288,9 +317,9 @@ pub fn record_success(schema: &str) -> String {
     format!(
         "INSERT INTO {ledger} (id, object_key, etag, size, table_name, kind, status, rows, creates,
                                amends, removes, unchanged, max_event_id, started_at, finished_at,
-                               error, host, loader_version)
+                               error, host, loader_version, late)
          VALUES ($1, $2, $3, $4, $5, $6, 'SUCCESS', $7, $8, $9, $10, $11, $12, $13,
-                 clock_timestamp(), NULL, $14, $15)"
+                 clock_timestamp(), NULL, $14, $15, $16)"
     )
 }
 

@@ -94,18 +94,30 @@ pub fn lock_entry(schema: &str) -> String {
 }
 
 /// `retry`: the ERROR row goes (the attempt history stays in `loader_failures`).
+/// A full-load re-run the stream stopped at (`RELOAD_POLICY=stop`) is approved by it: the next
+/// attempt replaces the table.
 pub fn retry_entry(schema: &str) -> String {
     format!(
-        "DELETE FROM {} WHERE object_key = $1 AND status = 'ERROR'",
+        "WITH approved AS (
+            UPDATE {} SET status = 'APPROVED' WHERE object_key = $1 AND status = 'DETECTED'
+         )
+         DELETE FROM {} WHERE object_key = $1 AND status = 'ERROR'",
+        qualified(schema, "loader_reloads"),
         qualified(schema, "loader_deliveries")
     )
 }
 
 /// `skip`: the ERROR row becomes SKIPPED with the operator's reason (`$2`) and host (`$3`).
+/// A full-load re-run the stream stopped at is dismissed by it: the table stays as it is.
 pub fn skip_entry(schema: &str) -> String {
     format!(
-        "UPDATE {} SET status = 'SKIPPED', error = $2, finished_at = clock_timestamp(), host = $3
+        "WITH dismissed AS (
+            UPDATE {} SET status = 'DISMISSED', finished_at = clock_timestamp()
+             WHERE object_key = $1 AND status IN ('DETECTED', 'APPROVED')
+         )
+         UPDATE {} SET status = 'SKIPPED', error = $2, finished_at = clock_timestamp(), host = $3
           WHERE object_key = $1 AND status = 'ERROR'",
+        qualified(schema, "loader_reloads"),
         qualified(schema, "loader_deliveries")
     )
 }

@@ -75,17 +75,28 @@ async fn cdc_counts_are_the_net_effect_per_key() {
     assert_eq!(lineage[1][1].as_deref(), Some(load_id.as_str()));
     assert_eq!(lineage[2][1].as_deref(), Some(cdc_id.as_str()));
 
-    // A full-load file for existing keys is an upsert: amend when different, else unchanged.
+    // A full-load file after change files is a re-run of the full load, not an upsert: by
+    // default (RELOAD_POLICY=stop) the stream stops at it and nothing changes (tests/it/reloads.rs
+    // covers the rest).
     let reload = format!("{}{}", s(1, "PAUSED", 10), s(2, "RETIRED", 20));
     let reload_key = app
         .put_csv("strategies", "LOAD00000002.csv.gz", &reload)
         .await;
     app.drain(&loader).await;
     let row = app.ledger(&reload_key).await.unwrap();
-    assert_eq!(row.status, "SUCCESS");
+    assert_eq!(row.status, "ERROR");
+    assert!(
+        row.error
+            .as_deref()
+            .unwrap()
+            .contains("DMS re-ran the full load of strategies"),
+        "{:?}",
+        row.error
+    );
     assert_eq!(
-        (row.creates, row.amends, row.removes, row.unchanged),
-        (0, 1, 0, 1)
+        lineage,
+        app.rows("SELECT strategy_id, _delivery_id FROM paper_engine.strategies ORDER BY 1")
+            .await
     );
 }
 

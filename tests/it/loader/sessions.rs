@@ -21,6 +21,9 @@ fn plan(id: i64, key: &str, table: &Arc<TableSpec>) -> DeliveryPlan {
         started_at: chrono::Utc::now(),
         notification: None,
         direct_allowed: false,
+        late: None,
+        reload: None,
+        upserts_only: false,
     }
 }
 
