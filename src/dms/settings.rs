@@ -3,7 +3,8 @@
 //! reads CSV (gzip or not) with any one-character delimiter and a line end, NULL as an empty
 //! unquoted field or a `CsvNullValue` text, the Op column on change files or none
 //! (`CdcInsertsOnly`/`CdcInsertsAndUpdates`), a header row or none (`AddColumnName`), trailing
-//! padding, and date folders starting with the year; a setting that would make
+//! padding, DMS's commit-time column (`TimestampColumnName`), and date folders starting with the
+//! year; a setting that would make
 //! DMS write files it cannot read exactly is refused at start-up with a line saying so, never
 //! silently mis-read. Settings that do not change the files (encryption, sizes, roles, ...) are
 //! accepted; keys DMS does not have are ignored with one warning.
@@ -29,6 +30,9 @@ pub struct DmsSettings {
     /// `CdcInsertsOnly` or `CdcInsertsAndUpdates` without `IncludeOpForFullLoad`: change files
     /// have no Op column, every row is an insert or an update (applied as an upsert).
     pub cdc_without_op: bool,
+    /// `TimestampColumnName`: every record carries DMS's commit-time column under this name,
+    /// after the Op column (first when there is none).
+    pub timestamp_column: Option<String>,
     /// Keys that are not DMS `S3Settings` keys (warned about once at start-up).
     pub unknown: Vec<String>,
 }
@@ -158,13 +162,12 @@ impl DmsSettings {
                     Some(on) => out.cdc_without_op |= on && !include_op,
                     None => return Err(refuse(key, value, "true or false")),
                 },
-                "TimestampColumnName" if text(value).is_some_and(|t| !t.is_empty()) => {
-                    return Err(refuse(
-                        key,
-                        value,
-                        "a leading timestamp column is not read yet",
-                    ));
-                }
+                "TimestampColumnName" => match text(value) {
+                    Some(t) => {
+                        out.timestamp_column = (!t.trim().is_empty()).then(|| t.trim().to_string())
+                    }
+                    None => return Err(refuse(key, value, "a column name")),
+                },
                 "DatePartitionSequence"
                     if is("DatePartitionEnabled", false)
                         && !matches!(
@@ -214,7 +217,6 @@ impl DmsSettings {
                 "BucketName" => out.bucket_name = text(value).map(str::to_string),
                 "IncludeOpForFullLoad"
                 | "DatePartitionEnabled"
-                | "TimestampColumnName"
                 | "DatePartitionSequence"
                 | "DatePartitionDelimiter"
                 | "CdcPath"
@@ -263,7 +265,7 @@ mod tests {
             (r#"{"AddColumnName": "sometimes"}"#, "AddColumnName"),
             (r#"{"CsvNullValue": "\""}"#, "CsvNullValue"),
             (r#"{"CdcInsertsOnly": "maybe"}"#, "CdcInsertsOnly"),
-            (r#"{"TimestampColumnName": "ts"}"#, "TimestampColumnName"),
+            (r#"{"TimestampColumnName": 3}"#, "TimestampColumnName"),
             (
                 r#"{"DatePartitionEnabled": true, "DatePartitionSequence": "DDMMYYYY"}"#,
                 "DatePartitionSequence",

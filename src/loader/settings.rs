@@ -128,6 +128,9 @@ pub struct CsvOptions {
     /// Change files have no Op column (`CdcInsertsOnly`/`CdcInsertsAndUpdates` without
     /// `IncludeOpForFullLoad`): every row is applied as an upsert.
     pub cdc_without_op: bool,
+    /// `TimestampColumnName`: the commit-time column after the Op column (skipped; a header
+    /// row must name it there).
+    pub timestamp_column: Option<String>,
 }
 
 impl Default for CsvOptions {
@@ -137,6 +140,7 @@ impl Default for CsvOptions {
             null_value: None,
             trim_padding: false,
             cdc_without_op: false,
+            timestamp_column: None,
         }
     }
 }
@@ -148,6 +152,7 @@ impl CsvOptions {
             null_value: dms.null_value.as_ref().map(|v| v.as_bytes().to_vec()),
             trim_padding: dms.trailing_padding,
             cdc_without_op: dms.cdc_without_op,
+            timestamp_column: dms.timestamp_column.clone(),
         }
     }
 }

@@ -125,12 +125,18 @@ impl DecodeJob {
     ) -> Result<Option<StreamSummary>, DecodeError> {
         let mut record = RawRecord::new();
         if self.header && scanner.next_record(&mut record)? {
-            check_header(&self.spec, &record, self.op_column)?;
+            check_header(
+                &self.spec,
+                &record,
+                self.op_column,
+                self.csv.timestamp_column.as_deref(),
+            )?;
         }
         let mut decoder = RowDecoder::new(self.spec.clone(), self.op_column);
         decoder.set_layout(encoding.layout);
         decoder.set_null_value(self.csv.null_value.clone());
         decoder.set_trim_padding(self.csv.trim_padding);
+        decoder.set_timestamp_column(self.csv.timestamp_column.is_some());
         let mut split = if encoding.split_inserts {
             Some(InsertSplit::new(&self.spec, self.size))
         } else {

@@ -152,3 +152,55 @@ async fn delimiter_null_text_padding_op_less_changes_and_dashed_hour_folders() {
     assert!(err.contains("DatePartitionSequence"), "{err}");
     assert!(err.contains("do not sort in time order"), "{err}");
 }
+
+/// `TimestampColumnName` with `AddColumnName` and `IncludeOpForFullLoad`: the commit-time column
+/// after Op is named in the header and skipped in every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timestamp_column_after_op_is_named_in_the_header_and_skipped() {
+    let app = spawn_app().await;
+    let settings = r#"{"TimestampColumnName": "commit_ts", "AddColumnName": true,
+        "IncludeOpForFullLoad": true}"#;
+    let header = format!("Op,commit_ts,{}", STRATEGY_COLUMNS.join(","));
+    let ts = "2022-09-22 09:58:53.123456";
+    app.put_csv(
+        "strategies",
+        "LOAD00000001.csv.gz",
+        &format!(
+            "{header}\nI,{ts},{}I,{ts},{}",
+            active_strategy(1),
+            active_strategy(2)
+        ),
+    )
+    .await;
+    let change = app
+        .put_csv(
+            "strategies",
+            "20220922-100000000.csv.gz",
+            &format!("{header}\nD,{ts},{}", active_strategy(2)),
+        )
+        .await;
+    let (code, out, err) = run(&app, &[], &[("DMS_SETTINGS", settings)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(app.count("strategies").await, 1);
+    assert_eq!(app.ledger(&change).await.unwrap().counts(), (1, 0, 0, 1, 0));
+
+    // A header without it: the file fails whole, naming the column.
+    let bad = app
+        .put_csv(
+            "strategies",
+            "20220922-110000000.csv.gz",
+            &format!(
+                "Op,{}\nI,{}",
+                STRATEGY_COLUMNS.join(","),
+                active_strategy(3)
+            ),
+        )
+        .await;
+    let (code, _, err) = run(&app, &[], &[("DMS_SETTINGS", settings)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("the timestamp column `commit_ts` (TimestampColumnName)"),
+        "{err}"
+    );
+    assert_eq!(app.ledger(&bad).await.unwrap().status, "ERROR");
+}

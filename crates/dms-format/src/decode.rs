@@ -57,6 +57,9 @@ pub struct RowDecoder {
     null_value: Option<Vec<u8>>,
     /// DMS's `AddTrailingPaddingCharacter`: trailing spaces of text values are padding.
     trim_padding: bool,
+    /// DMS's `TimestampColumnName`: a commit-time column follows the Op column (or leads when
+    /// there is none); it is not a table column and is skipped.
+    timestamp_column: bool,
 }
 
 /// Which table the tuples are written for.
@@ -83,7 +86,14 @@ impl RowDecoder {
             layout: TupleLayout::Staging,
             null_value: None,
             trim_padding: false,
+            timestamp_column: false,
         }
+    }
+
+    /// Records carry DMS's commit-time column (`TimestampColumnName`) right after the Op column
+    /// (first when there is none); it is skipped.
+    pub fn set_timestamp_column(&mut self, on: bool) {
+        self.timestamp_column = on;
     }
 
     /// Reads NULL as the unquoted field `token` (DMS's `CsvNullValue`); an empty unquoted field
@@ -139,17 +149,18 @@ impl RowDecoder {
         out: &mut Vec<u8>,
     ) -> Result<DecodedRow, DecodeError> {
         let ncols = self.spec.columns.len();
+        let stamp = usize::from(self.timestamp_column);
         let has_op = match self.has_op_column() {
             Some(has) => has,
             None => {
-                let has = if rec.len() == ncols + 1 && rec.field(0) == b"I" {
+                let has = if rec.len() == ncols + stamp + 1 && rec.field(0) == b"I" {
                     true
-                } else if rec.len() == ncols {
+                } else if rec.len() == ncols + stamp {
                     false
                 } else {
                     return Err(DecodeError::FieldCount {
                         line: rec.line(),
-                        expected: ncols,
+                        expected: ncols + stamp,
                         found: rec.len(),
                     });
                 };
@@ -157,7 +168,7 @@ impl RowDecoder {
                 has
             }
         };
-        let offset = usize::from(has_op);
+        let offset = usize::from(has_op) + stamp;
         if rec.len() != ncols + offset {
             return Err(DecodeError::FieldCount {
                 line: rec.line(),
@@ -312,6 +323,29 @@ mod tests {
         let t = parse_tuples(&out);
         assert_eq!(t[0][3], None);
         assert_eq!(t[1][3], Some(b"a ".to_vec()));
+    }
+
+    #[test]
+    fn a_timestamp_column_after_the_op_column_is_skipped() {
+        let mut decoder = RowDecoder::new(two_cols(), OpColumn::Present);
+        decoder.set_timestamp_column(true);
+        let (rows, out) = decode_all(
+            &mut decoder,
+            "I,2022-09-22 09:58:53.123456,1,a\nD,2022-09-22 09:58:54.000000,2,\n",
+        )
+        .unwrap();
+        assert_eq!(rows[1].op, Op::Delete);
+        let t = parse_tuples(&out);
+        assert_eq!(t[0][2], Some(1i64.to_be_bytes().to_vec()));
+        assert_eq!(t[0][3], Some(b"a".to_vec()));
+        let err = decode_all(&mut decoder, "I,1,a\n").unwrap_err();
+        assert_eq!(err.to_string(), "line 1: expected 4 fields, found 3");
+        // A full load without the Op column: the timestamp leads.
+        let mut decoder = RowDecoder::new(two_cols(), OpColumn::Detect);
+        decoder.set_timestamp_column(true);
+        let (_, out) = decode_all(&mut decoder, "2022-09-22 09:58:53.123456,7,x\n").unwrap();
+        assert_eq!(parse_tuples(&out)[0][2], Some(7i64.to_be_bytes().to_vec()));
+        assert_eq!(decoder.has_op_column(), Some(false));
     }
 
     #[test]

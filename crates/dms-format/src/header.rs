@@ -14,13 +14,29 @@ pub fn check_header(
     spec: &TableSpec,
     record: &RawRecord,
     op_column: OpColumn,
+    timestamp_column: Option<&str>,
 ) -> Result<(), DecodeError> {
     let names: Vec<String> = (0..record.len())
         .map(|i| String::from_utf8_lossy(record.field(i)).trim().to_string())
         .collect();
     let has_op = op_column != OpColumn::Absent
         && names.first().is_some_and(|n| n.eq_ignore_ascii_case("op"));
-    let names = if has_op { &names[1..] } else { &names[..] };
+    let mut names = if has_op { &names[1..] } else { &names[..] };
+    if let Some(stamp) = timestamp_column {
+        // DMS's commit-time column (`TimestampColumnName`) comes next.
+        match names.first() {
+            Some(n) if n.eq_ignore_ascii_case(stamp) => names = &names[1..],
+            found => {
+                return Err(DecodeError::Header {
+                    line: record.line(),
+                    reason: format!(
+                        "the timestamp column `{stamp}` (TimestampColumnName) is not where DMS writes it (after Op, or first); found `{}`",
+                        found.map(String::as_str).unwrap_or_default()
+                    ),
+                })
+            }
+        }
+    }
     let columns: Vec<&str> = spec.columns.iter().map(|c| c.name.as_str()).collect();
     let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     let missing: Vec<&str> = columns
@@ -91,29 +107,46 @@ mod tests {
     #[test]
     fn a_header_naming_the_table_s_columns_passes_with_or_without_op() {
         let t = table();
-        check_header(&t, &header("id,name\n"), OpColumn::Absent).unwrap();
-        check_header(&t, &header("Op,ID,Name\n"), OpColumn::Present).unwrap();
-        check_header(&t, &header("Op,id,name\n"), OpColumn::Detect).unwrap();
+        check_header(&t, &header("id,name\n"), OpColumn::Absent, None).unwrap();
+        check_header(&t, &header("Op,ID,Name\n"), OpColumn::Present, None).unwrap();
+        check_header(&t, &header("Op,id,name\n"), OpColumn::Detect, None).unwrap();
+    }
+
+    #[test]
+    fn the_timestamp_column_is_expected_after_op() {
+        let t = table();
+        check_header(
+            &t,
+            &header("Op,ts,id,name\n"),
+            OpColumn::Present,
+            Some("TS"),
+        )
+        .unwrap();
+        check_header(&t, &header("ts,id,name\n"), OpColumn::Detect, Some("ts")).unwrap();
+        let e = check_header(&t, &header("Op,id,name\n"), OpColumn::Present, Some("ts"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the timestamp column `ts`"), "{e}");
     }
 
     #[test]
     fn missing_extra_and_reordered_columns_are_named() {
         let t = table();
-        let e = check_header(&t, &header("id\n"), OpColumn::Absent)
+        let e = check_header(&t, &header("id\n"), OpColumn::Absent, None)
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
             "line 1: header row: table orders has column(s) the file lacks: name"
         );
-        let e = check_header(&t, &header("Op,id,name,venue\n"), OpColumn::Present)
+        let e = check_header(&t, &header("Op,id,name,venue\n"), OpColumn::Present, None)
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("the file has column(s) table orders lacks: venue"),
             "{e}"
         );
-        let e = check_header(&t, &header("name,id\n"), OpColumn::Absent)
+        let e = check_header(&t, &header("name,id\n"), OpColumn::Absent, None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -121,7 +154,7 @@ mod tests {
             "{e}"
         );
         // An Op field where the file cannot have one is a column the table lacks.
-        let e = check_header(&t, &header("Op,id,name\n"), OpColumn::Absent)
+        let e = check_header(&t, &header("Op,id,name\n"), OpColumn::Absent, None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("lacks: Op"), "{e}");
