@@ -299,6 +299,9 @@ fn one(ctx: &Ctx, n: usize, window: Duration) -> Result<HistoryPoint> {
         .env("MIN_SLEEP", SLEEP.to_string())
         .env("MAX_SLEEP", SLEEP.to_string())
         .env("FULL_LIST_INTERVAL", "3600")
+        // The endpoint's settings as a DMS task without date folders has them: no date folder
+        // to watch for in the flat-named streams (one listing per stream and pass).
+        .env("DMS_SETTINGS", r#"{"DatePartitionEnabled": false}"#)
         .env("LOG_LEVEL", "info,paper_engine_orders=debug");
     let watch = LogWatch::start(log.clone());
     let spawned = Instant::now();

@@ -78,6 +78,8 @@ pub struct Config {
     pub late_file_policy: crate::loader::LateFilePolicy,
     /// `RELOAD_POLICY` (`stop`, the default, or `reload`).
     pub reload_policy: crate::loader::ReloadPolicy,
+    /// `SCHEMA_DRIFT_POLICY` (`stop`, the default, or `add-columns`).
+    pub schema_drift_policy: crate::loader::SchemaDriftPolicy,
 }
 
 /// Every variable the loader reads.
@@ -109,6 +111,7 @@ pub const VARIABLES: &[&str] = &[
     "DMS_SETTINGS_FILE",
     "LATE_FILE_POLICY",
     "RELOAD_POLICY",
+    "SCHEMA_DRIFT_POLICY",
     "AWS_CA_BUNDLE",
 ];
 
@@ -304,6 +307,15 @@ impl Config {
                 )
             })?,
         };
+        let schema_drift_policy = match get("SCHEMA_DRIFT_POLICY") {
+            None => crate::loader::SchemaDriftPolicy::default(),
+            Some(v) => crate::loader::SchemaDriftPolicy::parse(&v).ok_or_else(|| {
+                ConfigError::new(
+                    "SCHEMA_DRIFT_POLICY",
+                    format!("`{}` is not `stop` or `add-columns`", v.trim()),
+                )
+            })?,
+        };
         let config = Config {
             run_as_service,
             min_sleep,
@@ -331,6 +343,7 @@ impl Config {
             dms_settings,
             late_file_policy,
             reload_policy,
+            schema_drift_policy,
         };
         config.validate()?;
         Ok(config)

@@ -30,6 +30,8 @@ pub struct DmsSettings {
     /// `CdcInsertsOnly` or `CdcInsertsAndUpdates` without `IncludeOpForFullLoad`: change files
     /// have no Op column, every row is an insert or an update (applied as an upsert).
     pub cdc_without_op: bool,
+    /// `DatePartitionEnabled`, when given.
+    pub date_partition_enabled: Option<bool>,
     /// `TimestampColumnName`: every record carries DMS's commit-time column under this name,
     /// after the Op column (first when there is none).
     pub timestamp_column: Option<String>,
@@ -215,8 +217,11 @@ impl DmsSettings {
                     out.bucket_folder = text(value).map(|t| t.trim_matches('/').to_string())
                 }
                 "BucketName" => out.bucket_name = text(value).map(str::to_string),
+                "DatePartitionEnabled" => match flag(value) {
+                    Some(on) => out.date_partition_enabled = Some(on),
+                    None => return Err(refuse(key, value, "true or false")),
+                },
                 "IncludeOpForFullLoad"
-                | "DatePartitionEnabled"
                 | "DatePartitionSequence"
                 | "DatePartitionDelimiter"
                 | "CdcPath"

@@ -7,12 +7,12 @@ use tracing::{error, info, warn};
 use super::events::{DeliveryCompleted, DeliveryFailed, Event, RetryScheduled};
 use super::outcome::{Delivered, Failed, FileOutcome, LoaderError, PendingFile};
 use super::read::Prefetch;
-use super::settings::LateFilePolicy;
+use super::settings::{LateFilePolicy, SchemaDriftPolicy};
 use super::Loader;
 use crate::dms::TableSpec;
 use crate::policy::{Directive, ErrorKind};
 use crate::source::{display_key, Source};
-use crate::target::{DeliveryPlan, DeliveryResult, Target};
+use crate::target::{DeliveryPlan, DeliveryResult, Target, TargetError};
 
 impl<S: Source, T: Target> Loader<S, T> {
     /// Delivers one file, retrying transient faults with backoff.
@@ -22,7 +22,12 @@ impl<S: Source, T: Target> Loader<S, T> {
         file: &PendingFile,
         mut ahead: Option<Prefetch>,
     ) -> FileOutcome {
-        let table = self.target.tables()[&file.object.table].clone();
+        let mut table = self
+            .target
+            .table(&file.object.table)
+            .expect("discovery lists only the target's tables");
+        // Columns the file added, once SCHEMA_DRIFT_POLICY=add-columns took them.
+        let mut add_columns: Vec<String> = Vec::new();
         if file.late && self.settings.late_file_policy == LateFilePolicy::Stop {
             let id = self.target.next_delivery_id().await.unwrap_or(0);
             let message = format!(
@@ -79,6 +84,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                 delivery_id: id,
             });
             let mut plan = self.plan_for(id, file, &table, direct_allowed);
+            plan.add_columns = add_columns.clone();
             // Only the first attempt uses what was decoded ahead; a retry reads the file again.
             let result = self
                 .attempt(session, &mut plan, &file.object, ahead.take())
@@ -96,6 +102,32 @@ impl<S: Source, T: Target> Loader<S, T> {
                 }
                 Err(err) => err,
             };
+            if let LoaderError::Target(TargetError::Input(failure)) = &err {
+                if let (Some(extra), SchemaDriftPolicy::AddColumns, true) = (
+                    &failure.added_columns,
+                    self.settings.schema_drift_policy,
+                    add_columns.is_empty(),
+                ) {
+                    // (Names the table has already: another delivery or loader added them.)
+                    let new: Vec<String> = extra
+                        .iter()
+                        .filter(|n| !table.columns.iter().any(|c| c.name.eq_ignore_ascii_case(n)))
+                        .cloned()
+                        .collect();
+                    if !new.is_empty() {
+                        info!(
+                            "Delivery {id}: {} has new column(s) at its end: {}; adding them to {} (text, nullable) in the delivery's transaction (SCHEMA_DRIFT_POLICY=add-columns).",
+                            display_key(&file.info.key),
+                            new.join(", "),
+                            table.name
+                        );
+                        table = Arc::new(table.with_text_columns(&new));
+                        add_columns = new.iter().map(|n| n.to_ascii_lowercase()).collect();
+                        attempt -= 1;
+                        continue;
+                    }
+                }
+            }
             // What to do is the policy's decision (src/policy.rs), one directive per kind.
             match err.policy().directive {
                 Directive::LeaveStream => {
@@ -164,6 +196,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             },
             reload: None,
             upserts_only: self.settings.csv.cdc_without_op,
+            add_columns: Vec::new(),
         }
     }
 

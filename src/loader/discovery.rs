@@ -12,7 +12,10 @@
 //! (flat `20220922-095853123.csv.gz` or dated `2022/09/22/20220922-...`), and every full-load file
 //! `LOAD...` sorts after every change file. A folder's cursor is the greatest change-file key
 //! listed, per naming; the listing starts after the smaller of the two, so the full-load files are
-//! listed on every pass (they are few, and finished ones are remembered as settled).
+//! listed on every pass (they are few, and finished ones are remembered as settled). A first
+//! `YYYY/` date folder sorts before the flat names of its year, so a stream with only flat names
+//! also lists its cursor's year folder (unless `DatePartitionEnabled` is known to be false):
+//! otherwise a change file there would be found only by the next full listing, after later files.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
@@ -81,7 +84,7 @@ impl Cursor {
     /// listing after its cursor. Both namings: one listing after the flat cursor (new flat
     /// files, full-load files, date folders of later years) and one of the dated cursor's year
     /// folder after the dated cursor, so neither lists the other's history again.
-    fn listings(&self, folder: &str) -> Vec<(String, Option<String>)> {
+    fn listings(&self, folder: &str, watch_dated: bool) -> Vec<(String, Option<String>)> {
         match (&self.flat, &self.dated) {
             (Some(flat), Some(dated))
                 if !dated[folder.len()..]
@@ -104,6 +107,18 @@ impl Cursor {
                     (folder.to_string(), Some(flat.clone().max(past_year_folder))),
                     (format!("{folder}{year}/"), Some(dated.clone())),
                 ]
+            }
+            // Flat names only: a first `YYYY/` date folder of the current year sorts before
+            // them (`/` before the digits) and would be hidden behind the cursor, so that year's
+            // folder is listed too (empty unless DMS starts partitioning by date), unless the
+            // endpoint's settings say it never does.
+            (Some(flat), None) if watch_dated => {
+                let name = &flat[folder.len()..];
+                let mut listings = vec![(folder.to_string(), Some(flat.clone()))];
+                if name.len() >= 4 && name.as_bytes()[..4].iter().all(u8::is_ascii_digit) {
+                    listings.push((format!("{folder}{}/", &name[..4]), None));
+                }
+                listings
             }
             (flat, dated) => vec![(folder.to_string(), flat.clone().or(dated.clone()))],
         }
@@ -173,6 +188,9 @@ pub(crate) struct Discovery {
     schema_folders: BTreeSet<String>,
     last_full: Option<Instant>,
     full_interval: Duration,
+    /// Look for a first date folder in streams with flat change-file names (see
+    /// [`Cursor::listings`]); off when the endpoint's settings say DMS does not partition by date.
+    watch_dated: bool,
 }
 
 impl Discovery {
@@ -182,7 +200,15 @@ impl Discovery {
             schema_folders: BTreeSet::new(),
             last_full: None,
             full_interval,
+            watch_dated: true,
         }
+    }
+
+    /// Whether streams with flat change-file names are watched for a first date folder (one
+    /// more listing per such stream and pass); `false` when DMS is known not to partition by date.
+    pub fn watch_dated_folders(mut self, on: bool) -> Self {
+        self.watch_dated = on;
+        self
     }
 
     /// One discovery pass. `tables` are the target's tables; `stop_at_failures` applies the
@@ -305,7 +331,7 @@ impl Discovery {
                     .streams
                     .get(*table)
                     .and_then(|s| s.cursors.get(&folder))
-                    .map(|c| c.listings(&folder))
+                    .map(|c| c.listings(&folder, self.watch_dated))
                     .unwrap_or_else(|| vec![(folder.clone(), None)]);
                 for (prefix, start_after) in listings {
                     let mut token = None;

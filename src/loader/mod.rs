@@ -17,7 +17,9 @@ mod settings;
 pub use discovery::{Stopped, StreamStatus};
 pub use outcome::{Delivered, Failed, LoaderError, Outcome, RunSummary};
 pub use service::{format_elapsed, Waker};
-pub use settings::{CsvOptions, LateFilePolicy, LoaderSettings, ReloadPolicy, RetryPolicy};
+pub use settings::{
+    CsvOptions, LateFilePolicy, LoaderSettings, ReloadPolicy, RetryPolicy, SchemaDriftPolicy,
+};
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -83,9 +85,10 @@ impl<S: Source, T: Target> Loader<S, T> {
             metrics,
             relay: None,
             warned: Mutex::new(HashSet::new()),
-            discovery: tokio::sync::Mutex::new(discovery::Discovery::new(
-                settings.full_list_interval,
-            )),
+            discovery: tokio::sync::Mutex::new(
+                discovery::Discovery::new(settings.full_list_interval)
+                    .watch_dated_folders(settings.date_folders),
+            ),
             status: watch::channel(BTreeMap::new()).0,
             wake: Arc::new(Notify::new()),
             progress: tokio::sync::broadcast::channel(4096).0,
@@ -347,7 +350,10 @@ impl<S: Source, T: Target> Loader<S, T> {
         // first delivery (which opens the session if it is not open).
         let mut session = None;
         if let Some(first) = files.first() {
-            let table = self.target.tables()[&first.object.table].clone();
+            let table = self
+                .target
+                .table(&first.object.table)
+                .expect("discovery lists only the target's tables");
             match self.target.open_session(&table).await {
                 Ok(s) => session = Some(s),
                 Err(crate::target::TargetError::Busy(name)) => {

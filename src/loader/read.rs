@@ -52,8 +52,9 @@ impl<S: Source, T: Target> Loader<S, T> {
         if file.object.kind.is_load() {
             return None;
         }
-        let table = self.target.tables().get(&file.object.table)?.clone();
+        let table = self.target.table(&file.object.table)?;
         let encoding = self.target.cdc_encoding(&table)?;
+        let spec = table.clone();
         let body = self.source.open(&file.info.key).await.ok()?;
         let cancel = Arc::new(AtomicBool::new(false));
         let job = self.decode_job(
@@ -75,6 +76,7 @@ impl<S: Source, T: Target> Loader<S, T> {
         });
         Some(Prefetch {
             encoding,
+            spec,
             etag: body.etag,
             size: body.size,
             bytes_read: body.bytes_read,
@@ -92,7 +94,8 @@ impl<S: Source, T: Target> Loader<S, T> {
         object: &DmsObject,
         ahead: Option<Prefetch>,
     ) -> Result<(DeliveryResult, u64), LoaderError> {
-        if let Some(ahead) = ahead {
+        // (Decoded for other columns: a delivery before it added some. Read again.)
+        if let Some(ahead) = ahead.filter(|a| a.spec == plan.table) {
             if let Some(played) = self.play(session, plan, ahead).await {
                 return played;
             }
@@ -227,6 +230,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                                     message: format!("{}: {e}", crate::source::display_key(&key)),
                                     retryable,
                                     needs_staging: false,
+                                    added_columns: None,
                                 }))
                                 .await;
                             return;

@@ -80,6 +80,27 @@ impl ReloadPolicy {
     }
 }
 
+/// `SCHEMA_DRIFT_POLICY`: what to do with a file whose header names columns the table lacks, at
+/// its end (DMS added source columns).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SchemaDriftPolicy {
+    /// The stream stops at the file (ERROR) with the columns named and the migration to write.
+    #[default]
+    Stop,
+    /// The columns are added to the table (nullable `text`) in the file's own transaction.
+    AddColumns,
+}
+
+impl SchemaDriftPolicy {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "stop" => Some(SchemaDriftPolicy::Stop),
+            "add-columns" => Some(SchemaDriftPolicy::AddColumns),
+            _ => None,
+        }
+    }
+}
+
 /// What the loader does, beyond where the data is.
 #[derive(Clone, Debug)]
 pub struct LoaderSettings {
@@ -112,8 +133,11 @@ pub struct LoaderSettings {
     pub header_row: bool,
     pub late_file_policy: LateFilePolicy,
     pub reload_policy: ReloadPolicy,
+    pub schema_drift_policy: SchemaDriftPolicy,
     /// How DMS wrote the CSV (the endpoint's settings).
     pub csv: CsvOptions,
+    /// DMS may write date folders (`DatePartitionEnabled` not known to be false).
+    pub date_folders: bool,
 }
 
 /// How the endpoint's settings shape the CSV files.
@@ -176,7 +200,9 @@ impl Default for LoaderSettings {
             header_row: false,
             late_file_policy: LateFilePolicy::default(),
             reload_policy: ReloadPolicy::default(),
+            schema_drift_policy: SchemaDriftPolicy::default(),
             csv: CsvOptions::default(),
+            date_folders: true,
         }
     }
 }
@@ -196,7 +222,9 @@ impl LoaderSettings {
             header_row: config.dms_settings.add_column_name,
             late_file_policy: config.late_file_policy,
             reload_policy: config.reload_policy,
+            schema_drift_policy: config.schema_drift_policy,
             csv: CsvOptions::from_settings(&config.dms_settings),
+            date_folders: config.dms_settings.date_partition_enabled != Some(false),
             notification: config.publishes().then(|| {
                 Arc::new(NotificationSettings {
                     datasource: config.notification_datasource.clone(),

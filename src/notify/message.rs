@@ -39,6 +39,10 @@ struct DeliveryRef<'a> {
     id: i64,
     key: &'a str,
     rows: u64,
+    /// Columns this delivery added to the table (`SCHEMA_DRIFT_POLICY=add-columns`); absent
+    /// when none.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    added_columns: &'a [String],
 }
 
 /// The message, field for field as the replaced service published it, plus `delivery`.
@@ -94,6 +98,7 @@ pub fn change_notification(
             id: change.delivery_id,
             key: change.key,
             rows: change.rows,
+            added_columns: change.added_columns,
         },
     };
     Some(serde_json::to_string(&message).expect("the notification serializes"))
@@ -131,6 +136,7 @@ mod tests {
                     unchanged: 0,
                 },
                 max_event_id: Some(1020487673),
+                added_columns: &[],
             },
             now,
         )
@@ -154,6 +160,7 @@ mod tests {
                 ..NetCounts::default()
             },
             max_event_id: None,
+            added_columns: &[],
         };
         assert!(change_notification(&settings(), &change, chrono::Utc::now()).is_none());
     }

@@ -59,6 +59,23 @@ impl ChunkSink for mpsc::Sender<Chunk> {
     }
 }
 
+/// The migration a schema drift asks for: `ALTER TABLE <table> ADD COLUMN "<name>" <type>, ...`.
+fn add_column_sql(table: &str, extra: &[String]) -> String {
+    format!(
+        "ALTER TABLE {table} {}",
+        extra
+            .iter()
+            .map(|c| {
+                format!(
+                    "ADD COLUMN {} <its type>",
+                    crate::target::queries::quote_ident(&c.to_ascii_lowercase())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 impl DecodeJob {
     /// A buffer for this file of at most `max` bytes: `max` for a big file or an unknown size,
     /// else about what the file decodes to (8 times its size, at least 16 KiB).
@@ -92,6 +109,7 @@ impl DecodeJob {
                 message: format!("{}: line {line}: a delete in a full load", self.key),
                 retryable: false,
                 needs_staging: true,
+                added_columns: None,
             }),
             Err(e) => {
                 let retryable =
@@ -105,12 +123,28 @@ impl DecodeJob {
                         self.key,
                         scanner.line()
                     ),
+                    DecodeError::Drift { table, extra, .. } => format!(
+                        "{}: {e}. SCHEMA_DRIFT_POLICY=stop: add them to the table with a migration ({}), then retry the file; or set SCHEMA_DRIFT_POLICY=add-columns",
+                        self.key,
+                        add_column_sql(table, extra)
+                    ),
+                    DecodeError::FieldCount {
+                        expected, found, ..
+                    } if found > expected => format!(
+                        "{}: {e} (more fields than table {} has columns: if DMS added source columns, add them to the table with a migration, then retry the file; with AddColumnName=true the loader names them)",
+                        self.key, self.spec.name
+                    ),
                     other => format!("{}: {other}", self.key),
+                };
+                let added_columns = match e {
+                    DecodeError::Drift { extra, .. } => Some(extra),
+                    _ => None,
                 };
                 Chunk::Failed(ChunkFailure {
                     message,
                     retryable,
                     needs_staging: false,
+                    added_columns,
                 })
             }
         };

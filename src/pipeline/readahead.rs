@@ -13,6 +13,8 @@ use crate::target::{Chunk, ChunkFailure, Encoding};
 /// A change file being read and decoded ahead of its turn. Dropping it cancels the decoding.
 pub(crate) struct Prefetch {
     pub encoding: Encoding,
+    /// The table's columns it was decoded for (a delivery that added columns makes it stale).
+    pub spec: Arc<crate::dms::TableSpec>,
     pub etag: String,
     pub size: u64,
     pub bytes_read: Arc<AtomicU64>,
@@ -103,6 +105,7 @@ impl Tape {
                 message: "the file was decoded ahead for another table layout".into(),
                 retryable: true,
                 needs_staging: false,
+                added_columns: None,
             }));
             return;
         }
@@ -120,6 +123,7 @@ impl Tape {
                     message: format!("reading the file decoded ahead back from TMPDIR: {e}"),
                     retryable: true,
                     needs_staging: false,
+                    added_columns: None,
                 }));
             }
         }

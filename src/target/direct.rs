@@ -243,6 +243,7 @@ impl DirectInserts {
                     message: format!("reading the set-aside inserts back from TMPDIR: {e}"),
                     retryable: true,
                     needs_staging: false,
+                    added_columns: None,
                 }),
             };
             let _ = tx.blocking_send(message);

@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_reloads_and_late_files",
         sql: include_str!("../../db/0007_reloads_and_late_files.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_schema_drift",
+        sql: include_str!("../../db/0008_schema_drift.sql"),
+    },
 ];
 
 /// FNV-1a of the migration text: detects an applied migration that was edited afterwards.

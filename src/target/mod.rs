@@ -46,6 +46,9 @@ pub struct DeliveryPlan {
     /// A change file without the Op column (every row an insert or an update): its rows are
     /// all staged (no insert goes straight into the table).
     pub upserts_only: bool,
+    /// Columns to add to the table first, in the delivery's transaction
+    /// (`SCHEMA_DRIFT_POLICY=add-columns`; `table` has them already, nullable `text`).
+    pub add_columns: Vec<String>,
 }
 
 /// A full-load re-run applied as one delivery.
@@ -131,6 +134,9 @@ pub struct ChunkFailure {
     pub retryable: bool,
     /// Not a fault: the file cannot go straight into the table (a delete in a full load).
     pub needs_staging: bool,
+    /// Not a fault of the rows: the file's header names columns the table lacks, at its end
+    /// (DMS added source columns), named here (see `SCHEMA_DRIFT_POLICY`).
+    pub added_columns: Option<Vec<String>>,
 }
 
 /// The outcome of a committed (or, in dry run, rolled back) delivery.
@@ -223,6 +229,11 @@ pub trait Target: Send + Sync + 'static {
     type Session: Send;
     /// The replicated tables by name.
     fn tables(&self) -> &HashMap<String, Arc<TableSpec>>;
+    /// Table `name` as the target knows it now: its columns at start-up, or since a delivery
+    /// added columns to it (`SCHEMA_DRIFT_POLICY=add-columns`).
+    fn table(&self, name: &str) -> Option<Arc<TableSpec>> {
+        self.tables().get(name).cloned()
+    }
     /// The ledger's entries for `keys` (keys it has no row for are absent). Its cost depends on
     /// the number of keys asked about, not on the size of the ledger.
     fn ledger_entries(
@@ -302,6 +313,8 @@ pub struct DeliveryFacts<'a> {
     pub rows: u64,
     pub counts: NetCounts,
     pub max_event_id: Option<i64>,
+    /// Columns the delivery added to the table (schema drift), if any.
+    pub added_columns: &'a [String],
 }
 
 /// A row for the outbox: opaque to the target, which stores it with the delivery.

@@ -22,6 +22,7 @@ mod process;
 mod reloads;
 mod restarts;
 mod s3_tls;
+mod schema_drift;
 mod service;
 mod shutdown;
 mod status_page;

@@ -43,6 +43,16 @@ pub enum DecodeError {
         /// Which columns are missing, extra or out of order.
         reason: String,
     },
+    /// The header row names the table's columns, in order, and then more: DMS added source
+    /// columns at the end (schema drift; see `SCHEMA_DRIFT_POLICY`).
+    #[error("line {line}: header row: the file has column(s) at its end that table {table} lacks: {} (DMS added source columns)", extra.join(", "))]
+    Drift {
+        /// The header's line (1).
+        line: u64,
+        table: String,
+        /// The names of the columns the table lacks, in file order.
+        extra: Vec<String>,
+    },
     /// The file is not valid CSV.
     #[error("line {line}: {reason}")]
     Syntax {

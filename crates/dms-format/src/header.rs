@@ -49,6 +49,17 @@ pub fn check_header(
         .map(String::as_str)
         .filter(|n| !columns.iter().any(|c| same(n, c)))
         .collect();
+    if missing.is_empty()
+        && !extra.is_empty()
+        && names.len() > columns.len()
+        && columns.iter().zip(names.iter()).all(|(c, n)| same(c, n))
+    {
+        return Err(DecodeError::Drift {
+            line: record.line(),
+            table: spec.name.clone(),
+            extra: names[columns.len()..].to_vec(),
+        });
+    }
     let reason = if !missing.is_empty() || !extra.is_empty() {
         let mut parts = Vec::new();
         if !missing.is_empty() {
@@ -139,7 +150,24 @@ mod tests {
             e,
             "line 1: header row: table orders has column(s) the file lacks: name"
         );
-        let e = check_header(&t, &header("Op,id,name,venue\n"), OpColumn::Present, None)
+        // Columns added at the end: schema drift, named.
+        let e = check_header(
+            &t,
+            &header("Op,id,name,venue,fee\n"),
+            OpColumn::Present,
+            None,
+        )
+        .unwrap_err();
+        match &e {
+            DecodeError::Drift { extra, .. } => assert_eq!(extra, &["venue", "fee"]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            e.to_string(),
+            "line 1: header row: the file has column(s) at its end that table orders lacks: venue, fee (DMS added source columns)"
+        );
+        // An extra column elsewhere is not drift DMS makes.
+        let e = check_header(&t, &header("Op,venue,id,name\n"), OpColumn::Present, None)
             .unwrap_err()
             .to_string();
         assert!(

@@ -44,6 +44,18 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
+    /// This table with nullable `text` columns `names` added at the end (a schema drift taken in;
+    /// names lower-cased, as the migrations name columns).
+    pub fn with_text_columns(&self, names: &[String]) -> TableSpec {
+        let mut spec = self.clone();
+        spec.columns.extend(names.iter().map(|n| Column {
+            name: n.to_ascii_lowercase(),
+            ty: ColumnType::Text,
+            nullable: true,
+        }));
+        spec
+    }
+
     /// Index of the `event_id` column, if the table has one.
     pub fn event_id_index(&self) -> Option<usize> {
         self.columns.iter().position(|c| c.name == "event_id")

@@ -12,6 +12,7 @@ use super::statements::TableSql;
 use super::{PgSession, PgTarget};
 use crate::dms::{TableSpec, TupleLayout, COPY_BINARY_HEADER, COPY_BINARY_TRAILER};
 use crate::target::direct::{self, DirectInserts};
+use crate::target::queries;
 use crate::target::{
     Chunk, DeliveryPlan, DeliveryResult, Encoding, NetCounts, Rows, StreamSummary, TargetError,
 };
@@ -59,6 +60,7 @@ pub(super) async fn stream_chunks(
                     message: format!("{}: the decoder stopped without a result", plan.key),
                     retryable: true,
                     needs_staging: false,
+                    added_columns: None,
                 }))
             }
         }
@@ -125,10 +127,20 @@ impl PgTarget {
             }
             .map_err(TargetError::pg("check the ledger"))
         };
+        let add_columns = (!plan.add_columns.is_empty())
+            .then(|| queries::add_columns(&self.schema, spec, plan.add_columns.len()));
         let checks = async {
             let ((), delivered) = futures::try_join!(session.begin_delivery(), delivered)?;
             if delivered.is_some() {
                 return Err(TargetError::AlreadyDelivered(plan.key.clone()));
+            }
+            // A schema drift taken in: the table gets the file's new columns first, in the
+            // delivery's transaction.
+            if let Some(sql) = &add_columns {
+                client
+                    .batch_execute(sql)
+                    .await
+                    .map_err(TargetError::pg("add the new columns"))?;
             }
             Ok(())
         };
@@ -153,6 +165,11 @@ impl PgTarget {
                 .await
                 .map_err(TargetError::pg("drop the staging table"))?;
             applied
+        } else if add_columns.is_some() {
+            // (Not sent together with the COPY: the table changes first.)
+            checks.await?;
+            self.apply_staged(session, &sql, plan, rows, async { Ok(()) })
+                .await?
         } else {
             self.apply_staged(session, &sql, plan, rows, checks).await?
         };
@@ -272,6 +289,12 @@ impl PgTarget {
             .prepare_cached(&ledger.record_success)
             .await
             .map_err(TargetError::pg("record the delivery"))?;
+        let added_columns: Option<Vec<String>> = (!plan.add_columns.is_empty()).then(|| {
+            plan.table.columns[plan.table.columns.len() - plan.add_columns.len()..]
+                .iter()
+                .map(|c| c.name.clone())
+                .collect()
+        });
         let reload_sql = match &plan.reload {
             Some(_) => Some((
                 client
@@ -292,6 +315,7 @@ impl PgTarget {
             rows: summary.rows,
             counts,
             max_event_id: summary.max_event_id,
+            added_columns: &plan.add_columns,
         };
         let outbox_row = plan.notification.as_ref().and_then(|w| w.row(&facts));
         let outbox = match &outbox_row {
@@ -330,6 +354,7 @@ impl PgTarget {
                         &self.host,
                         &crate::VERSION,
                         &plan.late.is_some(),
+                        &added_columns,
                     ],
                 )
                 .await
@@ -408,6 +433,7 @@ async fn record_reload_parts(
     let zero = 0i64;
     let none: Option<i64> = None;
     let late = false;
+    let no_columns: Option<Vec<String>> = None;
     let files = reload.parts.len() as i32;
     let (rows, creates, amends, removes, unchanged) = (
         summary.rows as i64,
@@ -446,6 +472,7 @@ async fn record_reload_parts(
             &host,
             &crate::VERSION,
             &late,
+            &no_columns,
         ];
         sent.push(client.execute_raw(record, params));
     }

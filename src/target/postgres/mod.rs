@@ -50,6 +50,8 @@ pub struct PgTarget {
     publisher_lock: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
     schema: String,
     tables: HashMap<String, Arc<TableSpec>>,
+    /// Tables whose columns a delivery added since start-up (schema drift taken in).
+    drifted: Arc<std::sync::RwLock<HashMap<String, Arc<TableSpec>>>>,
     /// The statements of each table and of the ledger, built once.
     statements: Arc<Statements>,
     host: String,
@@ -128,6 +130,7 @@ impl PgTarget {
             schema: schema.to_string(),
             statements: Arc::new(Statements::new(schema, &tables)),
             tables,
+            drifted: Default::default(),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             dry_run,
         })
@@ -143,6 +146,11 @@ impl Target for PgTarget {
 
     fn tables(&self) -> &HashMap<String, Arc<TableSpec>> {
         &self.tables
+    }
+
+    fn table(&self, name: &str) -> Option<Arc<TableSpec>> {
+        let drifted = self.drifted.read().expect("not poisoned");
+        drifted.get(name).or_else(|| self.tables.get(name)).cloned()
     }
 
     async fn ledger_entries(
@@ -220,6 +228,12 @@ impl Target for PgTarget {
         let result = self.apply_in_session(session, plan, rows).await;
         if result.is_err() {
             session.roll_back_delivery().await;
+        } else if !plan.add_columns.is_empty() && self.dry_run.is_none() {
+            // Committed with the new columns: later files are read with them.
+            self.drifted
+                .write()
+                .expect("not poisoned")
+                .insert(plan.table.name.clone(), plan.table.clone());
         }
         result
     }

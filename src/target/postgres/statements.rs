@@ -75,8 +75,9 @@ impl Statements {
     /// The statements of `spec`'s table (built now if the table was not known at start-up).
     pub(super) fn table(&self, schema: &str, spec: &TableSpec) -> Arc<TableSql> {
         match self.tables.get(&spec.name) {
-            Some(sql) => sql.clone(),
-            None => Arc::new(TableSql::new(schema, spec)),
+            // (A table whose columns a delivery added has another layout: built now.)
+            Some(sql) if sql.stage == queries::stage_name(spec) => sql.clone(),
+            _ => Arc::new(TableSql::new(schema, spec)),
         }
     }
 }

@@ -311,15 +311,33 @@ pub fn clear_failure(schema: &str) -> String {
     )
 }
 
+/// `spec`'s last `added` columns added to its table (a schema drift taken in), nullable.
+pub fn add_columns(schema: &str, spec: &TableSpec, added: usize) -> String {
+    let columns = &spec.columns[spec.columns.len() - added..];
+    format!(
+        "ALTER TABLE {} {}",
+        qualified(schema, &spec.name),
+        columns
+            .iter()
+            .map(|c| format!(
+                "ADD COLUMN IF NOT EXISTS {} {}",
+                quote_ident(&c.name),
+                sql_type(&c.ty)
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// The SUCCESS row, written in the delivery's own transaction.
 pub fn record_success(schema: &str) -> String {
     let ledger = qualified(schema, "loader_deliveries");
     format!(
         "INSERT INTO {ledger} (id, object_key, etag, size, table_name, kind, status, rows, creates,
                                amends, removes, unchanged, max_event_id, started_at, finished_at,
-                               error, host, loader_version, late)
+                               error, host, loader_version, late, added_columns)
          VALUES ($1, $2, $3, $4, $5, $6, 'SUCCESS', $7, $8, $9, $10, $11, $12, $13,
-                 clock_timestamp(), NULL, $14, $15, $16)"
+                 clock_timestamp(), NULL, $14, $15, $16, $17)"
     )
 }
 

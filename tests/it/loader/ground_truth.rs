@@ -224,6 +224,7 @@ async fn loaders_starting_together_apply_the_migrations_once() {
             vec![Some("5".into()), Some("0005_runs".into())],
             vec![Some("6".into()), Some("0006_outbox_message_id".into())],
             vec![Some("7".into()), Some("0007_reloads_and_late_files".into())],
+            vec![Some("8".into()), Some("0008_schema_drift".into())],
         ]
     );
 }
