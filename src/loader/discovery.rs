@@ -128,8 +128,11 @@ impl Cursor {
     /// returned it: behind its own naming's cursor, or, while its naming has none yet, behind
     /// the other one's (a stream that starts using date folders after flat names: `2022/...`
     /// sorts before `20220922-...`). Such files are found by the full listing.
-    fn is_behind(&self, key: &str, folder: &str) -> bool {
-        let dated = key[folder.len()..].contains('/');
+    /// With `watch_dated`, a date folder of the flat cursor's year is listed on its own (see
+    /// [`Cursor::listings`]): its keys are not behind.
+    fn is_behind(&self, key: &str, folder: &str, watch_dated: bool) -> bool {
+        let name = &key[folder.len()..];
+        let dated = name.contains('/');
         let (own, other) = if dated {
             (&self.dated, &self.flat)
         } else {
@@ -137,6 +140,15 @@ impl Cursor {
         };
         match own {
             Some(c) => key <= c.as_str(),
+            None if dated && watch_dated => {
+                let year = |k: &str| k[folder.len()..].get(..4).map(str::to_string);
+                let watched = self
+                    .flat
+                    .as_deref()
+                    .and_then(year)
+                    .is_some_and(|y| name.starts_with(&format!("{y}/")));
+                !watched && other.as_deref().is_some_and(|c| key <= c)
+            }
             None => other.as_deref().is_some_and(|c| key <= c),
         }
     }
@@ -279,7 +291,7 @@ impl Discovery {
                         known.is_some_and(|s| s.pending.contains_key(&order(&object)));
                     let behind = known
                         .and_then(|s| s.cursors.get(&folder))
-                        .is_some_and(|c| c.is_behind(&object.key, &folder));
+                        .is_some_and(|c| c.is_behind(&object.key, &folder, self.watch_dated));
                     if behind && !was_pending {
                         plan.late.push((object.table.clone(), object.key.clone()));
                     }
@@ -362,7 +374,7 @@ impl Discovery {
             let seen = !object.kind.is_load()
                 && stream
                     .and_then(|s| s.cursors.get(&folder))
-                    .is_some_and(|c| c.is_behind(&object.key, &folder));
+                    .is_some_and(|c| c.is_behind(&object.key, &folder, self.watch_dated));
             let known = seen
                 || stream.is_some_and(|s| {
                     s.settled_loads.get(&object.key) == Some(&info.etag)

@@ -177,39 +177,47 @@ async fn date_folder_and_flat_change_files_are_found_incrementally_once_both_nam
     assert_eq!(service.terminate(), Some(0));
 }
 
+/// A first `YYYY/` date folder sorts before the flat names of its year: the incremental pass also
+/// lists that year's folder, so the file is found at once, in order, not late. Only when the
+/// endpoint's settings say DMS writes no date folders is it left to the full listing (late).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_first_date_folder_file_behind_flat_names_waits_for_the_full_listing_and_counts_as_late()
-{
-    let app = spawn_app().await;
-    app.put_csv("strategies", "LOAD00000001.csv.gz", &strategies(2))
-        .await;
-    let first = app
-        .put_csv(
-            "strategies",
-            "20220922-100000000.csv.gz",
-            &change("I", 3, "ACTIVE", 3),
-        )
-        .await;
-    let mut service = Service::start_with(&app, "3", &[]);
-    wait_status(&app, &service, &first, "SUCCESS", Duration::from_secs(15)).await;
-    let dated = app
-        .put_csv(
-            "strategies",
-            "2022/09/23/20220923-010000000.csv.gz",
-            &change("I", 4, "ACTIVE", 4),
-        )
-        .await;
-    wait_status(&app, &service, &dated, "SUCCESS", Duration::from_secs(15)).await;
-    let late = series("late_files_total", "strategies");
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            service.metric(&late).await == Some(1.0)
-        })
-        .await,
-        "{late} is 1:\n{}",
-        service.log()
-    );
-    assert_eq!(service.terminate(), Some(0));
+async fn a_first_date_folder_after_flat_names_is_found_at_once_unless_the_settings_rule_it_out() {
+    for (settings, full_list, late_expected) in [
+        ("", "3600", 0.0),
+        (r#"{"DatePartitionEnabled": false}"#, "3", 1.0),
+    ] {
+        let app = spawn_app().await;
+        app.put_csv("strategies", "LOAD00000001.csv.gz", &strategies(2))
+            .await;
+        let first = app
+            .put_csv(
+                "strategies",
+                "20220922-100000000.csv.gz",
+                &change("I", 3, "ACTIVE", 3),
+            )
+            .await;
+        let mut service = Service::start_with(&app, full_list, &[("DMS_SETTINGS", settings)]);
+        wait_status(&app, &service, &first, "SUCCESS", Duration::from_secs(15)).await;
+        let dated = app
+            .put_csv(
+                "strategies",
+                "2022/09/23/20220923-010000000.csv.gz",
+                &change("I", 4, "ACTIVE", 4),
+            )
+            .await;
+        // (With FULL_LIST_INTERVAL=3600 only an incremental pass can find it.)
+        wait_status(&app, &service, &dated, "SUCCESS", Duration::from_secs(15)).await;
+        let late = series("late_files_total", "strategies");
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                service.metric(&late).await.unwrap_or(0.0) == late_expected
+            })
+            .await,
+            "{settings}: {late} is {late_expected}:\n{}",
+            service.log()
+        );
+        assert_eq!(service.terminate(), Some(0));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
