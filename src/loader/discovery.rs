@@ -21,10 +21,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+mod cursor;
+
 use super::outcome::{LoaderError, PendingFile};
 use crate::dms::{self, DmsObject, FileKind};
 use crate::ledger::{self, Head, LedgerEntry, LedgerStore};
 use crate::source::{root_prefix, ObjectInfo, Source};
+use cursor::Cursor;
 
 /// The target's tables by name.
 pub(crate) type Tables = HashMap<String, std::sync::Arc<crate::dms::TableSpec>>;
@@ -53,105 +56,6 @@ pub struct StreamStatus {
     pub in_flight: Option<i64>,
     /// Greatest change-file key listed (where the next listing starts).
     pub cursor: Option<String>,
-}
-
-/// Listing cursors of one stream folder.
-#[derive(Clone, Debug, Default)]
-struct Cursor {
-    flat: Option<String>,
-    dated: Option<String>,
-}
-
-impl Cursor {
-    fn advance(&mut self, object: &DmsObject, folder: &str) {
-        if object.kind.is_load() {
-            return;
-        }
-        let dated = object.key[folder.len()..].contains('/');
-        let slot = if dated {
-            &mut self.dated
-        } else {
-            &mut self.flat
-        };
-        if slot.as_deref().is_none_or(|c| c < object.key.as_str()) {
-            *slot = Some(object.key.clone());
-        }
-    }
-
-    /// The listings an incremental pass makes for this folder: `(prefix, start_after)`.
-    ///
-    /// One naming (the usual case: DMS's `DatePartitionEnabled` is either on or off): one
-    /// listing after its cursor. Both namings: one listing after the flat cursor (new flat
-    /// files, full-load files, date folders of later years) and one of the dated cursor's year
-    /// folder after the dated cursor, so neither lists the other's history again.
-    fn listings(&self, folder: &str, watch_dated: bool) -> Vec<(String, Option<String>)> {
-        match (&self.flat, &self.dated) {
-            (Some(flat), Some(dated))
-                if !dated[folder.len()..]
-                    .split('/')
-                    .next()
-                    .is_some_and(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit())) =>
-            {
-                // One date folder per period (`2022_09_22/`, `20220922/`, ...): no year folder
-                // to list on its own, so one listing after the smaller cursor (it lists the
-                // other naming's later keys again; both namings in one folder is a settings
-                // change, rare).
-                vec![(folder.to_string(), Some(flat.clone().min(dated.clone())))]
-            }
-            (Some(flat), Some(dated)) => {
-                let year = dated[folder.len()..].split('/').next().unwrap_or_default();
-                // The folder listing skips the dated cursor's year folder (listed on its own):
-                // `<year>0` sorts after every `<year>/...` key and before `<year>MMDD-...`.
-                let past_year_folder = format!("{folder}{year}0");
-                vec![
-                    (folder.to_string(), Some(flat.clone().max(past_year_folder))),
-                    (format!("{folder}{year}/"), Some(dated.clone())),
-                ]
-            }
-            // Flat names only: a first `YYYY/` date folder of the current year sorts before
-            // them (`/` before the digits) and would be hidden behind the cursor, so that year's
-            // folder is listed too (empty unless DMS starts partitioning by date), unless the
-            // endpoint's settings say it never does.
-            (Some(flat), None) if watch_dated => {
-                let name = &flat[folder.len()..];
-                let mut listings = vec![(folder.to_string(), Some(flat.clone()))];
-                if name.len() >= 4 && name.as_bytes()[..4].iter().all(u8::is_ascii_digit) {
-                    listings.push((format!("{folder}{}/", &name[..4]), None));
-                }
-                listings
-            }
-            (flat, dated) => vec![(folder.to_string(), flat.clone().or(dated.clone()))],
-        }
-    }
-
-    /// Whether `key` sorts at or behind a cursor, so an incremental listing may not have
-    /// returned it: behind its own naming's cursor, or, while its naming has none yet, behind
-    /// the other one's (a stream that starts using date folders after flat names: `2022/...`
-    /// sorts before `20220922-...`). Such files are found by the full listing.
-    /// With `watch_dated`, a date folder of the flat cursor's year is listed on its own (see
-    /// [`Cursor::listings`]): its keys are not behind.
-    fn is_behind(&self, key: &str, folder: &str, watch_dated: bool) -> bool {
-        let name = &key[folder.len()..];
-        let dated = name.contains('/');
-        let (own, other) = if dated {
-            (&self.dated, &self.flat)
-        } else {
-            (&self.flat, &self.dated)
-        };
-        match own {
-            Some(c) => key <= c.as_str(),
-            None if dated && watch_dated => {
-                let year = |k: &str| k[folder.len()..].get(..4).map(str::to_string);
-                let watched = self
-                    .flat
-                    .as_deref()
-                    .and_then(year)
-                    .is_some_and(|y| name.starts_with(&format!("{y}/")));
-                !watched && other.as_deref().is_some_and(|c| key <= c)
-            }
-            None => other.as_deref().is_some_and(|c| key <= c),
-        }
-    }
 }
 
 type Order = (String, FileKind, String);
