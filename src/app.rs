@@ -329,10 +329,21 @@ pub async fn upload_sample(
     source: &S3Source,
     spec: crate::sample::SampleSpec,
 ) -> Result<crate::sample::SampleManifest, crate::source::SourceError> {
+    upload_sample_in(source, spec, crate::sample::FileDialect::default()).await
+}
+
+/// [`upload_sample`], the files written as a DMS endpoint with `dialect`'s settings writes them.
+pub async fn upload_sample_in(
+    source: &S3Source,
+    spec: crate::sample::SampleSpec,
+    dialect: crate::sample::FileDialect,
+) -> Result<crate::sample::SampleManifest, crate::source::SourceError> {
     source.ensure_bucket().await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<crate::sample::SampleFile>(1);
     let generator = tokio::task::spawn_blocking(move || {
-        crate::sample::generate(&spec, |file| tx.blocking_send(file).map_err(|_| ()))
+        crate::sample::generate_in(&spec, &dialect, |file| {
+            tx.blocking_send(file).map_err(|_| ())
+        })
     });
     let mut upload_error = None;
     while let Some(file) = rx.recv().await {

@@ -1,7 +1,8 @@
 //! `sample`: the deterministic sample dataset, written to the SOURCE bucket.
 use crate::app::{self, exit};
 use crate::config::SourceConfig;
-use crate::sample::SampleSpec;
+use crate::dms::DmsSettings;
+use crate::sample::{DateFolders, FileDialect, SampleSpec};
 use crate::source::{display_key, root_prefix, S3Source, Source};
 
 use super::SampleArgs;
@@ -24,6 +25,20 @@ pub(super) async fn run(args: SampleArgs) -> i32 {
         },
         Err(_) => {
             eprintln!("configuration error: SOURCE: is not set");
+            return exit::CONFIG;
+        }
+    };
+    if args.format == "parquet" {
+        eprintln!(
+            "sample: --format parquet: this version neither writes nor reads Parquet yet (DataFormat=parquet is refused by the loader too); use --format csv"
+        );
+        return exit::CONFIG;
+    }
+    // The files as the DMS endpoint of DMS_SETTINGS writes them (the loader reads the same).
+    let dialect = match dialect_from_env() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
             return exit::CONFIG;
         }
     };
@@ -59,7 +74,7 @@ pub(super) async fn run(args: SampleArgs) -> i32 {
             }
         }
     }
-    match app::upload_sample(&s3, spec).await {
+    match app::upload_sample_in(&s3, spec, dialect).await {
         Ok(manifest) => {
             let rows: u64 = manifest.files.iter().map(|f| f.rows).sum();
             tracing::info!(
@@ -81,4 +96,59 @@ pub(super) async fn run(args: SampleArgs) -> i32 {
             exit::FAILED
         }
     }
+}
+
+/// The generator's file dialect from `DMS_SETTINGS` / `DMS_SETTINGS_FILE` (the default dialect
+/// when neither is set).
+fn dialect_from_env() -> Result<FileDialect, crate::config::ConfigError> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let settings = match (get("DMS_SETTINGS"), get("DMS_SETTINGS_FILE")) {
+        (Some(json), _) => DmsSettings::parse(&json)?,
+        (None, Some(path)) => {
+            let json = std::fs::read_to_string(path.trim()).map_err(|e| {
+                crate::config::ConfigError::new(
+                    "DMS_SETTINGS_FILE",
+                    format!("{}: {e}", path.trim()),
+                )
+            })?;
+            DmsSettings::parse(&json)?
+        }
+        (None, None) => return Ok(FileDialect::default()),
+    };
+    dialect_of(&settings)
+}
+
+/// What the generator writes for an endpoint's settings.
+pub(crate) fn dialect_of(s: &DmsSettings) -> Result<FileDialect, crate::config::ConfigError> {
+    if s.cdc_without_op {
+        return Err(crate::config::ConfigError::new(
+            "DMS_SETTINGS",
+            "CdcInsertsOnly/CdcInsertsAndUpdates without IncludeOpForFullLoad: the sample's change files have updates and deletes, which Op-less files cannot carry; the generator does not write them",
+        ));
+    }
+    let date_folders = match s.date_partition_enabled {
+        None => DateFolders::Alternate,
+        Some(false) => DateFolders::Flat,
+        Some(true) => DateFolders::Layout {
+            sequence: s
+                .date_partition_sequence
+                .clone()
+                .unwrap_or_else(|| "YYYYMMDD".into()),
+            delimiter: match s.date_partition_delimiter.as_deref() {
+                Some("UNDERSCORE") => Some('_'),
+                Some("DASH") => Some('-'),
+                Some("NONE") => None,
+                _ => Some('/'),
+            },
+        },
+    };
+    Ok(FileDialect {
+        delimiter: s.delimiter.unwrap_or(b','),
+        null_value: s.null_value.clone(),
+        header: s.add_column_name,
+        op_in_full_load: s.include_op_for_full_load,
+        timestamp_column: s.timestamp_column.clone(),
+        gzip: !s.uncompressed,
+        date_folders,
+    })
 }

@@ -32,6 +32,13 @@ pub struct DmsSettings {
     pub cdc_without_op: bool,
     /// `DatePartitionEnabled`, when given.
     pub date_partition_enabled: Option<bool>,
+    /// `DatePartitionSequence` and `DatePartitionDelimiter` (upper-case), when given.
+    pub date_partition_sequence: Option<String>,
+    pub date_partition_delimiter: Option<String>,
+    /// `IncludeOpForFullLoad`.
+    pub include_op_for_full_load: bool,
+    /// `CompressionType=NONE`: `.csv` files (the sample generator writes them so).
+    pub uncompressed: bool,
     /// `TimestampColumnName`: every record carries DMS's commit-time column under this name,
     /// after the Op column (first when there is none).
     pub timestamp_column: Option<String>,
@@ -112,7 +119,10 @@ impl DmsSettings {
         let get = |k: &str| map.get(k).filter(|v| !v.is_null());
         let is = |k: &str, default: bool| get(k).and_then(flag).unwrap_or(default);
         let include_op = is("IncludeOpForFullLoad", false);
-        let mut out = DmsSettings::default();
+        let mut out = DmsSettings {
+            include_op_for_full_load: include_op,
+            ..DmsSettings::default()
+        };
         for (key, value) in map {
             if value.is_null() {
                 continue;
@@ -123,7 +133,8 @@ impl DmsSettings {
                     _ => return Err(refuse(key, value, "only csv is read; Parquet is planned")),
                 },
                 "CompressionType" => match text(value).map(str::to_ascii_uppercase).as_deref() {
-                    Some("GZIP") | Some("NONE") => {}
+                    Some("GZIP") => {}
+                    Some("NONE") => out.uncompressed = true,
                     _ => return Err(refuse(key, value, "GZIP or NONE")),
                 },
                 "CsvDelimiter" => match text(value).map(str::as_bytes) {
@@ -221,9 +232,13 @@ impl DmsSettings {
                     Some(on) => out.date_partition_enabled = Some(on),
                     None => return Err(refuse(key, value, "true or false")),
                 },
+                "DatePartitionSequence" => {
+                    out.date_partition_sequence = text(value).map(str::to_ascii_uppercase)
+                }
+                "DatePartitionDelimiter" => {
+                    out.date_partition_delimiter = text(value).map(str::to_ascii_uppercase)
+                }
                 "IncludeOpForFullLoad"
-                | "DatePartitionSequence"
-                | "DatePartitionDelimiter"
                 | "CdcPath"
                 | "UseCsvNoSupValue"
                 | "PreserveTransactions"

@@ -204,3 +204,85 @@ async fn a_timestamp_column_after_op_is_named_in_the_header_and_skipped() {
     );
     assert_eq!(app.ledger(&bad).await.unwrap().status, "ERROR");
 }
+
+/// The sample generator writes what an endpoint with `DMS_SETTINGS` writes (through the binary's
+/// `sample` command), and the loader with the same settings loads it into exactly the generator's
+/// ground truth, whatever the dialect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_data_in_each_endpoint_dialect_loads_to_the_ground_truth() {
+    use crate::loader::ground_truth::differences;
+    use paper_engine_orders::sample::{self, SampleSpec};
+    for (settings, expect_in_keys) in [
+        (
+            r#"{"CsvDelimiter": "|", "CsvNullValue": "NULL", "AddColumnName": true,
+                "IncludeOpForFullLoad": true, "TimestampColumnName": "commit_ts",
+                "CompressionType": "NONE", "DatePartitionEnabled": true,
+                "DatePartitionSequence": "YYYYMMDDHH", "DatePartitionDelimiter": "UNDERSCORE"}"#,
+            "/2022_",
+        ),
+        (
+            r#"{"CsvDelimiter": ";", "DatePartitionEnabled": false}"#,
+            ".csv.gz",
+        ),
+    ] {
+        let app = spawn_app().await;
+        let dir = tempfile::tempdir().unwrap();
+        let listed = dir.path().join("files.json");
+        let (code, out, err) = run(
+            &app,
+            &[
+                "sample",
+                "--scale",
+                "0.02",
+                "--seed",
+                "3",
+                "--format",
+                "csv",
+                "--manifest",
+                listed.to_str().unwrap(),
+            ],
+            &[("DMS_SETTINGS", settings)],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        let files: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&listed).unwrap()).unwrap();
+        let files = files.as_array().unwrap();
+        assert!(
+            files
+                .iter()
+                .any(|f| f["key"].as_str().unwrap().contains(expect_in_keys)),
+            "{settings}: {files:?}"
+        );
+        let (code, out, err) = run(&app, &[], &[("DMS_SETTINGS", settings)]);
+        assert_eq!(code, 0, "{settings}:\n{out}{err}");
+        // The ground truth: the same spec, kept in memory.
+        let spec = SampleSpec {
+            scale: 0.02,
+            seed: 3,
+            keep_state: true,
+            ..SampleSpec::default()
+        };
+        let manifest = sample::generate(&spec, |_| Ok::<(), ()>(())).unwrap();
+        for table in sample::TABLES {
+            let expected = &manifest.tables[table];
+            assert_eq!(app.count(table).await, expected.len() as i64, "{table}");
+            assert_eq!(
+                differences(&app, table, expected).await,
+                (0, 0),
+                "{settings}: {table}"
+            );
+        }
+        let delivered = app
+            .rows("SELECT count(*) FROM paper_engine.loader_deliveries WHERE status = 'SUCCESS'")
+            .await;
+        assert_eq!(
+            delivered[0][0].as_deref(),
+            Some(files.len().to_string().as_str())
+        );
+    }
+    // Parquet is refused, saying so.
+    let app = spawn_app().await;
+    let (code, _, err) = run(&app, &["sample", "--format", "parquet"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("Parquet yet"), "{err}");
+}

@@ -7,11 +7,11 @@ use flate2::Compression;
 
 use std::io::Write as _;
 
+use super::dialect::{write_record_in, FileDialect};
 use super::fields::Fields;
-use super::record::write_record;
 use super::reference::Ctx;
 use super::rows::Row;
-use super::spec::{FileSummary, SampleFile};
+use super::spec::{FileSummary, SampleFile, EXECUTION_COLUMNS, ORDER_COLUMNS, STRATEGY_COLUMNS};
 use super::state::{Log, Table};
 
 pub(super) struct Emitter {
@@ -19,6 +19,27 @@ pub(super) struct Emitter {
     pub(super) prefix: String,
     pub(super) fields: Fields,
     pub(super) files: Vec<FileSummary>,
+    /// How the endpoint's settings shape the files.
+    pub(super) dialect: FileDialect,
+}
+
+/// A table's column names, in file order.
+fn columns(table: &str) -> &'static [&'static str] {
+    match table {
+        "strategies" => &STRATEGY_COLUMNS,
+        "orders" => &ORDER_COLUMNS,
+        _ => &EXECUTION_COLUMNS,
+    }
+}
+
+/// DMS's commit-time column text: `yyyy-MM-dd HH:mm:ss.SSSSSS`.
+fn commit_text(micros: i64) -> String {
+    let dt = super::clock::datetime(micros);
+    format!(
+        "{}.{:06}",
+        dt.format("%Y-%m-%d %H:%M:%S"),
+        micros.rem_euclid(1_000_000)
+    )
 }
 
 impl Emitter {
@@ -38,9 +59,16 @@ impl Emitter {
         let mut n = 0u32;
         while rows.peek().is_some() {
             n += 1;
-            let key = self.key(table, &load_file_name(n));
-            let chunk = rows.by_ref().take(limit).map(|r| (None, r));
-            let (body, count, max_event_id) = encode(cx, &mut self.fields, chunk, None);
+            let key = self.key(table, &self.dialect.file_name(&load_file_name(n)));
+            let op = self.dialect.op_in_full_load.then_some(b'I');
+            let chunk = rows.by_ref().take(limit).map(|r| (op, r));
+            let file = FileShape {
+                dialect: &self.dialect,
+                columns: columns(table),
+                op: op.is_some(),
+                commit: commit_text(super::clock::snapshot()),
+            };
+            let (body, count, max_event_id) = encode(cx, &mut self.fields, chunk, None, &file);
             let counts = NetCounts {
                 creates: count,
                 ..NetCounts::default()
@@ -55,7 +83,7 @@ impl Emitter {
         &mut self,
         cx: &Ctx,
         table: &str,
-        name: &str,
+        (name, commit): (&str, i64),
         log: &Log<R>,
         t: &Table<R>,
         split: Option<usize>,
@@ -66,7 +94,13 @@ impl Emitter {
         }
         let key = self.key(table, name);
         let rows = log.ops.iter().map(|(op, r)| (Some(*op), r));
-        let (body, count, max_event_id) = encode(cx, &mut self.fields, rows, split);
+        let file = FileShape {
+            dialect: &self.dialect,
+            columns: columns(table),
+            op: true,
+            commit: commit_text(commit),
+        };
+        let (body, count, max_event_id) = encode(cx, &mut self.fields, rows, split, &file);
         self.emit(key, table, body, count, log.counts(t), max_event_id, sink)
     }
 
@@ -102,21 +136,80 @@ fn finish(w: GzEncoder<Vec<u8>>) -> Vec<u8> {
     w.finish().expect("in-memory gzip")
 }
 
-/// Writes rows (with an optional Op) as one gzip body; with `split`, the rows from that
-/// index on go into a second gzip member. Returns (body, rows, max event_id).
+/// What one file's records look like besides their rows.
+struct FileShape<'a> {
+    dialect: &'a FileDialect,
+    columns: &'static [&'static str],
+    /// The records start with the Op column.
+    op: bool,
+    /// The commit-time column's text (`TimestampColumnName`).
+    commit: String,
+}
+
+/// A body being written: gzip members, or plain CSV.
+enum Body {
+    Gzip(Box<GzEncoder<Vec<u8>>>),
+    Plain(Vec<u8>),
+}
+
+impl Body {
+    fn write(&mut self, bytes: &[u8]) {
+        match self {
+            Body::Gzip(w) => w.write_all(bytes).expect("in-memory gzip"),
+            Body::Plain(v) => v.extend_from_slice(bytes),
+        }
+    }
+
+    /// Ends the current gzip member and starts another (DMS may write several).
+    fn next_member(self) -> Self {
+        match self {
+            Body::Gzip(w) => Body::Gzip(Box::new(gzip_writer(finish(*w)))),
+            plain => plain,
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Body::Gzip(w) => finish(*w),
+            Body::Plain(v) => v,
+        }
+    }
+}
+
+/// Writes rows (with an optional Op) as one body in the file's dialect; with `split` (and gzip),
+/// the rows from that index on go into a second gzip member. Returns (body, rows, max event_id).
 fn encode<'a, R: Row + 'a>(
     cx: &Ctx,
     fields: &mut Fields,
     rows: impl Iterator<Item = (Option<u8>, &'a R)>,
     split: Option<usize>,
+    file: &FileShape<'_>,
 ) -> (Vec<u8>, u64, Option<i64>) {
-    let mut w = gzip_writer(Vec::new());
+    let dialect = file.dialect;
+    let mut w = if dialect.gzip {
+        Body::Gzip(Box::new(gzip_writer(Vec::new())))
+    } else {
+        Body::Plain(Vec::new())
+    };
     let mut record = Vec::with_capacity(512);
+    if dialect.header {
+        let names = dialect.header_names(file.op, file.columns);
+        write_record_in(
+            &mut record,
+            names.iter().map(|n| Some(n.as_bytes())),
+            dialect,
+        );
+        w.write(&record);
+    }
+    let stamp = dialect
+        .timestamp_column
+        .as_ref()
+        .map(|_| file.commit.as_bytes());
     let mut count = 0u64;
     let mut max_event: Option<i64> = None;
     for (op, row) in rows {
         if split == Some(count as usize) && count > 0 {
-            w = gzip_writer(finish(w));
+            w = w.next_member();
         }
         fields.clear();
         row.render(cx, fields);
@@ -125,15 +218,16 @@ fn encode<'a, R: Row + 'a>(
         let values = op_field
             .iter()
             .map(|o| &o[..])
+            .chain(stamp)
             .chain(fields.iter())
             .map(|f| (!f.is_empty()).then_some(f));
         record.clear();
-        write_record(&mut record, values);
-        w.write_all(&record).expect("in-memory gzip");
+        write_record_in(&mut record, values, dialect);
+        w.write(&record);
         count += 1;
         max_event = max_event.max(Some(row.event_id()));
     }
-    (finish(w), count, max_event)
+    (w.finish(), count, max_event)
 }
 
 pub(super) fn dump<R: Row>(cx: &Ctx, t: &Table<R>) -> Vec<Vec<Option<String>>> {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use dms_naming::cdc_file_name;
 
 use super::clock::{cdc_commit_micros, datetime};
+use super::dialect::FileDialect;
 use super::emit::{dump, Emitter};
 use super::fields::Fields;
 use super::sim::Sim;
@@ -13,6 +14,15 @@ use super::spec::{order_count, strategy_count, SampleFile, SampleManifest, Sampl
 /// Generates the dataset, handing each file to `sink` in delivery order (all LOAD files of all tables first, then CDC batches in commit order). Only one file body is in memory at a time.
 pub fn generate<E>(
     spec: &SampleSpec,
+    sink: impl FnMut(SampleFile) -> Result<(), E>,
+) -> Result<SampleManifest, E> {
+    generate_in(spec, &FileDialect::default(), sink)
+}
+
+/// [`generate`], the files written as a DMS endpoint with these settings writes them.
+pub fn generate_in<E>(
+    spec: &SampleSpec,
+    dialect: &FileDialect,
     mut sink: impl FnMut(SampleFile) -> Result<(), E>,
 ) -> Result<SampleManifest, E> {
     let mut sim = Sim::new(spec.seed);
@@ -24,6 +34,7 @@ pub fn generate<E>(
         prefix,
         fields: Fields::default(),
         files: Vec::new(),
+        dialect: dialect.clone(),
     };
     out.load(&sim.cx, "strategies", &sim.st, limit, &mut sink)?;
     out.load(&sim.cx, "orders", &sim.ord, limit, &mut sink)?;
@@ -32,25 +43,30 @@ pub fn generate<E>(
     let target = spec.cdc_rows_per_file.max(1);
     for b in 0..spec.cdc_files {
         let logs = sim.run_batch(b, target);
-        let name = cdc_file_name(datetime(cdc_commit_micros(b)), b % 2 == 1);
+        let commit = cdc_commit_micros(b);
+        let at = datetime(commit);
+        let name = format!(
+            "{}{}",
+            dialect.folders(b, at),
+            dialect.file_name(&cdc_file_name(at, false))
+        );
+        let name = (name.as_str(), commit);
         let last = b + 1 == spec.cdc_files;
         out.cdc(
             &sim.cx,
             "strategies",
-            &name,
+            name,
             &logs.s,
             &sim.st,
             None,
             &mut sink,
         )?;
         let split = last.then_some(logs.o.ops.len() / 2).filter(|&n| n > 0);
-        out.cdc(
-            &sim.cx, "orders", &name, &logs.o, &sim.ord, split, &mut sink,
-        )?;
+        out.cdc(&sim.cx, "orders", name, &logs.o, &sim.ord, split, &mut sink)?;
         out.cdc(
             &sim.cx,
             "executions",
-            &name,
+            name,
             &logs.e,
             &sim.ex,
             None,

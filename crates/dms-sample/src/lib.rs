@@ -41,6 +41,7 @@
 mod actions;
 mod cdc;
 mod clock;
+mod dialect;
 mod emit;
 mod fields;
 mod generate;
@@ -55,7 +56,8 @@ mod text;
 mod vocab;
 
 pub use clock::cdc_commit_micros;
-pub use generate::generate;
+pub use dialect::{write_record_in, DateFolders, FileDialect};
+pub use generate::{generate, generate_in};
 pub use record::{timestamp_text, write_record};
 pub use spec::{
     order_count, strategy_count, FileSummary, SampleFile, SampleManifest, SampleSpec,

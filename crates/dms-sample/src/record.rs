@@ -5,30 +5,7 @@
 
 /// Appends one record: its fields (`None` = NULL), then the row delimiter.
 pub fn write_record<'a>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = Option<&'a [u8]>>) {
-    for (i, field) in fields.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let Some(text) = field else { continue };
-        if text.is_empty() {
-            out.extend_from_slice(b"\"\"");
-        } else if text
-            .iter()
-            .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
-        {
-            out.push(b'"');
-            for &b in text {
-                if b == b'"' {
-                    out.push(b'"');
-                }
-                out.push(b);
-            }
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(text);
-        }
-    }
-    out.push(b'\n');
+    super::dialect::write_record_in(out, fields, &super::dialect::FileDialect::default());
 }
 
 /// A timestamp (microseconds since the Unix epoch, UTC) as DMS writes a `timestamp` column:

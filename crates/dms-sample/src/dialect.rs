@@ -1,0 +1,183 @@
+//! How DMS's S3 endpoint settings shape the files the generator writes: the CSV dialect, a
+//! header row, the Op and commit-time columns, compression and date folders.
+
+use chrono::{Datelike, NaiveDateTime, Timelike};
+
+/// The file-shaping settings of a DMS S3 target endpoint, as the generator writes them. The
+/// default is what the generator always wrote: DMS's defaults, gzip, and every other change batch
+/// below `YYYY/MM/DD/` date folders (so both namings are exercised).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileDialect {
+    /// `CsvDelimiter`.
+    pub delimiter: u8,
+    /// `CsvNullValue`: the text written for NULL (`None`: an empty unquoted field).
+    pub null_value: Option<String>,
+    /// `AddColumnName`: a header row first.
+    pub header: bool,
+    /// `IncludeOpForFullLoad`: full-load records start with `I`.
+    pub op_in_full_load: bool,
+    /// `TimestampColumnName`: a commit-time column after the Op column (first without one).
+    pub timestamp_column: Option<String>,
+    /// `CompressionType=GZIP` (`.csv.gz`), else `.csv`.
+    pub gzip: bool,
+    pub date_folders: DateFolders,
+}
+
+/// Where change files go (`DatePartitionEnabled`, `DatePartitionSequence`,
+/// `DatePartitionDelimiter`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DateFolders {
+    /// Every other batch below `YYYY/MM/DD/` (the generator's default, both namings).
+    Alternate,
+    /// No date folders (`DatePartitionEnabled=false`).
+    Flat,
+    /// Every change file below folders of this sequence (`YYYYMMDD`, `YYYYMMDDHH`, `YYYYMM`) and
+    /// delimiter (`/`, `_`, `-` or none).
+    Layout {
+        sequence: String,
+        delimiter: Option<char>,
+    },
+}
+
+impl Default for FileDialect {
+    fn default() -> Self {
+        FileDialect {
+            delimiter: b',',
+            null_value: None,
+            header: false,
+            op_in_full_load: false,
+            timestamp_column: None,
+            gzip: true,
+            date_folders: DateFolders::Alternate,
+        }
+    }
+}
+
+impl FileDialect {
+    /// `name` (a `.csv.gz` name) with this dialect's suffix.
+    pub(crate) fn file_name(&self, name: &str) -> String {
+        match (self.gzip, name.strip_suffix(".gz")) {
+            (false, Some(plain)) => plain.to_string(),
+            _ => name.to_string(),
+        }
+    }
+
+    /// The folders (ending in `/`, or empty) of change batch `batch` committed at `at`.
+    pub(crate) fn folders(&self, batch: usize, at: NaiveDateTime) -> String {
+        let part = |n: u32, w: usize| format!("{n:0w$}");
+        let (y, m, d, h) = (
+            part(at.year() as u32, 4),
+            part(at.month(), 2),
+            part(at.day(), 2),
+            part(at.hour(), 2),
+        );
+        match &self.date_folders {
+            DateFolders::Flat => String::new(),
+            DateFolders::Alternate if batch % 2 == 1 => format!("{y}/{m}/{d}/"),
+            DateFolders::Alternate => String::new(),
+            DateFolders::Layout {
+                sequence,
+                delimiter,
+            } => {
+                let parts: Vec<String> = match sequence.as_str() {
+                    "YYYYMMDDHH" => vec![y, m, d, h],
+                    "YYYYMM" => vec![y, m],
+                    _ => vec![y, m, d],
+                };
+                let sep = delimiter.map(String::from).unwrap_or_default();
+                if sep == "/" {
+                    format!("{}/", parts.join("/"))
+                } else {
+                    format!("{}/", parts.join(&sep))
+                }
+            }
+        }
+    }
+
+    /// The header row's names: `Op` when the file has an Op column, the commit-time column, then
+    /// the table's.
+    pub(crate) fn header_names<'a>(&'a self, op: bool, columns: &[&'a str]) -> Vec<&'a str> {
+        let mut names = Vec::new();
+        if op {
+            names.push("Op");
+        }
+        if let Some(ts) = &self.timestamp_column {
+            names.push(ts.as_str());
+        }
+        names.extend(columns);
+        names
+    }
+}
+
+/// Appends one record in `dialect`: its fields (`None` = NULL), then `\n`. A field is quoted when
+/// it holds the delimiter, a quote or a line end, or equals the NULL text; the empty string is
+/// `""`.
+pub fn write_record_in<'a>(
+    out: &mut Vec<u8>,
+    fields: impl IntoIterator<Item = Option<&'a [u8]>>,
+    dialect: &FileDialect,
+) {
+    let null = dialect.null_value.as_deref().map(str::as_bytes);
+    for (i, field) in fields.into_iter().enumerate() {
+        if i > 0 {
+            out.push(dialect.delimiter);
+        }
+        let Some(text) = field else {
+            out.extend_from_slice(null.unwrap_or_default());
+            continue;
+        };
+        if text.is_empty() {
+            out.extend_from_slice(b"\"\"");
+        } else if Some(text) == null
+            || text
+                .iter()
+                .any(|&b| b == dialect.delimiter || matches!(b, b'"' | b'\r' | b'\n'))
+        {
+            out.push(b'"');
+            for &b in text {
+                if b == b'"' {
+                    out.push(b'"');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(text);
+        }
+    }
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_folders_and_names_in_a_dialect() {
+        let d = FileDialect {
+            delimiter: b'|',
+            null_value: Some("NULL".into()),
+            header: true,
+            op_in_full_load: true,
+            timestamp_column: Some("ts".into()),
+            gzip: false,
+            date_folders: DateFolders::Layout {
+                sequence: "YYYYMMDDHH".into(),
+                delimiter: Some('-'),
+            },
+        };
+        let mut out = Vec::new();
+        let fields: [Option<&[u8]>; 4] = [Some(b"I"), None, Some(b"NULL"), Some(b"a|b")];
+        write_record_in(&mut out, fields, &d);
+        assert_eq!(out, b"I|NULL|\"NULL\"|\"a|b\"\n");
+        let at = chrono::NaiveDate::from_ymd_opt(2022, 9, 22)
+            .unwrap()
+            .and_hms_opt(9, 58, 53)
+            .unwrap();
+        assert_eq!(d.folders(0, at), "2022-09-22-09/");
+        assert_eq!(d.file_name("LOAD00000001.csv.gz"), "LOAD00000001.csv");
+        assert_eq!(d.header_names(true, &["id"]), ["Op", "ts", "id"]);
+        assert_eq!(FileDialect::default().folders(1, at), "2022/09/22/");
+        assert_eq!(FileDialect::default().folders(2, at), "");
+    }
+}
