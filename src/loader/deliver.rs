@@ -28,6 +28,8 @@ impl<S: Source, T: Target> Loader<S, T> {
             .expect("discovery lists only the target's tables");
         // Columns the file added, once SCHEMA_DRIFT_POLICY=add-columns took them.
         let mut add_columns: Vec<String> = Vec::new();
+        // Whether the table's columns were read again after a file named new ones.
+        let mut refreshed = false;
         if file.late && self.settings.late_file_policy == LateFilePolicy::Stop {
             let id = self.target.next_delivery_id().await.unwrap_or(0);
             let message = format!(
@@ -103,6 +105,25 @@ impl<S: Source, T: Target> Loader<S, T> {
                 Err(err) => err,
             };
             if let LoaderError::Target(TargetError::Input(failure)) = &err {
+                // New columns named: an operator's migration may have added them since start-up.
+                if let (Some(extra), false) = (&failure.added_columns, refreshed) {
+                    refreshed = true;
+                    if let Ok(Some(fresh)) = self.target.refresh_table(&table.name).await {
+                        let has_them = extra
+                            .iter()
+                            .all(|n| fresh.columns.iter().any(|c| c.name.eq_ignore_ascii_case(n)));
+                        if has_them && fresh.columns.len() > table.columns.len() {
+                            info!(
+                                "Delivery {id}: table {} has the file's new column(s) {} now; reading the file with them.",
+                                table.name,
+                                extra.join(", ")
+                            );
+                            table = fresh;
+                            attempt -= 1;
+                            continue;
+                        }
+                    }
+                }
                 if let (Some(extra), SchemaDriftPolicy::AddColumns, true) = (
                     &failure.added_columns,
                     self.settings.schema_drift_policy,

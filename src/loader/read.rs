@@ -49,7 +49,8 @@ impl<S: Source, T: Target> Loader<S, T> {
     /// will want it (change files). `None` if not, or if the bucket does not answer now (the
     /// file is then read when its turn comes, with the usual retries).
     pub(crate) async fn prefetch(&self, file: &PendingFile) -> Option<Prefetch> {
-        if file.object.kind.is_load() {
+        // (A late file and an Op-less change file are staged whole: not the encoding read ahead.)
+        if file.object.kind.is_load() || file.late || self.settings.csv.cdc_without_op {
             return None;
         }
         let table = self.target.table(&file.object.table)?;

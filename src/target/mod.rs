@@ -234,6 +234,12 @@ pub trait Target: Send + Sync + 'static {
     fn table(&self, name: &str) -> Option<Arc<TableSpec>> {
         self.tables().get(name).cloned()
     }
+    /// Reads table `name`'s columns from the catalog again (a migration may have added some
+    /// since start-up); from then on [`Target::table`] answers with them. `None`: no such table.
+    fn refresh_table(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Arc<TableSpec>>, TargetError>> + Send;
     /// The ledger's entries for `keys` (keys it has no row for are absent). Its cost depends on
     /// the number of keys asked about, not on the size of the ledger.
     fn ledger_entries(

@@ -131,3 +131,45 @@ async fn drift_columns(app: &TestApp) -> Vec<Vec<Option<String>>> {
     )
     .await
 }
+
+/// The documented way out of a stop: a migration adds the columns while the loader runs; the
+/// running loader reads the table's columns again when a file names new ones, and delivers it
+/// with them (typed as the migration says), without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_loader_reads_columns_a_migration_added_since_it_started() {
+    let app = spawn_app().await;
+    let header = STRATEGY_COLUMNS.join(",");
+    app.put_csv(
+        "strategies",
+        "LOAD00000001.csv.gz",
+        &format!("{header}\n{}", active_strategy(1)),
+    )
+    .await;
+    let loader = app.loader(&[("DMS_SETTINGS", SETTINGS)]).await;
+    app.drain(&loader).await;
+    assert_eq!(app.count("strategies").await, 1);
+    app.db
+        .batch_execute("ALTER TABLE paper_engine.strategies ADD COLUMN risk_limit numeric(10,2)")
+        .await
+        .unwrap();
+    let wider = app
+        .put_csv(
+            "strategies",
+            "20220922-100000000.csv.gz",
+            &format!(
+                "Op,{header},risk_limit\nI,{},12.50\n",
+                active_strategy(2).trim_end()
+            ),
+        )
+        .await;
+    app.drain(&loader).await;
+    assert_eq!(app.ledger(&wider).await.unwrap().status, "SUCCESS");
+    assert_eq!(
+        app.rows("SELECT strategy_id, risk_limit FROM paper_engine.strategies ORDER BY 1")
+            .await,
+        vec![
+            vec![Some("1".into()), None],
+            vec![Some("2".into()), Some("12.50".into())],
+        ]
+    );
+}

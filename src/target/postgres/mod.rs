@@ -188,6 +188,23 @@ impl Target for PgTarget {
             .collect()
     }
 
+    async fn refresh_table(&self, name: &str) -> Result<Option<Arc<TableSpec>>, TargetError> {
+        if self.dry_run.is_some() {
+            // (The dry run's one connection is held by its session: the columns stay as read.)
+            return Ok(self.table(name));
+        }
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let specs = read_table_specs(&client, &self.schema).await?;
+        let spec = specs.get(name).cloned();
+        if let Some(spec) = &spec {
+            self.drifted
+                .write()
+                .expect("not poisoned")
+                .insert(name.to_string(), spec.clone());
+        }
+        Ok(spec)
+    }
+
     async fn next_delivery_id(&self) -> Result<i64, TargetError> {
         if let Some(dry) = &self.dry_run {
             return Ok(dry.take_delivery_id());
