@@ -26,7 +26,7 @@ mod cursor;
 use super::outcome::{LoaderError, PendingFile};
 use crate::dms::{self, DmsObject, FileKind};
 use crate::ledger::{self, Head, LedgerEntry, LedgerStore};
-use crate::source::{root_prefix, ObjectInfo, Source};
+use crate::source::{list_all, root_prefix, ObjectInfo, Source};
 use cursor::Cursor;
 
 /// The target's tables by name.
@@ -250,17 +250,7 @@ impl Discovery {
                     .map(|c| c.listings(&folder, self.watch_dated))
                     .unwrap_or_else(|| vec![(folder.clone(), None)]);
                 for (prefix, start_after) in listings {
-                    let mut token = None;
-                    loop {
-                        let page = source
-                            .list_page(&prefix, start_after.as_deref(), token)
-                            .await?;
-                        listed.extend(page.objects);
-                        match page.next {
-                            Some(next) => token = Some(next),
-                            None => break,
-                        }
-                    }
+                    listed.extend(list_all(source, &prefix, start_after.as_deref()).await?);
                 }
             }
         }

@@ -20,7 +20,7 @@ use super::settings::ReloadPolicy;
 use super::Loader;
 use crate::dms::{self, TableSpec};
 use crate::policy::{Directive, ErrorKind};
-use crate::source::{display_key, Source, SourceError};
+use crate::source::{display_key, list_all, Source, SourceError};
 use crate::target::{ReloadFacts, ReloadPart, ReloadPlan, Target};
 
 impl<S: Source, T: Target> Loader<S, T> {
@@ -166,27 +166,19 @@ impl<S: Source, T: Target> Loader<S, T> {
         let key = &file.info.key;
         let folder = &key[..key.rfind('/').map_or(0, |i| i + 1)];
         let start = format!("{folder}LOAD");
-        let mut token = None;
         let mut loads = Vec::new();
-        loop {
-            let page = self.source.list_page(folder, Some(&start), token).await?;
-            for info in page.objects {
-                if info.key[folder.len()..].contains('/') {
-                    continue;
-                }
-                if let Some(object) = dms::parse_object_key(self.source.path(), &info.key) {
-                    if object.kind.is_load() && object.table == file.object.table {
-                        loads.push(PendingFile {
-                            object,
-                            info,
-                            late: false,
-                        });
-                    }
-                }
+        for info in list_all(&*self.source, folder, Some(&start)).await? {
+            if info.key[folder.len()..].contains('/') {
+                continue;
             }
-            match page.next {
-                Some(next) => token = Some(next),
-                None => break,
+            if let Some(object) = dms::parse_object_key(self.source.path(), &info.key) {
+                if object.kind.is_load() && object.table == file.object.table {
+                    loads.push(PendingFile {
+                        object,
+                        info,
+                        late: false,
+                    });
+                }
             }
         }
         if !loads.iter().any(|l| l.info.key == file.info.key) {

@@ -166,6 +166,24 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
+/// Every object under `prefix` after `start_after`, all pages of [`Source::list_page`] read.
+pub async fn list_all<S: Source>(
+    source: &S,
+    prefix: &str,
+    start_after: Option<&str>,
+) -> Result<Vec<ObjectInfo>, SourceError> {
+    let mut objects = Vec::new();
+    let mut token = None;
+    loop {
+        let page = source.list_page(prefix, start_after, token).await?;
+        objects.extend(page.objects);
+        match page.next {
+            Some(next) => token = Some(next),
+            None => return Ok(objects),
+        }
+    }
+}
+
 /// The prefix every object of the bucket path starts with: `path/`, or nothing.
 pub fn root_prefix(path: &str) -> String {
     let path = path.trim_matches('/');

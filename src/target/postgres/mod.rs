@@ -273,25 +273,7 @@ impl Target for PgTarget {
             return Ok(());
         }
         let client = self.pool.get().await.map_err(pool_error)?;
-        client
-            .execute(
-                &queries::record_failure(&self.schema),
-                &[
-                    &plan.id,
-                    &plan.key,
-                    &plan.etag,
-                    &(plan.size as i64),
-                    &plan.table.name,
-                    &plan.kind,
-                    &plan.started_at,
-                    &error,
-                    &self.host,
-                    &crate::VERSION,
-                ],
-            )
-            .await
-            .map_err(TargetError::pg("record the failure"))?;
-        Ok(())
+        self.write_failure(&client, plan, error).await
     }
 
     async fn reload_facts(
@@ -362,23 +344,7 @@ impl Target for PgTarget {
         )
         .await
         .map_err(TargetError::pg("record the full load's re-run"))?;
-        tx.execute(
-            &queries::record_failure(&self.schema),
-            &[
-                &plan.id,
-                &plan.key,
-                &plan.etag,
-                &(plan.size as i64),
-                &plan.table.name,
-                &plan.kind,
-                &plan.started_at,
-                &error,
-                &self.host,
-                &crate::VERSION,
-            ],
-        )
-        .await
-        .map_err(TargetError::pg("record the failure"))?;
+        self.write_failure(&tx, plan, error).await?;
         tx.commit()
             .await
             .map_err(TargetError::pg("record the full load's re-run"))
@@ -407,6 +373,37 @@ impl Target for PgTarget {
             .simple_query("SELECT 1")
             .await
             .map_err(TargetError::pg("ping"))?;
+        Ok(())
+    }
+}
+
+impl PgTarget {
+    /// The ERROR row of a failed delivery (replacing an earlier ERROR row of the key) and its
+    /// `loader_failures` row, on `client` (a pooled connection or a transaction).
+    async fn write_failure(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        plan: &DeliveryPlan,
+        error: &str,
+    ) -> Result<(), TargetError> {
+        client
+            .execute(
+                &queries::record_failure(&self.schema),
+                &[
+                    &plan.id,
+                    &plan.key,
+                    &plan.etag,
+                    &(plan.size as i64),
+                    &plan.table.name,
+                    &plan.kind,
+                    &plan.started_at,
+                    &error,
+                    &self.host,
+                    &crate::VERSION,
+                ],
+            )
+            .await
+            .map_err(TargetError::pg("record the failure"))?;
         Ok(())
     }
 }
