@@ -172,7 +172,12 @@ async fn a_run_delivers_its_files_step_by_step_and_publishes_each_change() {
         "steps' changes are published too: {seen:?}"
     );
 
-    // A dry-run run checks a pending file and persists nothing.
+    // A dry-run run checks a pending file and persists nothing. After a pass that delivered,
+    // the loop looks again at once: the file goes in only once that pass found nothing, or the
+    // loop (not the dry run) would meet it.
+    service
+        .wait_for_log("Nothing pending: sleeping", 2, Duration::from_secs(30))
+        .await;
     let bad = app
         .put_csv("strategies", "20220922-100000000.csv.gz", "I,9,too-few\n")
         .await;
@@ -192,7 +197,8 @@ async fn a_run_delivers_its_files_step_by_step_and_publishes_each_change() {
     );
     assert!(
         app.ledger(&bad).await.is_none(),
-        "a dry run records nothing"
+        "a dry run records nothing: {}",
+        service.log_text()
     );
     assert_eq!(app.count("strategies").await, 3);
     let stored: i64 = app
