@@ -110,10 +110,10 @@ pub struct SampleArgs {
     /// Write even when the bucket path already holds objects.
     #[arg(long)]
     pub force: bool,
-    /// The files' format: `csv` (DMS's `DataFormat=csv`, the default). `parquet` is refused:
-    /// this version neither writes nor reads Parquet yet.
-    #[arg(long, default_value = "csv", value_parser = ["csv", "parquet"])]
-    pub format: String,
+    /// The files' format: `csv` or `parquet` (DMS's `DataFormat`; by default the one of
+    /// `DMS_SETTINGS`, else csv).
+    #[arg(long, value_parser = ["csv", "parquet"])]
+    pub format: Option<String>,
 }
 
 fn parse_status(text: &str) -> Result<DeliveryStatus, String> {

@@ -28,15 +28,15 @@ pub(super) async fn run(args: SampleArgs) -> i32 {
             return exit::CONFIG;
         }
     };
-    if args.format == "parquet" {
-        eprintln!(
-            "sample: --format parquet: this version neither writes nor reads Parquet yet (DataFormat=parquet is refused by the loader too); use --format csv"
-        );
-        return exit::CONFIG;
-    }
-    // The files as the DMS endpoint of DMS_SETTINGS writes them (the loader reads the same).
+    // The files as the DMS endpoint of DMS_SETTINGS writes them (the loader reads the same);
+    // --format over its DataFormat.
     let dialect = match dialect_from_env() {
-        Ok(d) => d,
+        Ok(mut d) => {
+            if let Some(format) = &args.format {
+                d.parquet = format == "parquet";
+            }
+            d
+        }
         Err(e) => {
             eprintln!("configuration error: {e}");
             return exit::CONFIG;
@@ -150,5 +150,7 @@ pub(crate) fn dialect_of(s: &DmsSettings) -> Result<FileDialect, crate::config::
         timestamp_column: s.timestamp_column.clone(),
         gzip: !s.uncompressed,
         date_folders,
+        parquet: s.parquet,
+        parquet_millis: s.parquet_millis,
     })
 }

@@ -39,6 +39,11 @@ pub struct DmsSettings {
     pub include_op_for_full_load: bool,
     /// `CompressionType=NONE`: `.csv` files (the sample generator writes them so).
     pub uncompressed: bool,
+    /// `DataFormat=parquet`: `.parquet` files (the loader reads either format by the name's
+    /// suffix; the sample generator writes this one).
+    pub parquet: bool,
+    /// `ParquetTimestampInMillisecond`: Parquet timestamps in milliseconds (read either way).
+    pub parquet_millis: bool,
     /// `TimestampColumnName`: every record carries DMS's commit-time column under this name,
     /// after the Op column (first when there is none).
     pub timestamp_column: Option<String>,
@@ -58,7 +63,6 @@ const NEUTRAL: &[&str] = &[
     "DataPageSize",
     "ParquetVersion",
     "EnableStatistics",
-    "ParquetTimestampInMillisecond",
     "UseTaskStartTimeForFullLoadTimestamp",
     "CannedAclForObjects",
     "CdcMaxBatchInterval",
@@ -130,12 +134,17 @@ impl DmsSettings {
             match key.as_str() {
                 "DataFormat" => match text(value).map(str::to_ascii_lowercase).as_deref() {
                     Some("csv") => {}
-                    _ => return Err(refuse(key, value, "only csv is read; Parquet is planned")),
+                    Some("parquet") => out.parquet = true,
+                    _ => return Err(refuse(key, value, "csv or parquet")),
                 },
                 "CompressionType" => match text(value).map(str::to_ascii_uppercase).as_deref() {
                     Some("GZIP") => {}
                     Some("NONE") => out.uncompressed = true,
                     _ => return Err(refuse(key, value, "GZIP or NONE")),
+                },
+                "ParquetTimestampInMillisecond" => match flag(value) {
+                    Some(on) => out.parquet_millis = on,
+                    None => return Err(refuse(key, value, "true or false")),
                 },
                 "CsvDelimiter" => match text(value).map(str::as_bytes) {
                     Some([d]) if !matches!(d, b'"' | b'\r' | b'\n') && d.is_ascii() => {
@@ -275,12 +284,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.bucket_folder.as_deref(), Some("x"));
+        let s = DmsSettings::parse(
+            r#"{"DataFormat": "parquet", "ParquetTimestampInMillisecond": true}"#,
+        )
+        .unwrap();
+        assert!(s.parquet && s.parquet_millis);
     }
 
     #[test]
     fn settings_that_change_the_files_are_refused_naming_them() {
         for (json, key) in [
-            (r#"{"DataFormat": "parquet"}"#, "DataFormat"),
+            (r#"{"DataFormat": "orc"}"#, "DataFormat"),
+            (
+                r#"{"ParquetTimestampInMillisecond": 2}"#,
+                "ParquetTimestampInMillisecond",
+            ),
             (r#"{"CsvDelimiter": ";;"}"#, "CsvDelimiter"),
             (r#"{"AddColumnName": "sometimes"}"#, "AddColumnName"),
             (r#"{"CsvNullValue": "\""}"#, "CsvNullValue"),

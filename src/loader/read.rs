@@ -31,6 +31,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             id,
             size,
             gzip: matches!(object.compression, dms::Compression::Gzip),
+            parquet: matches!(object.compression, dms::Compression::Parquet),
             op_column: match object.kind {
                 dms::FileKind::Cdc { .. } if self.settings.csv.cdc_without_op => {
                     dms::OpColumn::Absent

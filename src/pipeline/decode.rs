@@ -10,7 +10,8 @@ use tracing::info;
 
 use super::split::InsertSplit;
 use crate::dms::{
-    check_header, CsvScanner, DecodeError, OpColumn, RawRecord, RowDecoder, TableSpec,
+    check_header, CsvScanner, DecodeError, OpColumn, ParquetRows, RawRecord, Records, RowDecoder,
+    TableSpec,
 };
 use crate::target::{Chunk, ChunkFailure, Encoding, StreamSummary};
 
@@ -21,6 +22,8 @@ pub(crate) struct DecodeJob {
     pub id: Option<i64>,
     pub size: u64,
     pub gzip: bool,
+    /// A Parquet file (`.parquet`): set down in `TMPDIR`, then read row group by row group.
+    pub parquet: bool,
     pub op_column: OpColumn,
     /// The file starts with a header row (`AddColumnName`): checked, then skipped.
     pub header: bool,
@@ -59,6 +62,20 @@ impl ChunkSink for mpsc::Sender<Chunk> {
     }
 }
 
+/// A decoding error of a Parquet file in its words: rows for lines, the schema for the header.
+fn parquet_words(e: &DecodeError) -> String {
+    let text = e.to_string();
+    match e {
+        DecodeError::Header { .. } | DecodeError::Drift { .. } => {
+            text.replacen("line 0: header row", "the Parquet schema", 1)
+        }
+        _ => match text.strip_prefix("line ") {
+            Some(rest) => format!("row {rest}"),
+            None => text,
+        },
+    }
+}
+
 /// The migration a schema drift asks for: `ALTER TABLE <table> ADD COLUMN "<name>" <type>, ...`.
 fn add_column_sql(table: &str, extra: &[String]) -> String {
     format!(
@@ -94,13 +111,21 @@ impl DecodeJob {
             failed: source_failed.clone(),
         };
         let buffered = BufReader::with_capacity(self.buffer_bytes(256 * 1024), watched);
-        let input: Box<dyn Read> = if self.gzip {
-            Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+        // Where an error is: the line of a CSV file, the row of a Parquet file (in the message).
+        let mut at_line = None;
+        let result = if self.parquet {
+            self.decode_parquet(buffered, encoding, &mut tx)
         } else {
-            Box::new(buffered)
+            let input: Box<dyn Read> = if self.gzip {
+                Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+            } else {
+                Box::new(buffered)
+            };
+            let mut scanner = CsvScanner::new(input).with_delimiter(self.csv.delimiter);
+            let result = self.decode(&mut scanner, encoding, &mut tx);
+            at_line = Some(scanner.line());
+            result
         };
-        let mut scanner = CsvScanner::new(input).with_delimiter(self.csv.delimiter);
-        let result = self.decode(&mut scanner, encoding, &mut tx);
         let message = match result {
             Ok(Some(summary)) => Chunk::End(summary),
             // The receiver is gone: the transaction failed and says why.
@@ -114,27 +139,33 @@ impl DecodeJob {
             Err(e) => {
                 let retryable =
                     source_failed.load(Ordering::Relaxed) || matches!(e, DecodeError::Spill(_));
+                let said = if self.parquet {
+                    parquet_words(&e)
+                } else {
+                    e.to_string()
+                };
                 let message = match &e {
                     DecodeError::Io(io) if retryable => {
                         format!("{}: reading from the bucket failed: {io}", self.key)
                     }
-                    DecodeError::Io(io) => format!(
-                        "{}: line {}: not a valid gzip stream ({io})",
-                        self.key,
-                        scanner.line()
-                    ),
+                    DecodeError::Io(io) => match at_line {
+                        Some(line) => {
+                            format!("{}: line {line}: not a valid gzip stream ({io})", self.key)
+                        }
+                        None => format!("{}: not a readable Parquet file ({io})", self.key),
+                    },
                     DecodeError::Drift { table, extra, .. } => format!(
-                        "{}: {e}. SCHEMA_DRIFT_POLICY=stop: add them to the table with a migration ({}), then retry the file; or set SCHEMA_DRIFT_POLICY=add-columns",
+                        "{}: {said}. SCHEMA_DRIFT_POLICY=stop: add them to the table with a migration ({}), then retry the file; or set SCHEMA_DRIFT_POLICY=add-columns",
                         self.key,
                         add_column_sql(table, extra)
                     ),
                     DecodeError::FieldCount {
                         expected, found, ..
                     } if found > expected => format!(
-                        "{}: {e} (more fields than table {} has columns: if DMS added source columns, add them to the table with a migration, then retry the file; with AddColumnName=true the loader names them)",
+                        "{}: {said} (more fields than table {} has columns: if DMS added source columns, add them to the table with a migration, then retry the file; with AddColumnName=true the loader names them)",
                         self.key, self.spec.name
                     ),
-                    other => format!("{}: {other}", self.key),
+                    _ => format!("{}: {said}", self.key),
                 };
                 let added_columns = match e {
                     DecodeError::Drift { extra, .. } => Some(extra),
@@ -151,14 +182,34 @@ impl DecodeJob {
         let _ = tx.put(message);
     }
 
-    pub(crate) fn decode<R: Read>(
+    /// A Parquet file: its footer is at its end, so it is set down in a temporary file first
+    /// (disk, not memory), then read row group by row group.
+    fn decode_parquet(
         &self,
-        scanner: &mut CsvScanner<R>,
+        mut body: impl Read,
+        encoding: Encoding,
+        tx: &mut impl ChunkSink,
+    ) -> Result<Option<StreamSummary>, DecodeError> {
+        let mut file = tempfile::tempfile().map_err(DecodeError::Spill)?;
+        std::io::copy(&mut body, &mut file).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::StorageFull {
+                DecodeError::Spill(e)
+            } else {
+                DecodeError::Io(e)
+            }
+        })?;
+        let mut rows = ParquetRows::open(file)?;
+        self.decode(&mut rows, encoding, tx)
+    }
+
+    pub(crate) fn decode(
+        &self,
+        scanner: &mut impl Records,
         encoding: Encoding,
         tx: &mut impl ChunkSink,
     ) -> Result<Option<StreamSummary>, DecodeError> {
         let mut record = RawRecord::new();
-        if self.header && scanner.next_record(&mut record)? {
+        if scanner.header(&mut record, self.header)? {
             check_header(
                 &self.spec,
                 &record,
@@ -168,8 +219,11 @@ impl DecodeJob {
         }
         let mut decoder = RowDecoder::new(self.spec.clone(), self.op_column);
         decoder.set_layout(encoding.layout);
-        decoder.set_null_value(self.csv.null_value.clone());
-        decoder.set_trim_padding(self.csv.trim_padding);
+        // (NULL text and padding are CSV's: Parquet has nulls, and no padding.)
+        if !self.parquet {
+            decoder.set_null_value(self.csv.null_value.clone());
+            decoder.set_trim_padding(self.csv.trim_padding);
+        }
         decoder.set_timestamp_column(self.csv.timestamp_column.is_some());
         let mut split = if encoding.split_inserts {
             Some(InsertSplit::new(&self.spec, self.size))

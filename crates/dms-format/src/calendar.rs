@@ -87,6 +87,50 @@ pub(super) fn parse_timestamp(b: &[u8]) -> Option<i64> {
     Some(seconds * 1_000_000 + micros)
 }
 
+/// The proleptic Gregorian date `days` after 1970-01-01 (negative: before).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    // The inverse of `days_since_2000`: March-based years in 400-year cycles.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Writes `YYYY-MM-DD` for the date `days` after 1970-01-01.
+pub(super) fn write_date_since_1970(out: &mut Vec<u8>, days: i64) {
+    use std::io::Write as _;
+    let (y, m, d) = civil_from_days(days);
+    let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+}
+
+/// Writes `HH:MM:SS.ffffff` for `micros` after midnight.
+pub(super) fn write_time_of_day(out: &mut Vec<u8>, micros: i64) {
+    use std::io::Write as _;
+    let secs = micros.div_euclid(1_000_000);
+    let _ = write!(
+        out,
+        "{:02}:{:02}:{:02}.{:06}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        micros.rem_euclid(1_000_000)
+    );
+}
+
+/// Writes `YYYY-MM-DD HH:MM:SS.ffffff` for `micros` after 1970-01-01 00:00:00.
+pub(super) fn write_timestamp_since_1970(out: &mut Vec<u8>, micros: i64) {
+    let day = micros.div_euclid(86_400_000_000);
+    write_date_since_1970(out, day);
+    out.push(b' ');
+    write_time_of_day(out, micros.rem_euclid(86_400_000_000));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,6 +61,9 @@ pub enum DecodeError {
         /// What is wrong, naming the 1-based field number.
         reason: String,
     },
+    /// A Parquet file's footer, pages or values cannot be read (the row and column when known).
+    #[error("not readable as DMS Parquet: {0}")]
+    Parquet(String),
     /// Reading the input failed, e.g. corrupt or truncated gzip data.
     #[error("{0}")]
     Io(#[from] std::io::Error),

@@ -22,6 +22,8 @@
 //! - `value.rs`: parsing of integer, float and boolean values.
 //! - `calendar.rs`: dates and timestamps (calendar arithmetic from the Postgres epoch).
 //! - `numeric.rs`: decimal strings to Postgres binary `numeric`.
+//! - `parquet.rs`: DMS's Parquet files as records, [`ParquetRows`], and what both formats'
+//!   readers are, [`Records`].
 
 mod calendar;
 mod copy;
@@ -29,6 +31,7 @@ mod decode;
 mod error;
 mod header;
 mod numeric;
+mod parquet;
 #[cfg(test)]
 mod roundtrip_prop_tests;
 mod scan_slow;
@@ -43,6 +46,7 @@ pub use decode::{DecodedRow, Op, OpColumn, RowDecoder, StagingTuple, TupleLayout
 pub use dms_naming::{parse_object_key, Compression, DmsObject, FileKind};
 pub use error::DecodeError;
 pub use header::check_header;
+pub use parquet::{ParquetRows, Records};
 pub use scanner::{CsvScanner, RawRecord, DEFAULT_SCAN_BUFFER};
 pub use table::{Column, ColumnType, TableSpec};
 

@@ -67,6 +67,34 @@ impl RawRecord {
         self.fields.clear();
     }
 
+    /// Empties the record for a new one that starts on `line` (a reader of another format fills
+    /// it with [`RawRecord::push_text`] and [`RawRecord::push_null`]).
+    pub fn start(&mut self, line: u64) {
+        self.clear();
+        self.line = line;
+    }
+
+    /// Appends a field holding `text` (the empty text is the empty string, not NULL).
+    pub fn push_text(&mut self, text: &[u8]) {
+        let start = self.data.len();
+        self.data.extend_from_slice(text);
+        self.push(start, self.data.len(), true);
+    }
+
+    /// Appends a field whose text is written into the record's buffer by `write` (a number, a
+    /// date: no allocation per field).
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.data.len();
+        write(&mut self.data);
+        self.push(start, self.data.len(), true);
+    }
+
+    /// Appends a NULL field.
+    pub fn push_null(&mut self) {
+        let at = self.data.len();
+        self.push(at, at, false);
+    }
+
     pub(super) fn push(&mut self, start: usize, end: usize, quoted: bool) {
         self.fields.push(Span { start, end, quoted });
     }

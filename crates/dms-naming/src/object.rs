@@ -9,6 +9,8 @@ pub enum Compression {
     Gzip,
     /// `*.csv`
     None,
+    /// `*.parquet` (`DataFormat=parquet`: Apache Parquet, compressed inside the file if at all).
+    Parquet,
 }
 
 /// Whether a file's records start with the DMS `Op` column.
@@ -106,7 +108,7 @@ impl Ord for DmsObject {
 
 /// Recognises a DMS data file key below `bucket_path`.
 ///
-/// Accepted layouts (with `.csv.gz` or `.csv`):
+/// Accepted layouts (with `.csv.gz`, `.csv` or `.parquet`):
 /// - `<bucket_path>/<schema>/<table>/LOAD<8 hex digits>.csv.gz`
 /// - `<bucket_path>/<schema>/<table>/YYYYMMDD-HHMMSSmmm.csv.gz`
 /// - `<bucket_path>/<schema>/<table>/YYYY/MM/DD/YYYYMMDD-HHMMSSmmm.csv.gz`
@@ -175,13 +177,15 @@ pub fn is_date_folder(folders: &[&str]) -> bool {
 }
 
 /// Recognises a DMS data file name (the last part of a key): `LOAD<8 hex digits>` or
-/// `YYYYMMDD-HHMMSSmmm` (a valid date and time), with `.csv.gz` or `.csv`. Returns `None` for
+/// `YYYYMMDD-HHMMSSmmm` (a valid date and time), with `.csv.gz`, `.csv` or `.parquet`. Returns `None` for
 /// anything else.
 pub fn parse_file_name(name: &str) -> Option<(FileKind, Compression)> {
     let (stem, compression) = if let Some(stem) = name.strip_suffix(".csv.gz") {
         (stem, Compression::Gzip)
     } else if let Some(stem) = name.strip_suffix(".csv") {
         (stem, Compression::None)
+    } else if let Some(stem) = name.strip_suffix(".parquet") {
+        (stem, Compression::Parquet)
     } else {
         return None;
     };
@@ -372,6 +376,16 @@ mod tests {
     }
 
     #[test]
+    fn parquet_files_are_accepted_and_sort_like_csv() {
+        let o = key("data/", "data/s/t/LOAD0000000A.parquet");
+        assert_eq!(o.compression, Compression::Parquet);
+        assert_eq!(o.kind, FileKind::Load { seq: 10 });
+        let c = key("", "s/t/2022/09/22/20220922-095853123.parquet");
+        assert_eq!(c.compression, Compression::Parquet);
+        assert!(o < c);
+    }
+
+    #[test]
     fn bucket_path_variants() {
         for (bp, k) in [
             ("", "dbo/orders/LOAD00000001.csv.gz"),
@@ -409,7 +423,7 @@ mod tests {
             // Other files.
             ("", "dbo/orders/LOAD00000001.json"),
             ("", "dbo/orders/LOAD00000001.csv.gz.tmp"),
-            ("", "dbo/orders/LOAD00000001.parquet"),
+            ("", "dbo/orders/LOAD00000001.parquet.gz"),
             ("", "dbo/orders/LOAD00000001"),
             ("", "dbo/orders/20220922-095853123.json"),
             ("", "dbo/orders/"),

@@ -21,6 +21,11 @@ pub struct FileDialect {
     /// `CompressionType=GZIP` (`.csv.gz`), else `.csv`.
     pub gzip: bool,
     pub date_folders: DateFolders,
+    /// `DataFormat=parquet`: `.parquet` files (then `gzip` is the pages' codec, and the CSV
+    /// settings do not apply).
+    pub parquet: bool,
+    /// `ParquetTimestampInMillisecond`: timestamps in milliseconds, not microseconds.
+    pub parquet_millis: bool,
 }
 
 /// Where change files go (`DatePartitionEnabled`, `DatePartitionSequence`,
@@ -49,6 +54,8 @@ impl Default for FileDialect {
             timestamp_column: None,
             gzip: true,
             date_folders: DateFolders::Alternate,
+            parquet: false,
+            parquet_millis: false,
         }
     }
 }
@@ -56,6 +63,10 @@ impl Default for FileDialect {
 impl FileDialect {
     /// `name` (a `.csv.gz` name) with this dialect's suffix.
     pub(crate) fn file_name(&self, name: &str) -> String {
+        if self.parquet {
+            let stem = name.strip_suffix(".csv.gz").unwrap_or(name);
+            return format!("{stem}.parquet");
+        }
         match (self.gzip, name.strip_suffix(".gz")) {
             (false, Some(plain)) => plain.to_string(),
             _ => name.to_string(),
@@ -165,6 +176,7 @@ mod tests {
                 sequence: "YYYYMMDDHH".into(),
                 delimiter: Some('-'),
             },
+            ..FileDialect::default()
         };
         let mut out = Vec::new();
         let fields: [Option<&[u8]>; 4] = [Some(b"I"), None, Some(b"NULL"), Some(b"a|b")];

@@ -9,6 +9,7 @@ use std::io::Write as _;
 
 use super::dialect::{write_record_in, FileDialect};
 use super::fields::Fields;
+use super::parquet::ParquetFile;
 use super::reference::Ctx;
 use super::rows::Row;
 use super::spec::{FileSummary, SampleFile, EXECUTION_COLUMNS, ORDER_COLUMNS, STRATEGY_COLUMNS};
@@ -64,6 +65,7 @@ impl Emitter {
             let chunk = rows.by_ref().take(limit).map(|r| (op, r));
             let file = FileShape {
                 dialect: &self.dialect,
+                table,
                 columns: columns(table),
                 op: op.is_some(),
                 commit: commit_text(super::clock::snapshot()),
@@ -96,6 +98,7 @@ impl Emitter {
         let rows = log.ops.iter().map(|(op, r)| (Some(*op), r));
         let file = FileShape {
             dialect: &self.dialect,
+            table,
             columns: columns(table),
             op: true,
             commit: commit_text(commit),
@@ -139,6 +142,7 @@ fn finish(w: GzEncoder<Vec<u8>>) -> Vec<u8> {
 /// What one file's records look like besides their rows.
 struct FileShape<'a> {
     dialect: &'a FileDialect,
+    table: &'a str,
     columns: &'static [&'static str],
     /// The records start with the Op column.
     op: bool,
@@ -186,6 +190,9 @@ fn encode<'a, R: Row + 'a>(
     file: &FileShape<'_>,
 ) -> (Vec<u8>, u64, Option<i64>) {
     let dialect = file.dialect;
+    if dialect.parquet {
+        return encode_parquet(cx, fields, rows, file);
+    }
     let mut w = if dialect.gzip {
         Body::Gzip(Box::new(gzip_writer(Vec::new())))
     } else {
@@ -228,6 +235,46 @@ fn encode<'a, R: Row + 'a>(
         max_event = max_event.max(Some(row.event_id()));
     }
     (w.finish(), count, max_event)
+}
+
+/// [`encode`] for `DataFormat=parquet`: the same records, as one Parquet file.
+fn encode_parquet<'a, R: Row + 'a>(
+    cx: &Ctx,
+    fields: &mut Fields,
+    rows: impl Iterator<Item = (Option<u8>, &'a R)>,
+    file: &FileShape<'_>,
+) -> (Vec<u8>, u64, Option<i64>) {
+    let dialect = file.dialect;
+    let names = dialect.header_names(file.op, file.columns);
+    let mut out = ParquetFile::new(
+        file.table,
+        &names,
+        dialect.timestamp_column.as_deref(),
+        dialect.parquet_millis,
+        dialect.gzip,
+    );
+    let stamp = dialect
+        .timestamp_column
+        .as_ref()
+        .map(|_| file.commit.as_bytes());
+    let mut count = 0u64;
+    let mut max_event: Option<i64> = None;
+    for (op, row) in rows {
+        fields.clear();
+        row.render(cx, fields);
+        let op_field: Option<[u8; 1]> = op.map(|o| [o]);
+        out.push(
+            op_field
+                .iter()
+                .map(|o| &o[..])
+                .chain(stamp)
+                .chain(fields.iter())
+                .map(|f| (!f.is_empty()).then_some(f)),
+        );
+        count += 1;
+        max_event = max_event.max(Some(row.event_id()));
+    }
+    (out.finish(), count, max_event)
 }
 
 pub(super) fn dump<R: Row>(cx: &Ctx, t: &Table<R>) -> Vec<Vec<Option<String>>> {

@@ -46,6 +46,7 @@ mod emit;
 mod fields;
 mod generate;
 mod history;
+mod parquet;
 mod record;
 mod reference;
 mod rows;
