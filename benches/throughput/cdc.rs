@@ -8,8 +8,14 @@ use crate::scale::{in_turn, Series};
 use crate::util::fmt_rate;
 
 /// The CDC rounds of one scale (none without `--phase cdc` or both); the template database is
-/// dropped afterwards unless `--keep`.
-pub fn measure(ctx: &Ctx, scale: f64, ds: &Dataset) -> Result<Series> {
+/// dropped afterwards unless `--keep`. The loader reads `files` (the dataset as CSV, or as
+/// Parquet: `format` says which), the reference `ds`'s CSV.
+pub fn measure(
+    ctx: &Ctx,
+    scale: f64,
+    ds: &Dataset,
+    (files, format): (&Dataset, &str),
+) -> Result<Series> {
     let o = &ctx.opts;
     let db = o.db.clone();
     let (full_rows, n_full) = (ds.rows(Kind::Load), ds.count(Kind::Load));
@@ -27,7 +33,7 @@ pub fn measure(ctx: &Ctx, scale: f64, ds: &Dataset) -> Result<Series> {
             "scale {scale}: loading the template database {template} for the CDC rounds (untimed)"
         );
         defs = ctx.fresh_db(&template, &ds.bucket)?;
-        ctx.run_loader(&template, &ds.bucket, FULL, 2, "template")?;
+        ctx.run_loader(&template, &files.bucket, FULL, 2, "template")?;
         ctx.reference_full(&template, ds, 2)?;
         ctx.check(&template, &defs, Some(full_rows), FULL, n_full)?;
         ctx.pg().exec(&ctx.dsn(&template), "VACUUM ANALYZE")?;
@@ -36,9 +42,9 @@ pub fn measure(ctx: &Ctx, scale: f64, ds: &Dataset) -> Result<Series> {
         ctx.reset_db(&db, Some(&template))?;
         let mut run_loader = || -> Result<()> {
             ctx.checkpoint(&db)?;
-            let run = ctx.run_loader(&db, &ds.bucket, CDC, o.cdc_streams, "cdc")?;
+            let run = ctx.run_loader(&db, &files.bucket, CDC, o.cdc_streams, "cdc")?;
             say!(
-                "scale {scale} CDC, round {}: loader {:.2}s ({}/s, peak RSS {:.1} MiB)",
+                "scale {scale} CDC, round {}: loader on {format} {:.2}s ({}/s, peak RSS {:.1} MiB)",
                 round + 1,
                 run.secs,
                 fmt_rate(cdc_rows as f64 / run.secs),
@@ -63,7 +69,7 @@ pub fn measure(ctx: &Ctx, scale: f64, ds: &Dataset) -> Result<Series> {
         ctx.check(&db, &defs, None, CDC, n_cdc)?;
     }
     if cdc.measured() {
-        say!("scale {scale} CDC: {}", cdc.summary());
+        say!("scale {scale} CDC ({format}): {}", cdc.summary());
     }
     if !o.keep {
         ctx.drop_db(&template);

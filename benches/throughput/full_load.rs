@@ -8,8 +8,15 @@ use crate::scale::{in_turn, Series};
 use crate::util::fmt_rate;
 
 /// The full-load rounds of one scale: the series at one stream, and at two unless
-/// `--no-parallel` (none without `--phase full` or both).
-pub fn measure(ctx: &Ctx, scale: f64, ds: &Dataset) -> Result<(Series, Option<Series>)> {
+/// `--no-parallel` or `!parallel` (none without `--phase full` or both). The loader reads
+/// `files` (the dataset as CSV, or as Parquet: `format` says which), the reference `ds`'s CSV.
+pub fn measure(
+    ctx: &Ctx,
+    scale: f64,
+    ds: &Dataset,
+    (files, format): (&Dataset, &str),
+    parallel: bool,
+) -> Result<(Series, Option<Series>)> {
     let o = &ctx.opts;
     let db = o.db.clone();
     let full_rows = ds.rows(Kind::Load);
@@ -19,7 +26,7 @@ pub fn measure(ctx: &Ctx, scale: f64, ds: &Dataset) -> Result<(Series, Option<Se
         rows: full_rows,
         ..Series::default()
     };
-    let mut full_p2 = (o.parallel && o.full).then(|| Series {
+    let mut full_p2 = (parallel && o.parallel && o.full).then(|| Series {
         rows: full_rows,
         ..Series::default()
     });
@@ -29,10 +36,10 @@ pub fn measure(ctx: &Ctx, scale: f64, ds: &Dataset) -> Result<(Series, Option<Se
             let defs = ctx.fresh_db(&db, &ds.bucket)?;
             let mut run_loader = || -> Result<()> {
                 ctx.checkpoint(&db)?;
-                let run = ctx.run_loader(&db, &ds.bucket, FULL, streams, "full")?;
+                let run = ctx.run_loader(&db, &files.bucket, FULL, streams, "full")?;
                 say!(
-                    "scale {scale} full load, {streams} stream(s), round {}: loader {:.2}s ({}/s, \
-                     peak RSS {:.1} MiB)",
+                    "scale {scale} full load, {streams} stream(s), round {}: loader on {format} \
+                     {:.2}s ({}/s, peak RSS {:.1} MiB)",
                     round + 1,
                     run.secs,
                     fmt_rate(full_rows as f64 / run.secs),
@@ -59,7 +66,10 @@ pub fn measure(ctx: &Ctx, scale: f64, ds: &Dataset) -> Result<(Series, Option<Se
         }
     }
     if full.measured() {
-        say!("scale {scale} full load (1 stream): {}", full.summary());
+        say!(
+            "scale {scale} full load (1 stream, {format}): {}",
+            full.summary()
+        );
     }
     if let Some(p2) = &full_p2 {
         say!("scale {scale} full load (2 streams): {}", p2.summary());

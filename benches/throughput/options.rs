@@ -16,6 +16,8 @@ and measures the loader against psql on the same Postgres; fails on any correctn
   --cdc-files N             CDC files per table (default 2)
   --cdc-rows N              rows per CDC file (default max(50000, 300000 x scale))
   --no-parallel             skip the PARALLELISM=1 vs 2 full-load measurement
+  --no-parquet              skip the same full load and CDC as Parquet files (DataFormat=parquet;
+                            the reference is still psql on the CSV files)
   --cdc-streams N           CDC phase with the loader at PARALLELISM=N and N concurrent psql
                             streams (default 1)
   --phase full|cdc|none     measure only the full load, only the CDC phase, or neither (with
@@ -61,6 +63,8 @@ pub struct Options {
     pub cdc_files: usize,
     pub cdc_rows: Option<usize>,
     pub parallel: bool,
+    /// The full load and CDC again from the dataset as Parquet files.
+    pub parquet: bool,
     pub full: bool,
     pub cdc: bool,
     pub cdc_streams: usize,
@@ -98,6 +102,7 @@ impl Options {
             cdc_files: 2,
             cdc_rows: None,
             parallel: true,
+            parquet: true,
             full: true,
             cdc: true,
             cdc_streams: 1,
@@ -152,6 +157,7 @@ impl Options {
                 "--cdc-files" => o.cdc_files = number(&flag, it.next())?,
                 "--cdc-rows" => o.cdc_rows = Some(number(&flag, it.next())?),
                 "--no-parallel" => o.parallel = false,
+                "--no-parquet" => o.parquet = false,
                 "--cdc-streams" => o.cdc_streams = number(&flag, it.next())?,
                 "--phase" => match it.next().as_deref().inspect(|_| phase = true) {
                     Some("full") => o.cdc = false,

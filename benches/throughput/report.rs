@@ -202,20 +202,29 @@ pub fn render(
              empty tables with the loader at `PARALLELISM=1`; reference `gunzip -c | psql \\copy \
              (FORMAT csv)`, one table after the other. CDC: the CDC files against the loaded \
              (vacuumed) tables with the loader at `PARALLELISM={n}`; reference the staged SQL \
-             upsert, one transaction per file, {n} `psql` stream(s).\n",
-            n = opts.cdc_streams
+             upsert, one transaction per file, {n} `psql` stream(s). The `Parquet` rows: the \
+             loader reads the same dataset written as Parquet files (`DataFormat=parquet`, \
+             GZIP pages, row groups of {rg} rows; their size in the MiB column), the reference \
+             is still `psql` on the CSV files.\n",
+            n = opts.cdc_streams,
+            rg = paper_engine_orders::sample::ROW_GROUP_ROWS
         );
         let _ = writeln!(
         md,
-        "| scale | phase | files | rows | gzip MiB | loader rows/s | reference rows/s | loader / \
+        "| scale | phase | files | rows | file MiB | loader rows/s | reference rows/s | loader / \
          reference | loader peak RSS |"
     );
         let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
         for r in results {
-            for (phase, files, bytes, s) in [
+            let mut phases = vec![
                 ("full load", r.full_files, r.full_bytes, &r.full),
                 ("CDC", r.cdc_files, r.cdc_bytes, &r.cdc),
-            ] {
+            ];
+            if let Some((full, cdc, full_bytes, cdc_bytes)) = &r.parquet {
+                phases.push(("full load, Parquet", r.full_files, *full_bytes, full));
+                phases.push(("CDC, Parquet", r.cdc_files, *cdc_bytes, cdc));
+            }
+            for (phase, files, bytes, s) in phases {
                 if !s.measured() {
                     continue;
                 }
@@ -234,7 +243,12 @@ pub fn render(
         }
         let _ = writeln!(md, "\nPer round (seconds, loader / reference):\n");
         for r in results {
-            for (phase, s) in [("full load", &r.full), ("CDC", &r.cdc)] {
+            let mut phases = vec![("full load", &r.full), ("CDC", &r.cdc)];
+            if let Some((full, cdc, _, _)) = &r.parquet {
+                phases.push(("full load, Parquet", full));
+                phases.push(("CDC, Parquet", cdc));
+            }
+            for (phase, s) in phases {
                 if !s.measured() {
                     continue;
                 }
@@ -370,6 +384,8 @@ pub fn results_json(env: &Environment, results: &[ScaleResult], rss: Option<&Rss
             "full": r.full.measured().then(|| r.full.to_json()),
             "full_parallel2": r.full_p2.as_ref().map(Series::to_json),
             "cdc": r.cdc.measured().then(|| r.cdc.to_json()),
+            "parquet_full": r.parquet.as_ref().filter(|p| p.0.measured()).map(|p| p.0.to_json()),
+            "parquet_cdc": r.parquet.as_ref().filter(|p| p.1.measured()).map(|p| p.1.to_json()),
         })).collect::<Vec<_>>(),
         "rss_check": rss.map(|r| json!({
             "rows": r.rows,

@@ -143,6 +143,26 @@ pub fn generate(
     dir: &Path,
     keep: impl Fn(&str, Kind, usize) -> bool,
 ) -> Result<Dataset> {
+    generate_in(
+        ctx,
+        spec,
+        &sample::FileDialect::default(),
+        bucket,
+        dir,
+        keep,
+    )
+}
+
+/// [`generate`], the files written as a DMS endpoint with `dialect` writes them.
+pub fn generate_in(
+    ctx: &Ctx,
+    spec: SampleSpec,
+    dialect: &sample::FileDialect,
+    bucket: &str,
+    dir: &Path,
+    keep: impl Fn(&str, Kind, usize) -> bool,
+) -> Result<Dataset> {
+    let dialect = dialect.clone();
     fs::create_dir_all(dir)?;
     let s3 = ctx.s3(bucket, FULL)?;
     let dir = dir.to_path_buf();
@@ -152,7 +172,9 @@ pub fn generate(
         s3.ensure_bucket().await?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<sample::SampleFile>(2);
         let generator = tokio::task::spawn_blocking(move || {
-            sample::generate(&spec, |file| tx.blocking_send(file).map_err(|_| ()))
+            sample::generate_in(&spec, &dialect, |file| {
+                tx.blocking_send(file).map_err(|_| ())
+            })
         });
         let mut files = Vec::new();
         let mut seen: Vec<(String, Kind)> = Vec::new();

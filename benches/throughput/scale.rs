@@ -7,7 +7,7 @@ use paper_engine_orders::sample::SampleSpec;
 use serde_json::{json, Value};
 
 use crate::ctx::{Ctx, LoaderRun};
-use crate::s3::{generate, Kind};
+use crate::s3::{generate, generate_in, Kind};
 use crate::util::{fmt_rate, fmt_rows, median};
 use crate::{cdc, full_load, TABLES};
 
@@ -92,6 +92,9 @@ pub struct ScaleResult {
     pub full: Series,
     pub full_p2: Option<Series>,
     pub cdc: Series,
+    /// The same dataset as Parquet files (`DataFormat=parquet`), unless `--no-parquet`: the
+    /// loader's full load and CDC against the same psql references; the files' bytes.
+    pub parquet: Option<(Series, Series, u64, u64)>,
 }
 
 pub fn bench_scale(ctx: &Ctx, index: usize, scale: f64) -> Result<ScaleResult> {
@@ -130,8 +133,36 @@ pub fn bench_scale(ctx: &Ctx, index: usize, scale: f64) -> Result<ScaleResult> {
         fmt_rows(cdc_rows),
         ds.bucket
     );
-    let (full, full_p2) = full_load::measure(ctx, scale, &ds)?;
-    let cdc = cdc::measure(ctx, scale, &ds)?;
+    let (full, full_p2) = full_load::measure(ctx, scale, &ds, (&ds, "csv"), true)?;
+    let cdc = cdc::measure(ctx, scale, &ds, (&ds, "csv"))?;
+    let parquet = if o.parquet && (o.full || o.cdc) {
+        say!("scale {scale}: generating the same dataset as Parquet files");
+        let pq_dir = ctx.work.join(format!("data-{scale}-parquet"));
+        let dialect = paper_engine_orders::sample::FileDialect {
+            parquet: true,
+            ..Default::default()
+        };
+        let pq = generate_in(
+            ctx,
+            spec.clone(),
+            &dialect,
+            &format!("peo-bench-{index}-parquet"),
+            &pq_dir,
+            |table, _, _| TABLES.contains(&table),
+        )?;
+        anyhow::ensure!(
+            pq.rows(Kind::Load) == full_rows && pq.rows(Kind::Cdc) == cdc_rows,
+            "the Parquet dataset has other rows than the CSV one"
+        );
+        let (pq_full, _) = full_load::measure(ctx, scale, &ds, (&pq, "parquet"), false)?;
+        let pq_cdc = cdc::measure(ctx, scale, &ds, (&pq, "parquet"))?;
+        if !o.keep {
+            let _ = fs::remove_dir_all(&pq_dir);
+        }
+        Some((pq_full, pq_cdc, pq.bytes(Kind::Load), pq.bytes(Kind::Cdc)))
+    } else {
+        None
+    };
     if !o.keep {
         let _ = fs::remove_dir_all(&dir);
     }
@@ -145,6 +176,7 @@ pub fn bench_scale(ctx: &Ctx, index: usize, scale: f64) -> Result<ScaleResult> {
         full,
         full_p2,
         cdc,
+        parquet,
     })
 }
 

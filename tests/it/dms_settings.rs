@@ -280,9 +280,4 @@ async fn generated_data_in_each_endpoint_dialect_loads_to_the_ground_truth() {
             Some(files.len().to_string().as_str())
         );
     }
-    // Parquet is refused, saying so.
-    let app = spawn_app().await;
-    let (code, _, err) = run(&app, &["sample", "--format", "parquet"], &[]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("Parquet yet"), "{err}");
 }

@@ -18,6 +18,7 @@ mod metrics_http;
 mod notifications;
 mod operate;
 mod outbox_one_shot;
+mod parquet;
 mod process;
 mod reloads;
 mod restarts;

@@ -35,6 +35,7 @@
 //! - `actions`: the random changes of a CDC batch (orders, trades, cancels, corrections, busts).
 //! - `emit`: the files' DMS object keys (named by the `dms-naming` crate, the naming the loader
 //!   reads); CSV and gzip encoding of the bodies.
+//! - `parquet`: the bodies as Parquet files (`DataFormat=parquet`): typed columns, row groups.
 //! - `tests`: end-to-end checks of generated datasets (determinism, naming, ground truth,
 //!   dialect).
 
@@ -59,6 +60,7 @@ mod vocab;
 pub use clock::cdc_commit_micros;
 pub use dialect::{write_record_in, DateFolders, FileDialect};
 pub use generate::{generate, generate_in};
+pub use parquet::{parquet_file, ROW_GROUP_ROWS};
 pub use record::{timestamp_text, write_record};
 pub use spec::{
     order_count, strategy_count, FileSummary, SampleFile, SampleManifest, SampleSpec,

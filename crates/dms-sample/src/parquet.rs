@@ -13,8 +13,8 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 
-/// Rows per row group (small, so that the sample's files have several).
-pub const ROW_GROUP_ROWS: usize = 2_000;
+/// Rows per row group: DMS's default `RowGroupLength`.
+pub const ROW_GROUP_ROWS: usize = 10_000;
 
 /// A column's Parquet type, as DMS maps the source's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,6 +186,21 @@ impl ParquetFile {
         self.flush();
         self.writer.into_inner().expect("the Parquet footer")
     }
+}
+
+/// One Parquet file of a sample table's columns `names` (Op and a commit-time column named
+/// `commit_ts` included where given), its rows as text fields (`None`: NULL), microsecond
+/// timestamps, GZIP pages: a file as DMS writes it, for tests that need a particular one.
+pub fn parquet_file<'a>(
+    table: &str,
+    names: &[&str],
+    rows: impl IntoIterator<Item = Vec<Option<&'a [u8]>>>,
+) -> Vec<u8> {
+    let mut file = ParquetFile::new(table, names, Some("commit_ts"), false, true);
+    for row in rows {
+        file.push(row);
+    }
+    file.finish()
 }
 
 /// The unscaled value of decimal text at `scale` (`"-1.5"` at scale 2: -150).
