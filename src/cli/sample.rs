@@ -144,12 +144,14 @@ pub(crate) fn dialect_of(s: &DmsSettings) -> Result<FileDialect, crate::config::
     };
     Ok(FileDialect {
         delimiter: s.delimiter.unwrap_or(b','),
+        row_delimiter: s.row_delimiter.unwrap_or(b'\n'),
         null_value: s.null_value.clone(),
         header: s.add_column_name,
         op_in_full_load: s.include_op_for_full_load,
         timestamp_column: s.timestamp_column.clone(),
         gzip: !s.uncompressed,
         date_folders,
+        cdc_path: s.cdc_path.clone(),
         parquet: s.parquet,
         parquet_millis: s.parquet_millis,
     })

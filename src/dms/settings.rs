@@ -23,6 +23,11 @@ pub struct DmsSettings {
     pub add_column_name: bool,
     /// `CsvDelimiter` (one character; `,` by default).
     pub delimiter: Option<u8>,
+    /// `CdcPath` (without slashes at its ends): change files are under
+    /// `<BucketFolder>/<CdcPath>/<schema>/<table>/`, the full load where it always is.
+    pub cdc_path: Option<String>,
+    /// `CsvRowDelimiter` when it is not a line end: the one character that ends rows.
+    pub row_delimiter: Option<u8>,
     /// `CsvNullValue`: the unquoted text DMS writes for NULL (an empty field by default).
     pub null_value: Option<String>,
     /// `AddTrailingPaddingCharacter`: trailing spaces of text values are padding.
@@ -158,11 +163,19 @@ impl DmsSettings {
                         ))
                     }
                 },
-                "CsvRowDelimiter" => {
-                    if !matches!(text(value), Some("\n" | "\\n" | "\r\n" | "\\r\\n")) {
-                        return Err(refuse(key, value, "only a line end is read"));
+                "CsvRowDelimiter" => match text(value) {
+                    Some("\n" | "\\n" | "\r\n" | "\\r\\n") => {}
+                    Some(t) if t.len() == 1 && t.is_ascii() && !matches!(t, "\"" | "\r") => {
+                        out.row_delimiter = Some(t.as_bytes()[0])
                     }
-                }
+                    _ => {
+                        return Err(refuse(
+                            key,
+                            value,
+                            "a line end, or one ASCII character other than a quote, is read",
+                        ))
+                    }
+                },
                 "CsvNullValue" => match text(value) {
                     Some(t) if !t.contains(['"', '\r', '\n']) => {
                         out.null_value = (!t.is_empty()).then(|| t.to_string())
@@ -212,13 +225,11 @@ impl DmsSettings {
                 {
                     return Err(refuse(key, value, "SLASH, UNDERSCORE, DASH or NONE"));
                 }
-                "CdcPath" if text(value).is_some_and(|t| !t.is_empty()) => {
-                    return Err(refuse(
-                        key,
-                        value,
-                        "change files are read next to the full load",
-                    ));
-                }
+                "CdcPath" => match text(value).map(|t| t.trim_matches('/')) {
+                    Some("") => {}
+                    Some(t) if !t.contains("//") => out.cdc_path = Some(t.to_string()),
+                    _ => return Err(refuse(key, value, "a folder path")),
+                },
                 "AddTrailingPaddingCharacter" => match flag(value) {
                     Some(on) => out.trailing_padding = on,
                     None => return Err(refuse(key, value, "true or false")),
@@ -248,12 +259,20 @@ impl DmsSettings {
                     out.date_partition_delimiter = text(value).map(str::to_ascii_uppercase)
                 }
                 "IncludeOpForFullLoad"
-                | "CdcPath"
                 | "UseCsvNoSupValue"
                 | "PreserveTransactions"
                 | "Rfc4180" => {}
                 other if NEUTRAL.contains(&other) => {}
                 other => out.unknown.push(other.to_string()),
+            }
+        }
+        if let Some(row) = out.row_delimiter {
+            if row == out.delimiter.unwrap_or(b',') {
+                return Err(refuse(
+                    "CsvRowDelimiter",
+                    &Value::String(char::from(row).to_string()),
+                    "the same character as CsvDelimiter",
+                ));
             }
         }
         Ok(out)
@@ -289,12 +308,24 @@ mod tests {
         )
         .unwrap();
         assert!(s.parquet && s.parquet_millis);
+        let s = DmsSettings::parse(r#"{"CsvRowDelimiter": "~", "CsvDelimiter": "|"}"#).unwrap();
+        assert_eq!((s.row_delimiter, s.delimiter), (Some(b'~'), Some(b'|')));
+        let s = DmsSettings::parse(r#"{"CdcPath": "/changes/"}"#).unwrap();
+        assert_eq!(s.cdc_path.as_deref(), Some("changes"));
+        let s = DmsSettings::parse(r#"{"CsvRowDelimiter": "\r\n"}"#).unwrap();
+        assert_eq!(s.row_delimiter, None);
     }
 
     #[test]
     fn settings_that_change_the_files_are_refused_naming_them() {
         for (json, key) in [
             (r#"{"DataFormat": "orc"}"#, "DataFormat"),
+            (r#"{"CsvRowDelimiter": "ab"}"#, "CsvRowDelimiter"),
+            (r#"{"CsvRowDelimiter": ","}"#, "CsvRowDelimiter"),
+            (
+                r#"{"CsvRowDelimiter": "|", "CsvDelimiter": "|"}"#,
+                "CsvRowDelimiter",
+            ),
             (
                 r#"{"ParquetTimestampInMillisecond": 2}"#,
                 "ParquetTimestampInMillisecond",
@@ -312,7 +343,7 @@ mod tests {
                 r#"{"DatePartitionEnabled": true, "DatePartitionDelimiter": "DOT"}"#,
                 "DatePartitionDelimiter",
             ),
-            (r#"{"CdcPath": "cdc"}"#, "CdcPath"),
+            (r#"{"CdcPath": 3}"#, "CdcPath"),
             (r#"{"PreserveTransactions": true}"#, "PreserveTransactions"),
             (r#"{"Rfc4180": false}"#, "Rfc4180"),
         ] {

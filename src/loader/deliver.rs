@@ -109,14 +109,18 @@ impl<S: Source, T: Target> Loader<S, T> {
                 if let (Some(extra), false) = (&failure.added_columns, refreshed) {
                     refreshed = true;
                     if let Ok(Some(fresh)) = self.target.refresh_table(&table.name).await {
-                        let has_them = extra
-                            .iter()
-                            .all(|n| fresh.columns.iter().any(|c| c.name.eq_ignore_ascii_case(n)));
+                        let has_them = extra.iter().all(|(n, _)| {
+                            fresh.columns.iter().any(|c| c.name.eq_ignore_ascii_case(n))
+                        });
                         if has_them && fresh.columns.len() > table.columns.len() {
                             info!(
                                 "Delivery {id}: table {} has the file's new column(s) {} now; reading the file with them.",
                                 table.name,
-                                extra.join(", ")
+                                extra
+                                    .iter()
+                                    .map(|(n, _)| n.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             );
                             table = fresh;
                             attempt -= 1;
@@ -130,20 +134,38 @@ impl<S: Source, T: Target> Loader<S, T> {
                     add_columns.is_empty(),
                 ) {
                     // (Names the table has already: another delivery or loader added them.)
-                    let new: Vec<String> = extra
+                    let new: Vec<(String, crate::dms::ColumnType)> = extra
                         .iter()
-                        .filter(|n| !table.columns.iter().any(|c| c.name.eq_ignore_ascii_case(n)))
+                        .filter(|(n, _)| {
+                            !table.columns.iter().any(|c| c.name.eq_ignore_ascii_case(n))
+                        })
                         .cloned()
                         .collect();
                     if !new.is_empty() {
+                        let names: Vec<&str> = new.iter().map(|(n, _)| n.as_str()).collect();
+                        let types = if new.iter().all(|(_, t)| *t == crate::dms::ColumnType::Text) {
+                            "text, nullable".to_string()
+                        } else {
+                            format!(
+                                "nullable; {}",
+                                new.iter()
+                                    .map(|(n, t)| format!(
+                                        "{} {}",
+                                        n.to_ascii_lowercase(),
+                                        crate::target::queries::sql_type(t)
+                                    ))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        };
                         info!(
-                            "Delivery {id}: {} has new column(s) at its end: {}; adding them to {} (text, nullable) in the delivery's transaction (SCHEMA_DRIFT_POLICY=add-columns).",
+                            "Delivery {id}: {} has new column(s) at its end: {}; adding them to {} ({types}) in the delivery's transaction (SCHEMA_DRIFT_POLICY=add-columns).",
                             display_key(&file.info.key),
-                            new.join(", "),
+                            names.join(", "),
                             table.name
                         );
-                        table = Arc::new(table.with_text_columns(&new));
-                        add_columns = new.iter().map(|n| n.to_ascii_lowercase()).collect();
+                        table = Arc::new(table.with_columns(&new));
+                        add_columns = names.iter().map(|n| n.to_ascii_lowercase()).collect();
                         attempt -= 1;
                         continue;
                     }

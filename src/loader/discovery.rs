@@ -107,6 +107,8 @@ pub(crate) struct Discovery {
     /// Look for a first date folder in streams with flat change-file names (see
     /// [`Cursor::listings`]); off when the endpoint's settings say DMS does not partition by date.
     watch_dated: bool,
+    /// `CdcPath`: change files are below `<path>/<cdc path>/<schema>/<table>/`.
+    cdc_path: Option<String>,
 }
 
 impl Discovery {
@@ -117,7 +119,23 @@ impl Discovery {
             last_full: None,
             full_interval,
             watch_dated: true,
+            cdc_path: None,
         }
+    }
+
+    /// DMS's `CdcPath`: change files are below `<path>/<cdc_path>/<schema>/<table>/` (and only
+    /// change files are read there), full-load files where they always are. Each stream then
+    /// has two folders, each with its own cursors.
+    pub fn cdc_path(mut self, cdc_path: Option<String>) -> Self {
+        self.cdc_path = cdc_path;
+        self
+    }
+
+    /// The bucket path of the change files: `<path>/<cdc path>` with `CdcPath`.
+    fn cdc_root(&self, source_path: &str) -> Option<String> {
+        self.cdc_path
+            .as_ref()
+            .map(|c| format!("{}{c}/", root_prefix(source_path)))
     }
 
     /// Whether streams with flat change-file names are watched for a first date folder (one
@@ -166,19 +184,20 @@ impl Discovery {
         plan: &mut Plan,
     ) -> Result<HashMap<String, LedgerEntry>, LoaderError> {
         let root = root_prefix(source.path());
+        let cdc_root = self.cdc_root(source.path());
         let first = self.last_full.is_none();
         let mut pending_entries = HashMap::new();
         let mut fresh: BTreeMap<String, Stream> = BTreeMap::new();
         let mut token = None;
         loop {
             let page = source.list_page(&root, None, token).await?;
-            let objects = parse(source, tables, page.objects, plan);
+            let objects = parse(source, tables, cdc_root.as_deref(), page.objects, plan);
             let keys: Vec<String> = objects.iter().map(|(o, _)| o.key.clone()).collect();
             let entries = ledger.entries(&keys).await?;
             for (object, info) in objects {
-                let folder = stream_folder(&object, &root);
+                let folder = stream_folder(&object, &root, cdc_root.as_deref());
                 self.schema_folders
-                    .insert(format!("{root}{}/", object.schema));
+                    .insert(folder[..folder.len() - object.table.len() - 1].to_string());
                 let stream = fresh.entry(object.table.clone()).or_default();
                 stream
                     .cursors
@@ -234,8 +253,17 @@ impl Discovery {
         plan: &mut Plan,
     ) -> Result<HashMap<String, LedgerEntry>, LoaderError> {
         let root = root_prefix(source.path());
+        let cdc_root = self.cdc_root(source.path());
         for folder in source.list_folders(&root).await? {
-            self.schema_folders.insert(folder);
+            // (The CdcPath folder holds schema folders: listed below, not a schema itself.)
+            if Some(&folder) != cdc_root.as_ref() {
+                self.schema_folders.insert(folder);
+            }
+        }
+        if let Some(cdc_root) = &cdc_root {
+            for folder in source.list_folders(cdc_root).await? {
+                self.schema_folders.insert(folder);
+            }
         }
         let mut names: Vec<&String> = tables.keys().collect();
         names.sort();
@@ -254,14 +282,14 @@ impl Discovery {
                 }
             }
         }
-        let objects = parse(source, tables, listed, plan);
+        let objects = parse(source, tables, cdc_root.as_deref(), listed, plan);
         // Judged against the cursors as they were when the pass started (the listings of one
         // folder may come in any order), and moved only once the ledger has answered: a failed
         // query leaves everything to be listed again.
         let mut new = Vec::new();
         let mut listed_objects = Vec::new();
         for (object, info) in objects {
-            let folder = stream_folder(&object, &root);
+            let folder = stream_folder(&object, &root, cdc_root.as_deref());
             let stream = self.streams.get(&object.table);
             // A change file behind a cursor was seen before (done or pending), or is late and
             // left to the full listing: never asked about again here.
@@ -495,17 +523,25 @@ fn settles(entry: Option<&LedgerEntry>, object: &DmsObject, info: &ObjectInfo) -
     }
 }
 
-/// Parses listed objects into DMS objects of the target's tables; notes the others.
+/// Parses listed objects into DMS objects of the target's tables; notes the others. With
+/// `CdcPath` (`cdc_root`), the keys below it are change files of `<cdc root><schema>/<table>/`.
 fn parse<S: Source>(
     source: &S,
     tables: &Tables,
+    cdc_root: Option<&str>,
     objects: Vec<ObjectInfo>,
     plan: &mut Plan,
 ) -> Vec<(DmsObject, ObjectInfo)> {
     objects
         .into_iter()
         .filter_map(|info| {
-            let Some(object) = dms::parse_object_key(source.path(), &info.key) else {
+            let object = match cdc_root {
+                Some(cdc) if info.key.starts_with(cdc) => {
+                    dms::parse_object_key(cdc, &info.key).filter(|o| !o.kind.is_load())
+                }
+                _ => dms::parse_object_key(source.path(), &info.key),
+            };
+            let Some(object) = object else {
                 plan.unrecognized.push(info.key);
                 return None;
             };
@@ -519,9 +555,15 @@ fn parse<S: Source>(
         .collect()
 }
 
-/// `<path>/<schema>/<table>/` of an object.
-fn stream_folder(object: &DmsObject, root: &str) -> String {
-    format!("{root}{}/{}/", object.schema, object.table)
+/// `<path>/<schema>/<table>/` of an object (`<path>/<cdc path>/<schema>/<table>/` for a change
+/// file below `CdcPath`).
+fn stream_folder(object: &DmsObject, root: &str, cdc_root: Option<&str>) -> String {
+    match cdc_root {
+        Some(cdc) if object.key.starts_with(cdc) => {
+            format!("{cdc}{}/{}/", object.schema, object.table)
+        }
+        _ => format!("{root}{}/{}/", object.schema, object.table),
+    }
 }
 
 #[cfg(test)]

@@ -369,3 +369,46 @@ async fn a_stopped_head_deleted_from_the_bucket_no_longer_stops_its_stream() {
     assert!(plan.stopped.is_empty());
     assert_eq!(keys(&plan, "orders"), [next]);
 }
+
+#[tokio::test]
+async fn with_cdc_path_change_files_come_from_their_own_folder_after_the_full_load() {
+    let (source, ledger) = setup();
+    const C: &str = "data/changes/dbo/orders/";
+    source.put(&format!("{O}LOAD00000001.csv.gz"), vec![1]);
+    source.put(&format!("{C}{}.csv.gz", stamp(1)), vec![1]);
+    // Not read below CdcPath: a full-load file there, a change file of a table the target lacks.
+    source.put(&format!("{C}LOAD00000009.csv.gz"), vec![1]);
+    source.put(
+        &format!("data/changes/dbo/nope/{}.csv.gz", stamp(1)),
+        vec![1],
+    );
+    let mut d = Discovery::new(Duration::from_secs(3600)).cdc_path(Some("changes".into()));
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys(&plan, "orders"),
+        [
+            format!("{O}LOAD00000001.csv.gz"),
+            format!("{C}{}.csv.gz", stamp(1))
+        ]
+    );
+    assert_eq!(plan.unrecognized, [format!("{C}LOAD00000009.csv.gz")]);
+    assert!(plan
+        .unknown_tables
+        .contains(&("dbo".to_string(), "nope".to_string())));
+    for file in &plan.streams["orders"] {
+        d.settle(file);
+        ledger.set(&file.info.key, DeliveryStatus::Success, None);
+    }
+    // An incremental pass lists the CdcPath stream folder after its cursor: the new change file.
+    let new = format!("{C}{}.csv.gz", stamp(2));
+    source.put(&new, vec![1]);
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    assert!(!plan.full);
+    assert_eq!(keys(&plan, "orders"), [new]);
+}

@@ -87,7 +87,8 @@ impl<S: Source, T: Target> Loader<S, T> {
             warned: Mutex::new(HashSet::new()),
             discovery: tokio::sync::Mutex::new(
                 discovery::Discovery::new(settings.full_list_interval)
-                    .watch_dated_folders(settings.date_folders),
+                    .watch_dated_folders(settings.date_folders)
+                    .cdc_path(settings.cdc_path.clone()),
             ),
             status: watch::channel(BTreeMap::new()).0,
             wake: Arc::new(Notify::new()),

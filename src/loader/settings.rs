@@ -138,6 +138,8 @@ pub struct LoaderSettings {
     pub csv: CsvOptions,
     /// DMS may write date folders (`DatePartitionEnabled` not known to be false).
     pub date_folders: bool,
+    /// `CdcPath`: change files are below `<bucket path>/<CdcPath>/` (see `Discovery::cdc_path`).
+    pub cdc_path: Option<String>,
 }
 
 /// How the endpoint's settings shape the CSV files.
@@ -145,6 +147,8 @@ pub struct LoaderSettings {
 pub struct CsvOptions {
     /// `CsvDelimiter`.
     pub delimiter: u8,
+    /// `CsvRowDelimiter` (`\n`, with an optional `\r` before it, by default).
+    pub row_delimiter: u8,
     /// `CsvNullValue` (`None`: an empty unquoted field).
     pub null_value: Option<Vec<u8>>,
     /// `AddTrailingPaddingCharacter`.
@@ -161,6 +165,7 @@ impl Default for CsvOptions {
     fn default() -> Self {
         CsvOptions {
             delimiter: b',',
+            row_delimiter: b'\n',
             null_value: None,
             trim_padding: false,
             cdc_without_op: false,
@@ -173,6 +178,7 @@ impl CsvOptions {
     pub fn from_settings(dms: &crate::dms::DmsSettings) -> Self {
         CsvOptions {
             delimiter: dms.delimiter.unwrap_or(b','),
+            row_delimiter: dms.row_delimiter.unwrap_or(b'\n'),
             null_value: dms.null_value.as_ref().map(|v| v.as_bytes().to_vec()),
             trim_padding: dms.trailing_padding,
             cdc_without_op: dms.cdc_without_op,
@@ -203,6 +209,7 @@ impl Default for LoaderSettings {
             schema_drift_policy: SchemaDriftPolicy::default(),
             csv: CsvOptions::default(),
             date_folders: true,
+            cdc_path: None,
         }
     }
 }
@@ -225,6 +232,7 @@ impl LoaderSettings {
             schema_drift_policy: config.schema_drift_policy,
             csv: CsvOptions::from_settings(&config.dms_settings),
             date_folders: config.dms_settings.date_partition_enabled != Some(false),
+            cdc_path: config.dms_settings.cdc_path.clone(),
             notification: config.publishes().then(|| {
                 Arc::new(NotificationSettings {
                     datasource: config.notification_datasource.clone(),

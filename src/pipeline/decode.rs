@@ -1,5 +1,6 @@
-//! The decoder thread: bucket bytes -> gzip -> CSV records -> binary COPY tuples, sent in
-//! chunks to the COPY, with the new keys of a change file split off when asked.
+//! The decoder thread: bucket bytes -> gzip -> CSV records (or a Parquet file's rows) -> binary
+//! COPY tuples, sent in chunks to the COPY, with the new keys of a change file split off when
+//! asked.
 use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,8 +11,8 @@ use tracing::info;
 
 use super::split::InsertSplit;
 use crate::dms::{
-    check_header, CsvScanner, DecodeError, OpColumn, ParquetRows, RawRecord, Records, RowDecoder,
-    TableSpec,
+    check_header, ColumnType, CsvScanner, DecodeError, OpColumn, ParquetRows, RawRecord, Records,
+    RowDecoder, TableSpec,
 };
 use crate::target::{Chunk, ChunkFailure, Encoding, StreamSummary};
 
@@ -76,16 +77,22 @@ fn parquet_words(e: &DecodeError) -> String {
     }
 }
 
-/// The migration a schema drift asks for: `ALTER TABLE <table> ADD COLUMN "<name>" <type>, ...`.
-fn add_column_sql(table: &str, extra: &[String]) -> String {
+/// The migration a schema drift asks for: `ALTER TABLE <table> ADD COLUMN "<name>" <type>, ...`,
+/// with the types a Parquet schema gives (`types`, in order), else `<its type>`.
+fn add_column_sql(table: &str, extra: &[String], types: &[ColumnType]) -> String {
     format!(
         "ALTER TABLE {table} {}",
         extra
             .iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(i, c)| {
                 format!(
-                    "ADD COLUMN {} <its type>",
-                    crate::target::queries::quote_ident(&c.to_ascii_lowercase())
+                    "ADD COLUMN {} {}",
+                    crate::target::queries::quote_ident(&c.to_ascii_lowercase()),
+                    types
+                        .get(i)
+                        .map(crate::target::queries::sql_type)
+                        .unwrap_or_else(|| "<its type>".into())
                 )
             })
             .collect::<Vec<_>>()
@@ -113,15 +120,19 @@ impl DecodeJob {
         let buffered = BufReader::with_capacity(self.buffer_bytes(256 * 1024), watched);
         // Where an error is: the line of a CSV file, the row of a Parquet file (in the message).
         let mut at_line = None;
+        // The types of the columns a Parquet file adds (schema drift), from its schema.
+        let mut drift_types = Vec::new();
         let result = if self.parquet {
-            self.decode_parquet(buffered, encoding, &mut tx)
+            self.decode_parquet(buffered, encoding, &mut tx, &mut drift_types)
         } else {
             let input: Box<dyn Read> = if self.gzip {
                 Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
             } else {
                 Box::new(buffered)
             };
-            let mut scanner = CsvScanner::new(input).with_delimiter(self.csv.delimiter);
+            let mut scanner = CsvScanner::new(input)
+                .with_delimiter(self.csv.delimiter)
+                .with_row_delimiter(self.csv.row_delimiter);
             let result = self.decode(&mut scanner, encoding, &mut tx);
             at_line = Some(scanner.line());
             result
@@ -157,7 +168,7 @@ impl DecodeJob {
                     DecodeError::Drift { table, extra, .. } => format!(
                         "{}: {said}. SCHEMA_DRIFT_POLICY=stop: add them to the table with a migration ({}), then retry the file; or set SCHEMA_DRIFT_POLICY=add-columns",
                         self.key,
-                        add_column_sql(table, extra)
+                        add_column_sql(table, extra, &drift_types)
                     ),
                     DecodeError::FieldCount {
                         expected, found, ..
@@ -168,7 +179,18 @@ impl DecodeJob {
                     _ => format!("{}: {said}", self.key),
                 };
                 let added_columns = match e {
-                    DecodeError::Drift { extra, .. } => Some(extra),
+                    DecodeError::Drift { extra, .. } => Some(
+                        extra
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, name)| {
+                                (
+                                    name,
+                                    drift_types.get(i).cloned().unwrap_or(ColumnType::Text),
+                                )
+                            })
+                            .collect(),
+                    ),
                     _ => None,
                 };
                 Chunk::Failed(ChunkFailure {
@@ -189,6 +211,7 @@ impl DecodeJob {
         mut body: impl Read,
         encoding: Encoding,
         tx: &mut impl ChunkSink,
+        drift_types: &mut Vec<ColumnType>,
     ) -> Result<Option<StreamSummary>, DecodeError> {
         let mut file = tempfile::tempfile().map_err(DecodeError::Spill)?;
         std::io::copy(&mut body, &mut file).map_err(|e| {
@@ -199,7 +222,15 @@ impl DecodeJob {
             }
         })?;
         let mut rows = ParquetRows::open(file)?;
-        self.decode(&mut rows, encoding, tx)
+        let result = self.decode(&mut rows, encoding, tx);
+        if let Err(DecodeError::Drift { extra, .. }) = &result {
+            drift_types.extend(
+                extra
+                    .iter()
+                    .map(|name| rows.column_type(name).cloned().unwrap_or(ColumnType::Text)),
+            );
+        }
+        result
     }
 
     pub(crate) fn decode(
@@ -257,12 +288,15 @@ impl DecodeJob {
             }
             if let (Some(id), true) = (self.id, summary.rows % 10_000 == 0) {
                 let read = self.bytes_read.load(Ordering::Relaxed).max(1);
-                let estimate = if read >= self.size {
+                let estimate = if let Some(total) = scanner.total() {
+                    total
+                } else if read >= self.size {
                     summary.rows
                 } else {
                     (summary.rows as f64 * self.size as f64 / read as f64) as u64
                 };
-                // The total is estimated from the compressed bytes read so far.
+                // The total is the file's (Parquet), or estimated from the compressed bytes read
+                // so far (CSV).
                 let estimate = estimate.max(summary.rows);
                 info!(
                     "Delivery {}: processed {}/{} ({}%)...",

@@ -135,8 +135,9 @@ pub struct ChunkFailure {
     /// Not a fault: the file cannot go straight into the table (a delete in a full load).
     pub needs_staging: bool,
     /// Not a fault of the rows: the file's header names columns the table lacks, at its end
-    /// (DMS added source columns), named here (see `SCHEMA_DRIFT_POLICY`).
-    pub added_columns: Option<Vec<String>>,
+    /// (DMS added source columns), named here with the type each is created as (the Parquet
+    /// schema's; `text` for CSV) (see `SCHEMA_DRIFT_POLICY`).
+    pub added_columns: Option<Vec<(String, crate::dms::ColumnType)>>,
 }
 
 /// The outcome of a committed (or, in dry run, rolled back) delivery.

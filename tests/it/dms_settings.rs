@@ -214,15 +214,15 @@ async fn generated_data_in_each_endpoint_dialect_loads_to_the_ground_truth() {
     use paper_engine_orders::sample::{self, SampleSpec};
     for (settings, expect_in_keys) in [
         (
-            r#"{"CsvDelimiter": "|", "CsvNullValue": "NULL", "AddColumnName": true,
+            r#"{"CsvDelimiter": "|", "CsvRowDelimiter": "~", "CsvNullValue": "NULL", "AddColumnName": true,
                 "IncludeOpForFullLoad": true, "TimestampColumnName": "commit_ts",
                 "CompressionType": "NONE", "DatePartitionEnabled": true,
                 "DatePartitionSequence": "YYYYMMDDHH", "DatePartitionDelimiter": "UNDERSCORE"}"#,
             "/2022_",
         ),
         (
-            r#"{"CsvDelimiter": ";", "DatePartitionEnabled": false}"#,
-            ".csv.gz",
+            r#"{"CsvDelimiter": ";", "DatePartitionEnabled": false, "CdcPath": "changes"}"#,
+            "/changes/dbo/",
         ),
     ] {
         let app = spawn_app().await;

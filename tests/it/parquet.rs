@@ -195,3 +195,64 @@ async fn a_parquet_schema_that_lacks_a_table_column_fails_naming_it() {
     assert!(error.contains("the Parquet schema"), "{error}");
     assert!(error.contains("owner"), "{error}");
 }
+
+/// Schema drift in Parquet: the new columns' types come from the file's schema. `stop` names the
+/// migration with them; `add-columns` adds them so typed, in the file's transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_parquet_columns_are_added_with_the_types_of_the_files_schema() {
+    let app = spawn_app().await;
+    let mut names: Vec<&str> = STRATEGY_COLUMNS.to_vec();
+    // (The sample writer types these names as DMS types such source columns.)
+    names.extend(["quantity", "transact_time", "venue"]);
+    let mut row = strategy("1", "S-1");
+    row.extend([
+        Some(&b"12.5"[..]),
+        Some(&b"2022-09-22 09:58:53.123456"[..]),
+        None,
+    ]);
+    let key = app.key("strategies", "LOAD00000001.parquet");
+    app.put(&key, parquet_file("strategies", &names, vec![row]))
+        .await;
+    let (code, out, err) = run(&app, &[], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    let error = app.ledger(&key).await.unwrap().error.unwrap();
+    assert!(
+        error.contains(
+            r#"ADD COLUMN "quantity" numeric(18,4), ADD COLUMN "transact_time" timestamp, ADD COLUMN "venue" text"#
+        ),
+        "{error}"
+    );
+    let (code, out, err) = run(
+        &app,
+        &["retry", &key, "--reason", "take the new columns"],
+        &[("SCHEMA_DRIFT_POLICY", "add-columns")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        app.rows(
+            "SELECT column_name, format_type(atttypid, atttypmod) FROM information_schema.columns \
+             JOIN pg_attribute ON attrelid = 'paper_engine.strategies'::regclass \
+             AND attname = column_name WHERE table_schema = 'paper_engine' \
+             AND table_name = 'strategies' AND column_name IN ('quantity', 'transact_time', 'venue') \
+             ORDER BY ordinal_position"
+        )
+        .await,
+        vec![
+            vec![Some("quantity".into()), Some("numeric(18,4)".into())],
+            vec![
+                Some("transact_time".into()),
+                Some("timestamp without time zone".into())
+            ],
+            vec![Some("venue".into()), Some("text".into())],
+        ]
+    );
+    assert_eq!(
+        app.rows("SELECT quantity::text, transact_time::text, venue FROM paper_engine.strategies")
+            .await,
+        vec![vec![
+            Some("12.5000".into()),
+            Some("2022-09-22 09:58:53.123456".into()),
+            None
+        ]]
+    );
+}

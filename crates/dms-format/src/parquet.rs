@@ -5,6 +5,7 @@
 //! Memory: the reader keeps the file's footer and one batch of each column's pages (not the
 //! file, not even a whole row group), whatever the file's size.
 
+use parquet::basic::{ConvertedType, LogicalType, Type as PhysicalType};
 use parquet::data_type::Decimal;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::reader::RowIter;
@@ -13,6 +14,7 @@ use parquet::record::Field;
 use super::calendar::{write_date_since_1970, write_time_of_day, write_timestamp_since_1970};
 use super::error::DecodeError;
 use super::scanner::{CsvScanner, RawRecord};
+use super::table::ColumnType;
 
 /// Where a file's records come from: the CSV scanner or a Parquet file's rows.
 pub trait Records {
@@ -21,6 +23,10 @@ pub trait Records {
     fn header(&mut self, rec: &mut RawRecord, header_row: bool) -> Result<bool, DecodeError>;
     /// The next record, or `false` at the end.
     fn next_record(&mut self, rec: &mut RawRecord) -> Result<bool, DecodeError>;
+    /// How many records the file holds, when the format says so up front (Parquet's footer).
+    fn total(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl<R: std::io::Read> Records for CsvScanner<R> {
@@ -38,6 +44,9 @@ impl<R: std::io::Read> Records for CsvScanner<R> {
 /// numbers stand in errors.
 pub struct ParquetRows {
     names: Vec<String>,
+    /// The Postgres type each column's Parquet type maps to.
+    types: Vec<ColumnType>,
+    total: u64,
     rows: RowIter<'static>,
     row: u64,
 }
@@ -54,17 +63,20 @@ impl ParquetRows {
     /// Opens `file`: reads its footer (the schema and the row groups' places).
     pub fn open(file: std::fs::File) -> Result<Self, DecodeError> {
         let reader = SerializedFileReader::new(file).map_err(|e| unreadable(0, e))?;
-        let names = reader
+        let total = u64::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
+        let fields = reader
             .metadata()
             .file_metadata()
             .schema_descr()
             .root_schema()
             .get_fields()
-            .iter()
-            .map(|f| f.name().to_string())
-            .collect();
+            .to_vec();
+        let names = fields.iter().map(|f| f.name().to_string()).collect();
+        let types = fields.iter().map(|f| postgres_type(f)).collect();
         Ok(ParquetRows {
             names,
+            types,
+            total,
             rows: RowIter::from_file_into(Box::new(reader)),
             row: 0,
         })
@@ -74,9 +86,23 @@ impl ParquetRows {
     pub fn names(&self) -> &[String] {
         &self.names
     }
+
+    /// The Postgres type of column `name` (compared without regard to case), as its Parquet
+    /// type maps: what a column DMS added is created as (`SCHEMA_DRIFT_POLICY=add-columns`).
+    pub fn column_type(&self, name: &str) -> Option<&ColumnType> {
+        let i = self
+            .names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(name))?;
+        self.types.get(i)
+    }
 }
 
 impl Records for ParquetRows {
+    fn total(&self) -> Option<u64> {
+        Some(self.total)
+    }
+
     fn header(&mut self, rec: &mut RawRecord, _header_row: bool) -> Result<bool, DecodeError> {
         rec.start(0);
         for name in &self.names {
@@ -98,6 +124,52 @@ impl Records for ParquetRows {
             })?;
         }
         Ok(true)
+    }
+}
+
+/// The Postgres type a Parquet column maps to (its logical type, else its converted type, else
+/// its physical type; text when none says more).
+fn postgres_type(field: &parquet::schema::types::Type) -> ColumnType {
+    if !field.is_primitive() {
+        return ColumnType::Text;
+    }
+    let numeric = |precision: i32, scale: i32| ColumnType::Numeric {
+        precision: u16::try_from(precision).ok(),
+        scale: u16::try_from(scale).ok(),
+    };
+    let info = field.get_basic_info();
+    match info.logical_type_ref() {
+        Some(LogicalType::Decimal(d)) => return numeric(d.precision, d.scale),
+        Some(LogicalType::Timestamp(t)) if t.is_adjusted_to_u_t_c => {
+            return ColumnType::Timestamptz
+        }
+        Some(LogicalType::Timestamp(_)) => return ColumnType::Timestamp,
+        Some(LogicalType::Date) => return ColumnType::Date,
+        Some(LogicalType::Integer(i)) if i.bit_width <= 16 => return ColumnType::Int2,
+        Some(LogicalType::Integer(i)) if i.bit_width <= 32 => return ColumnType::Int4,
+        Some(LogicalType::Integer(_)) => return ColumnType::Int8,
+        Some(LogicalType::String | LogicalType::Enum | LogicalType::Json) => {
+            return ColumnType::Text
+        }
+        _ => {}
+    }
+    match info.converted_type() {
+        ConvertedType::DECIMAL => return numeric(field.get_precision(), field.get_scale()),
+        ConvertedType::TIMESTAMP_MILLIS | ConvertedType::TIMESTAMP_MICROS => {
+            return ColumnType::Timestamp
+        }
+        ConvertedType::DATE => return ColumnType::Date,
+        ConvertedType::UTF8 | ConvertedType::ENUM | ConvertedType::JSON => return ColumnType::Text,
+        _ => {}
+    }
+    match field.get_physical_type() {
+        PhysicalType::BOOLEAN => ColumnType::Bool,
+        PhysicalType::INT32 => ColumnType::Int4,
+        PhysicalType::INT64 => ColumnType::Int8,
+        PhysicalType::INT96 => ColumnType::Timestamp,
+        PhysicalType::FLOAT => ColumnType::Float4,
+        PhysicalType::DOUBLE => ColumnType::Float8,
+        _ => ColumnType::Text,
     }
 }
 

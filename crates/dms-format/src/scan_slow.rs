@@ -27,7 +27,7 @@ impl<R: std::io::Read> CsvScanner<R> {
         let mut state = ScanState::FieldStart;
         let mut field_start = 0;
         let mut quote_line = self.line;
-        let delim = self.delim;
+        let (delim, row) = (self.delim, self.row);
         loop {
             if self.pos == self.end && self.fill()? == 0 {
                 let len = rec.data.len();
@@ -60,7 +60,7 @@ impl<R: std::io::Read> CsvScanner<R> {
                             self.pos += 1;
                             rec.push(field_start, field_start, false);
                         }
-                        b'\n' => {
+                        r if r == row => {
                             self.pos += 1;
                             rec.push(field_start, field_start, false);
                             self.line += 1;
@@ -71,7 +71,7 @@ impl<R: std::io::Read> CsvScanner<R> {
                 }
                 ScanState::Unquoted => {
                     let avail = &self.buf[self.pos..self.end];
-                    match memchr::memchr3(delim, b'\n', b'"', avail) {
+                    match memchr::memchr3(delim, row, b'"', avail) {
                         None => {
                             rec.data.extend_from_slice(avail);
                             self.pos = self.end;
@@ -85,9 +85,12 @@ impl<R: std::io::Read> CsvScanner<R> {
                                     rec.push(field_start, rec.data.len(), false);
                                     state = ScanState::FieldStart;
                                 }
-                                b'\n' => {
+                                r if r == row => {
                                     let mut end = rec.data.len();
-                                    if end > field_start && rec.data[end - 1] == b'\r' {
+                                    if row == b'\n'
+                                        && end > field_start
+                                        && rec.data[end - 1] == b'\r'
+                                    {
                                         end -= 1;
                                         rec.data.truncate(end);
                                     }
@@ -110,13 +113,13 @@ impl<R: std::io::Read> CsvScanner<R> {
                 }
                 ScanState::Quoted => {
                     let avail = &self.buf[self.pos..self.end];
-                    match memchr::memchr2(b'"', b'\n', avail) {
+                    match memchr::memchr2(b'"', row, avail) {
                         None => {
                             rec.data.extend_from_slice(avail);
                             self.pos = self.end;
                         }
                         Some(i) => {
-                            if avail[i] == b'\n' {
+                            if avail[i] == row {
                                 rec.data.extend_from_slice(&avail[..=i]);
                                 self.line += 1;
                             } else {
@@ -139,12 +142,12 @@ impl<R: std::io::Read> CsvScanner<R> {
                             rec.push(field_start, rec.data.len(), true);
                             state = ScanState::FieldStart;
                         }
-                        b'\n' => {
+                        r if r == row => {
                             rec.push(field_start, rec.data.len(), true);
                             self.line += 1;
                             return Ok(());
                         }
-                        b'\r' => state = ScanState::AfterQuoteCr,
+                        b'\r' if row == b'\n' => state = ScanState::AfterQuoteCr,
                         _ => return Err(self.after_quote_error(rec, b)),
                     }
                 }

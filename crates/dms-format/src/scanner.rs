@@ -114,6 +114,9 @@ pub struct CsvScanner<R: std::io::Read> {
     pub(super) line: u64,
     /// The field delimiter (`,` unless the endpoint's `CsvDelimiter` says otherwise).
     pub(super) delim: u8,
+    /// The row delimiter (`\n`, after which a `\r` before it is dropped too, unless the
+    /// endpoint's `CsvRowDelimiter` says otherwise).
+    pub(super) row: u8,
 }
 
 impl<R: std::io::Read> CsvScanner<R> {
@@ -133,6 +136,7 @@ impl<R: std::io::Read> CsvScanner<R> {
             eof: false,
             line: 1,
             delim: b',',
+            row: b'\n',
         }
     }
 
@@ -141,6 +145,14 @@ impl<R: std::io::Read> CsvScanner<R> {
     pub fn with_delimiter(mut self, delim: u8) -> Self {
         debug_assert!(!matches!(delim, b'"' | b'\r' | b'\n'));
         self.delim = delim;
+        self
+    }
+
+    /// Ends records at `row` instead of a line end (DMS's `CsvRowDelimiter` of one character,
+    /// not `"`, `\r` or the field delimiter). Lines are then counted in row delimiters.
+    pub fn with_row_delimiter(mut self, row: u8) -> Self {
+        debug_assert!(!matches!(row, b'"' | b'\r') && row != self.delim);
+        self.row = row;
         self
     }
 
@@ -162,7 +174,7 @@ impl<R: std::io::Read> CsvScanner<R> {
         // pieces between commas.
         let mut searched = self.pos;
         loop {
-            if let Some(i) = memchr::memchr(b'\n', &self.buf[searched..self.end]) {
+            if let Some(i) = memchr::memchr(self.row, &self.buf[searched..self.end]) {
                 let nl = searched + i;
                 let line = &self.buf[self.pos..nl];
                 if memchr::memchr(b'"', line).is_some() {
@@ -175,7 +187,7 @@ impl<R: std::io::Read> CsvScanner<R> {
                     start = comma + 1;
                 }
                 let mut end = line.len();
-                if end > start && line[end - 1] == b'\r' {
+                if self.row == b'\n' && end > start && line[end - 1] == b'\r' {
                     end -= 1;
                 }
                 rec.push(start, end, false);
@@ -375,6 +387,43 @@ mod tests {
         assert_eq!(rec.len(), 3);
         assert_eq!(rec.field(1), b"a|b");
         assert!(rec.is_null(2));
+    }
+
+    #[test]
+    fn another_row_delimiter_on_both_paths_and_any_buffer() {
+        // `~` ends rows; a line end is data (in a quoted field or not), `\r` is not dropped.
+        let input = "1,a\nb,\"x~y\"~2,,\"q\"\"\"~3,z\r~4,\"\"";
+        for capacity in [1, 2, 3, 5, 8, 64, DEFAULT_SCAN_BUFFER] {
+            let mut scanner =
+                CsvScanner::with_capacity(input.as_bytes(), capacity).with_row_delimiter(b'~');
+            let mut rec = RawRecord::new();
+            let mut rows = Vec::new();
+            while scanner.next_record(&mut rec).unwrap() {
+                rows.push((
+                    rec.line(),
+                    (0..rec.len())
+                        .map(|i| {
+                            (
+                                String::from_utf8(rec.field(i).to_vec()).unwrap(),
+                                rec.is_null(i),
+                            )
+                        })
+                        .collect::<Vec<_>>(),
+                ));
+            }
+            let f = |t: &str, null: bool| (t.to_string(), null);
+            assert_eq!(
+                rows,
+                vec![
+                    (1, vec![f("1", false), f("a\nb", false), f("x~y", false)]),
+                    // (The `~` inside the quotes counted as a row delimiter passed.)
+                    (3, vec![f("2", false), f("", true), f("q\"", false)]),
+                    (4, vec![f("3", false), f("z\r", false)]),
+                    (5, vec![f("4", false), f("", false)]),
+                ],
+                "buffer {capacity}"
+            );
+        }
     }
 
     #[test]

@@ -47,10 +47,20 @@ impl TableSpec {
     /// This table with nullable `text` columns `names` added at the end (a schema drift taken in;
     /// names lower-cased, as the migrations name columns).
     pub fn with_text_columns(&self, names: &[String]) -> TableSpec {
+        let typed: Vec<(String, ColumnType)> = names
+            .iter()
+            .map(|n| (n.clone(), ColumnType::Text))
+            .collect();
+        self.with_columns(&typed)
+    }
+
+    /// This table with nullable columns of these names and types added at the end (names
+    /// lower-cased).
+    pub fn with_columns(&self, columns: &[(String, ColumnType)]) -> TableSpec {
         let mut spec = self.clone();
-        spec.columns.extend(names.iter().map(|n| Column {
+        spec.columns.extend(columns.iter().map(|(n, ty)| Column {
             name: n.to_ascii_lowercase(),
-            ty: ColumnType::Text,
+            ty: ty.clone(),
             nullable: true,
         }));
         spec

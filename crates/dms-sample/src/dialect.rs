@@ -10,6 +10,8 @@ use chrono::{Datelike, NaiveDateTime, Timelike};
 pub struct FileDialect {
     /// `CsvDelimiter`.
     pub delimiter: u8,
+    /// `CsvRowDelimiter` (`\n` by default).
+    pub row_delimiter: u8,
     /// `CsvNullValue`: the text written for NULL (`None`: an empty unquoted field).
     pub null_value: Option<String>,
     /// `AddColumnName`: a header row first.
@@ -21,6 +23,8 @@ pub struct FileDialect {
     /// `CompressionType=GZIP` (`.csv.gz`), else `.csv`.
     pub gzip: bool,
     pub date_folders: DateFolders,
+    /// `CdcPath`: change files below `<bucket path>/<cdc path>/` instead of next to the full load.
+    pub cdc_path: Option<String>,
     /// `DataFormat=parquet`: `.parquet` files (then `gzip` is the pages' codec, and the CSV
     /// settings do not apply).
     pub parquet: bool,
@@ -48,12 +52,14 @@ impl Default for FileDialect {
     fn default() -> Self {
         FileDialect {
             delimiter: b',',
+            row_delimiter: b'\n',
             null_value: None,
             header: false,
             op_in_full_load: false,
             timestamp_column: None,
             gzip: true,
             date_folders: DateFolders::Alternate,
+            cdc_path: None,
             parquet: false,
             parquet_millis: false,
         }
@@ -120,9 +126,9 @@ impl FileDialect {
     }
 }
 
-/// Appends one record in `dialect`: its fields (`None` = NULL), then `\n`. A field is quoted when
-/// it holds the delimiter, a quote or a line end, or equals the NULL text; the empty string is
-/// `""`.
+/// Appends one record in `dialect`: its fields (`None` = NULL), then the row delimiter. A field is
+/// quoted when it holds the delimiter, the row delimiter, a quote or a line end, or equals the
+/// NULL text; the empty string is `""`.
 pub fn write_record_in<'a>(
     out: &mut Vec<u8>,
     fields: impl IntoIterator<Item = Option<&'a [u8]>>,
@@ -140,9 +146,11 @@ pub fn write_record_in<'a>(
         if text.is_empty() {
             out.extend_from_slice(b"\"\"");
         } else if Some(text) == null
-            || text
-                .iter()
-                .any(|&b| b == dialect.delimiter || matches!(b, b'"' | b'\r' | b'\n'))
+            || text.iter().any(|&b| {
+                b == dialect.delimiter
+                    || b == dialect.row_delimiter
+                    || matches!(b, b'"' | b'\r' | b'\n')
+            })
         {
             out.push(b'"');
             for &b in text {
@@ -156,7 +164,7 @@ pub fn write_record_in<'a>(
             out.extend_from_slice(text);
         }
     }
-    out.push(b'\n');
+    out.push(dialect.row_delimiter);
 }
 
 #[cfg(test)]

@@ -94,7 +94,11 @@ impl Emitter {
         if log.ops.is_empty() {
             return Ok(());
         }
-        let key = self.key(table, name);
+        // (With `CdcPath`, below `<prefix>/<cdc path>/`.)
+        let key = match &self.dialect.cdc_path {
+            Some(cdc) => object_key(&format!("{}/{cdc}", self.prefix), "dbo", table, name),
+            None => self.key(table, name),
+        };
         let rows = log.ops.iter().map(|(op, r)| (Some(*op), r));
         let file = FileShape {
             dialect: &self.dialect,
