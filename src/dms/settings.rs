@@ -207,13 +207,13 @@ impl DmsSettings {
                     if is("DatePartitionEnabled", false)
                         && !matches!(
                             text(value).map(str::to_ascii_uppercase).as_deref(),
-                            Some("YYYYMMDD" | "YYYYMMDDHH" | "YYYYMM")
+                            Some("YYYYMMDD" | "YYYYMMDDHH" | "YYYYMM" | "MMYYYYDD" | "DDMMYYYY")
                         ) =>
                 {
                     return Err(refuse(
                         key,
                         value,
-                        "date folders that start with the year are read (YYYYMMDD, YYYYMMDDHH, YYYYMM); MMYYYYDD and DDMMYYYY folders do not sort in time order, which the listing after each stream's cursor relies on",
+                        "YYYYMMDD, YYYYMMDDHH, YYYYMM, MMYYYYDD or DDMMYYYY",
                     ));
                 }
                 "DatePartitionDelimiter"
@@ -336,7 +336,7 @@ mod tests {
             (r#"{"CdcInsertsOnly": "maybe"}"#, "CdcInsertsOnly"),
             (r#"{"TimestampColumnName": 3}"#, "TimestampColumnName"),
             (
-                r#"{"DatePartitionEnabled": true, "DatePartitionSequence": "DDMMYYYY"}"#,
+                r#"{"DatePartitionEnabled": true, "DatePartitionSequence": "DDYYYYMM"}"#,
                 "DatePartitionSequence",
             ),
             (

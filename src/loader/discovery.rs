@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 mod cursor;
 
 use super::outcome::{LoaderError, PendingFile};
-use crate::dms::{self, DmsObject, FileKind};
+use crate::dms::{self, DayFolders, DmsObject, FileKind};
 use crate::ledger::{self, Head, LedgerEntry, LedgerStore};
 use crate::source::{list_all, root_prefix, ObjectInfo, Source};
 use cursor::Cursor;
@@ -109,6 +109,9 @@ pub(crate) struct Discovery {
     watch_dated: bool,
     /// `CdcPath`: change files are below `<path>/<cdc path>/<schema>/<table>/`.
     cdc_path: Option<String>,
+    /// Day folders that do not sort in time order (`MMYYYYDD`, `DDMMYYYY`): named per day
+    /// instead of listed after a cursor (see [`Cursor::day_listings`]).
+    days: Option<DayFolders>,
 }
 
 impl Discovery {
@@ -120,7 +123,18 @@ impl Discovery {
             full_interval,
             watch_dated: true,
             cdc_path: None,
+            days: None,
         }
+    }
+
+    /// DMS's `DatePartitionSequence` `MMYYYYDD` or `DDMMYYYY`: change files are below day
+    /// folders of this layout.
+    pub fn day_folders(mut self, days: Option<DayFolders>) -> Self {
+        if days.is_some() {
+            self.watch_dated = false;
+        }
+        self.days = days;
+        self
     }
 
     /// DMS's `CdcPath`: change files are below `<path>/<cdc_path>/<schema>/<table>/` (and only
@@ -199,11 +213,11 @@ impl Discovery {
                 self.schema_folders
                     .insert(folder[..folder.len() - object.table.len() - 1].to_string());
                 let stream = fresh.entry(object.table.clone()).or_default();
-                stream
-                    .cursors
-                    .entry(folder.clone())
-                    .or_default()
-                    .advance(&object, &folder);
+                stream.cursors.entry(folder.clone()).or_default().advance(
+                    &object,
+                    &folder,
+                    self.days.as_ref(),
+                );
                 if settles(entries.get(&object.key), &object, &info) {
                     stream.note_done(&object, &info);
                     continue;
@@ -212,9 +226,9 @@ impl Discovery {
                     let known = self.streams.get(&object.table);
                     let was_pending =
                         known.is_some_and(|s| s.pending.contains_key(&order(&object)));
-                    let behind = known
-                        .and_then(|s| s.cursors.get(&folder))
-                        .is_some_and(|c| c.is_behind(&object.key, &folder, self.watch_dated));
+                    let behind = known.and_then(|s| s.cursors.get(&folder)).is_some_and(|c| {
+                        c.is_behind(&object.key, &folder, self.watch_dated, self.days.as_ref())
+                    });
                     if behind && !was_pending {
                         plan.late.push((object.table.clone(), object.key.clone()));
                     }
@@ -267,6 +281,7 @@ impl Discovery {
         }
         let mut names: Vec<&String> = tables.keys().collect();
         names.sort();
+        let today = chrono::Utc::now().date_naive();
         let mut listed = Vec::new();
         for schema_folder in &self.schema_folders {
             for table in &names {
@@ -275,7 +290,10 @@ impl Discovery {
                     .streams
                     .get(*table)
                     .and_then(|s| s.cursors.get(&folder))
-                    .map(|c| c.listings(&folder, self.watch_dated))
+                    .map(|c| match &self.days {
+                        Some(days) => c.day_listings(&folder, days, today),
+                        None => c.listings(&folder, self.watch_dated),
+                    })
                     .unwrap_or_else(|| vec![(folder.clone(), None)]);
                 for (prefix, start_after) in listings {
                     listed.extend(list_all(source, &prefix, start_after.as_deref()).await?);
@@ -296,7 +314,9 @@ impl Discovery {
             let seen = !object.kind.is_load()
                 && stream
                     .and_then(|s| s.cursors.get(&folder))
-                    .is_some_and(|c| c.is_behind(&object.key, &folder, self.watch_dated));
+                    .is_some_and(|c| {
+                        c.is_behind(&object.key, &folder, self.watch_dated, self.days.as_ref())
+                    });
             let known = seen
                 || stream.is_some_and(|s| {
                     s.settled_loads.get(&object.key) == Some(&info.etag)
@@ -325,7 +345,7 @@ impl Discovery {
                 .cursors
                 .entry(folder.clone())
                 .or_default()
-                .advance(&object, &folder);
+                .advance(&object, &folder, self.days.as_ref());
         }
         for stream in self.streams.values_mut() {
             let done: Vec<PendingFile> = stream

@@ -412,3 +412,75 @@ async fn with_cdc_path_change_files_come_from_their_own_folder_after_the_full_lo
     assert!(!plan.full);
     assert_eq!(keys(&plan, "orders"), [new]);
 }
+
+#[tokio::test]
+async fn day_first_folders_are_named_per_day_not_listed_after_the_cursor() {
+    use chrono::{Days, Utc};
+    let (source, ledger) = setup();
+    let days = DayFolders::from_settings("DDMMYYYY", Some("SLASH")).unwrap();
+    let today = Utc::now().date_naive();
+    // A change file of `day` at `hhmmss`, below its day folder (`DD/MM/YYYY/`).
+    let file = |day: chrono::NaiveDate, hhmmss: &str| {
+        format!(
+            "{O}{}{}-{hhmmss}000.csv.gz",
+            days.folder(day),
+            day.format("%Y%m%d")
+        )
+    };
+    let (d2, d1) = (today - Days::new(2), today - Days::new(1));
+    source.put(&format!("{O}LOAD00000001.csv.gz"), vec![1]);
+    // (On the 1st of a month, yesterday's folder sorts after today's: key order is not time.)
+    let older = [file(d2, "100000"), file(d1, "100000")];
+    for key in &older {
+        source.put(key, vec![1]);
+    }
+    let mut d = Discovery::new(Duration::from_secs(3600)).day_folders(Some(days.clone()));
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    let mut expected = vec![format!("{O}LOAD00000001.csv.gz")];
+    expected.extend(older.iter().cloned());
+    assert_eq!(keys(&plan, "orders"), expected);
+    for f in &plan.streams["orders"] {
+        d.settle(f);
+        ledger.set(&f.info.key, DeliveryStatus::Success, None);
+    }
+    // Idle: the full-load files, the cursor's day after the cursor, today and tomorrow; nothing
+    // is asked of the ledger.
+    let (requests, queries) = (source.requests(), ledger.queries());
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    assert!(plan.streams.is_empty(), "{plan:?}");
+    assert_eq!(ledger.queries() - queries, 0);
+    // 1 folder listing, strategies' whole folder, and orders: 2 + today + tomorrow.
+    assert_eq!(source.requests() - requests, 1 + 1 + 4);
+    // New files in the cursor's day and in today's: found in one incremental pass, in time order.
+    let new = [file(d1, "230000"), file(today, "000001")];
+    for key in new.iter().rev() {
+        source.put(key, vec![1]);
+    }
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    assert!(!plan.full);
+    assert_eq!(keys(&plan, "orders"), new);
+    for f in &plan.streams["orders"] {
+        d.settle(f);
+        ledger.set(&f.info.key, DeliveryStatus::Success, None);
+    }
+    // A file written late into an earlier day: behind the cursor (by time), found by the full
+    // listing as late.
+    let late = file(d2, "120000");
+    source.put(&late, vec![1]);
+    d.full_interval = Duration::ZERO;
+    let plan = d
+        .pass(&source, &ledger.tables(), &ledger, true)
+        .await
+        .unwrap();
+    assert_eq!(plan.late, [("orders".to_string(), late.clone())]);
+    assert_eq!(keys(&plan, "orders"), [late]);
+}

@@ -88,7 +88,8 @@ impl<S: Source, T: Target> Loader<S, T> {
             discovery: tokio::sync::Mutex::new(
                 discovery::Discovery::new(settings.full_list_interval)
                     .watch_dated_folders(settings.date_folders)
-                    .cdc_path(settings.cdc_path.clone()),
+                    .cdc_path(settings.cdc_path.clone())
+                    .day_folders(settings.day_folders.clone()),
             ),
             status: watch::channel(BTreeMap::new()).0,
             wake: Arc::new(Notify::new()),

@@ -138,6 +138,9 @@ pub struct LoaderSettings {
     pub csv: CsvOptions,
     /// DMS may write date folders (`DatePartitionEnabled` not known to be false).
     pub date_folders: bool,
+    /// `DatePartitionSequence` `MMYYYYDD` or `DDMMYYYY`: change files are below day folders that
+    /// do not sort in time order (see `Discovery::day_folders`).
+    pub day_folders: Option<crate::dms::DayFolders>,
     /// `CdcPath`: change files are below `<bucket path>/<CdcPath>/` (see `Discovery::cdc_path`).
     pub cdc_path: Option<String>,
 }
@@ -210,6 +213,7 @@ impl Default for LoaderSettings {
             csv: CsvOptions::default(),
             date_folders: true,
             cdc_path: None,
+            day_folders: None,
         }
     }
 }
@@ -233,6 +237,16 @@ impl LoaderSettings {
             csv: CsvOptions::from_settings(&config.dms_settings),
             date_folders: config.dms_settings.date_partition_enabled != Some(false),
             cdc_path: config.dms_settings.cdc_path.clone(),
+            day_folders: match (
+                config.dms_settings.date_partition_enabled,
+                &config.dms_settings.date_partition_sequence,
+            ) {
+                (Some(true), Some(sequence)) => crate::dms::DayFolders::from_settings(
+                    sequence,
+                    config.dms_settings.date_partition_delimiter.as_deref(),
+                ),
+                _ => None,
+            },
             notification: config.publishes().then(|| {
                 Arc::new(NotificationSettings {
                     datasource: config.notification_datasource.clone(),

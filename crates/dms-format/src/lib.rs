@@ -43,7 +43,7 @@ mod value;
 
 pub use copy::{COPY_BINARY_HEADER, COPY_BINARY_TRAILER};
 pub use decode::{DecodedRow, Op, OpColumn, RowDecoder, StagingTuple, TupleLayout};
-pub use dms_naming::{parse_object_key, Compression, DmsObject, FileKind};
+pub use dms_naming::{parse_object_key, Compression, DayFolders, DmsObject, FileKind};
 pub use error::DecodeError;
 pub use header::check_header;
 pub use parquet::{ParquetRows, Records};

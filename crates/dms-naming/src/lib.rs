@@ -10,12 +10,15 @@
 //!   order, [`FileKind`], [`Compression`], [`OpColumn`].
 //! - `format.rs`: writing keys: [`load_file_name`], [`cdc_file_name`], [`object_key`].
 //! - `counts.rs`: [`NetCounts`], the net effect of a file per distinct key.
+//! - `day_folders.rs`: date folders that do not start with the year, [`DayFolders`].
 
 mod counts;
+mod day_folders;
 mod format;
 mod object;
 
 pub use counts::NetCounts;
+pub use day_folders::{DayFolders, DaySequence};
 pub use format::{cdc_file_name, load_file_name, object_key};
 pub use object::{
     is_date_folder, parse_file_name, parse_object_key, Compression, DmsObject, FileKind, OpColumn,

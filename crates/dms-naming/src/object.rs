@@ -148,17 +148,24 @@ pub fn parse_object_key(bucket_path: &str, key: &str) -> Option<DmsObject> {
     })
 }
 
-/// Whether `folders` are DMS date-partition folders that start with the year
-/// (`DatePartitionSequence` `YYYYMMDD`, `YYYYMMDDHH` or `YYYYMM`), with any
-/// `DatePartitionDelimiter`: `SLASH` (`2022/09/22/`), `UNDERSCORE` (`2022_09_22/`), `DASH`
-/// (`2022-09-22/`) or `NONE` (`20220922/`). Their keys sort in time order.
+/// Whether `folders` are DMS date-partition folders: every `DatePartitionSequence` (`YYYYMMDD`,
+/// `YYYYMMDDHH`, `YYYYMM`, and `MMYYYYDD`, `DDMMYYYY`) with any `DatePartitionDelimiter`: `SLASH`
+/// (`2022/09/22/`, `22/09/2022/`), `UNDERSCORE` (`2022_09_22/`), `DASH` (`2022-09-22/`) or `NONE`
+/// (`20220922/`, `22092022/`). Only the year-first ones sort in time order (see
+/// [`DayFolders`] for the others).
 pub fn is_date_folder(folders: &[&str]) -> bool {
     let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
     let parts = |parts: &[&str]| {
-        parts.len() >= 2
+        let year_first = parts.len() >= 2
             && parts.len() <= 4
             && digits(parts[0], 4)
-            && parts[1..].iter().all(|p| digits(p, 2))
+            && parts[1..].iter().all(|p| digits(p, 2));
+        // MM/YYYY/DD and DD/MM/YYYY.
+        let year_inside = parts.len() == 3
+            && parts.iter().filter(|p| digits(p, 4)).count() == 1
+            && parts.iter().filter(|p| digits(p, 2)).count() == 2
+            && (digits(parts[1], 4) || digits(parts[2], 4));
+        year_first || year_inside
     };
     match folders {
         [one] => {
@@ -454,7 +461,8 @@ mod tests {
             ("", "dbo/orders/2022/9/22/20220922-095853123.csv.gz"),
             ("", "dbo/orders/2022/09/2/20220922-095853123.csv.gz"),
             ("", "dbo/orders/2022/09/xx/20220922-095853123.csv.gz"),
-            ("", "dbo/orders/22/09/2022/20220922-095853123.csv.gz"),
+            ("", "dbo/orders/22/2022/09/2022/20220922-095853123.csv.gz"),
+            ("", "dbo/orders/2022/09/2022/20220922-095853123.csv.gz"),
             ("", "dbo/orders/2022_09-22/20220922-095853123.csv.gz"),
             ("", "dbo/orders/2022092/20220922-095853123.csv.gz"),
             ("", "dbo/orders/2022/09/22/10/11/20220922-095853123.csv.gz"),

@@ -99,6 +99,8 @@ impl FileDialect {
                 let parts: Vec<String> = match sequence.as_str() {
                     "YYYYMMDDHH" => vec![y, m, d, h],
                     "YYYYMM" => vec![y, m],
+                    "MMYYYYDD" => vec![m, y, d],
+                    "DDMMYYYY" => vec![d, m, y],
                     _ => vec![y, m, d],
                 };
                 let sep = delimiter.map(String::from).unwrap_or_default();

@@ -1,6 +1,13 @@
 //! A stream folder's listing cursors: where an incremental pass starts listing, and which keys
 //! it may not have returned (see the module `discovery`).
-use crate::dms::DmsObject;
+use chrono::NaiveDate;
+
+use crate::dms::{DayFolders, DmsObject};
+
+/// The file name of a key (its last part): `YYYYMMDD-HHMMSSmmm...` for a change file.
+fn name(key: &str) -> &str {
+    &key[key.rfind('/').map_or(0, |i| i + 1)..]
+}
 
 /// Listing cursors of one stream folder.
 #[derive(Clone, Debug, Default)]
@@ -10,7 +17,10 @@ pub(super) struct Cursor {
 }
 
 impl Cursor {
-    pub(super) fn advance(&mut self, object: &DmsObject, folder: &str) {
+    /// Moves the cursor of the object's naming to it if it is later. With day folders
+    /// (`days`), the dated cursor is the key with the latest file name (the keys' order is not
+    /// time order).
+    pub(super) fn advance(&mut self, object: &DmsObject, folder: &str, days: Option<&DayFolders>) {
         if object.kind.is_load() {
             return;
         }
@@ -20,9 +30,49 @@ impl Cursor {
         } else {
             &mut self.flat
         };
-        if slot.as_deref().is_none_or(|c| c < object.key.as_str()) {
+        let later = match slot.as_deref() {
+            None => true,
+            Some(c) if dated && days.is_some() => name(c) < name(&object.key),
+            Some(c) => c < object.key.as_str(),
+        };
+        if later {
             *slot = Some(object.key.clone());
         }
+    }
+
+    /// The listings of a stream folder whose change files are below day folders (`MMYYYYDD`,
+    /// `DDMMYYYY`, which do not sort in time order): the full-load files (they sort after every
+    /// day folder), the dated cursor's day folder after the cursor, and each later day's folder
+    /// up to tomorrow (DMS's partition time zone may be ahead of UTC), at most a week of them
+    /// (an older gap is left to the full listing). Without a dated cursor yet: the whole folder.
+    pub(super) fn day_listings(
+        &self,
+        folder: &str,
+        days: &DayFolders,
+        today: NaiveDate,
+    ) -> Vec<(String, Option<String>)> {
+        let Some(dated) = &self.dated else {
+            return vec![(folder.to_string(), None)];
+        };
+        let cursor_folder = &dated[folder.len()..dated.len() - name(dated).len()];
+        let mut listings = vec![
+            (folder.to_string(), Some(format!("{folder}LOAD"))),
+            (format!("{folder}{cursor_folder}"), Some(dated.clone())),
+        ];
+        let tomorrow = today + chrono::Days::new(1);
+        let from = days
+            .day_of(cursor_folder)
+            .unwrap_or(today)
+            .max(today - chrono::Days::new(7));
+        let mut day = from;
+        while day < tomorrow {
+            day = day + chrono::Days::new(1);
+            let later = days.folder(day);
+            if later != cursor_folder {
+                listings.push((format!("{folder}{later}"), None));
+            }
+        }
+        listings
     }
 
     /// The listings an incremental pass makes for this folder: `(prefix, start_after)`.
@@ -81,9 +131,20 @@ impl Cursor {
     /// sorts before `20220922-...`). Such files are found by the full listing.
     /// With `watch_dated`, a date folder of the flat cursor's year is listed on its own (see
     /// [`Cursor::listings`]): its keys are not behind.
-    pub(super) fn is_behind(&self, key: &str, folder: &str, watch_dated: bool) -> bool {
-        let name = &key[folder.len()..];
-        let dated = name.contains('/');
+    pub(super) fn is_behind(
+        &self,
+        key: &str,
+        folder: &str,
+        watch_dated: bool,
+        days: Option<&DayFolders>,
+    ) -> bool {
+        let name_in = &key[folder.len()..];
+        let dated = name_in.contains('/');
+        if dated && days.is_some() {
+            // Day folders: by file name, against the dated cursor only.
+            return self.dated.as_deref().is_some_and(|c| name(key) <= name(c));
+        }
+        let name = name_in;
         let (own, other) = if dated {
             (&self.dated, &self.flat)
         } else {
