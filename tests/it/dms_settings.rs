@@ -289,3 +289,72 @@ async fn generated_data_in_each_endpoint_dialect_loads_to_the_ground_truth() {
         );
     }
 }
+
+/// A running service with `DDMMYYYY` day folders (which do not sort in time order) finds a change
+/// file in today's folder by its incremental pass (the full listing is an hour away), and one
+/// later in the same day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_finds_new_files_in_day_first_folders_without_a_full_listing() {
+    use crate::service::spawn_service;
+    use chrono::Utc;
+    let app = spawn_app().await;
+    let today = Utc::now().date_naive();
+    let file = |day: chrono::NaiveDate, hhmmss: &str| {
+        format!(
+            "{}/{}-{hhmmss}000.csv.gz",
+            day.format("%d/%m/%Y"),
+            day.format("%Y%m%d")
+        )
+    };
+    app.put_csv("strategies", "LOAD00000001.csv.gz", &active_strategy(1))
+        .await;
+    // The stream's last change file is from New Year's Eve: `31/12/<last year>/` sorts after
+    // today's folder (all year but on 31 December), so a listing after the cursor misses it.
+    let new_years_eve =
+        chrono::NaiveDate::from_ymd_opt(chrono::Datelike::year(&today) - 1, 12, 31).unwrap();
+    app.put_csv(
+        "strategies",
+        &file(new_years_eve, "100000"),
+        &format!("I,{}", active_strategy(2)),
+    )
+    .await;
+    let service = spawn_service(
+        &app,
+        &[
+            (
+                "DMS_SETTINGS",
+                r#"{"DatePartitionEnabled": true, "DatePartitionSequence": "DDMMYYYY"}"#,
+            ),
+            ("MIN_SLEEP", "0.2"),
+            ("MAX_SLEEP", "0.2"),
+            ("FULL_LIST_INTERVAL", "3600"),
+        ],
+    )
+    .await;
+    let until = |n: i64| {
+        let app = &app;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while app.count("strategies").await < n && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            app.count("strategies").await
+        }
+    };
+    assert_eq!(until(2).await, 2, "{}", service.log_text());
+    // Today's first file (its folder sorts anywhere), then a later one in the same folder.
+    app.put_csv(
+        "strategies",
+        &file(today, "000001"),
+        &format!("I,{}", active_strategy(3)),
+    )
+    .await;
+    assert_eq!(until(3).await, 3, "{}", service.log_text());
+    app.put_csv(
+        "strategies",
+        &file(today, "000002"),
+        &format!("I,{}", active_strategy(4)),
+    )
+    .await;
+    assert_eq!(until(4).await, 4, "{}", service.log_text());
+}
