@@ -1,0 +1,1 @@
+"""The documentation generator's parts (scripts/docs.py runs them)."""
