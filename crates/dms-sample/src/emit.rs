@@ -184,8 +184,88 @@ impl Body {
     }
 }
 
-/// Writes rows (with an optional Op) as one body in the file's dialect; with `split` (and gzip),
-/// the rows from that index on go into a second gzip member. Returns (body, rows, max event_id).
+/// Where a file's records go: CSV in the file's dialect (a header row first if it has one), or
+/// one Parquet file (`DataFormat=parquet`; its schema names the columns).
+enum Records<'d> {
+    Csv {
+        body: Body,
+        record: Vec<u8>,
+        dialect: &'d FileDialect,
+    },
+    Parquet(Box<ParquetFile>),
+}
+
+impl<'d> Records<'d> {
+    fn new(file: &FileShape<'d>) -> Self {
+        let dialect = file.dialect;
+        let names = dialect.header_names(file.op, file.columns);
+        if dialect.parquet {
+            return Records::Parquet(Box::new(ParquetFile::new(
+                file.table,
+                &names,
+                dialect.timestamp_column.as_deref(),
+                dialect.parquet_millis,
+                dialect.gzip,
+            )));
+        }
+        let body = if dialect.gzip {
+            Body::Gzip(Box::new(gzip_writer(Vec::new())))
+        } else {
+            Body::Plain(Vec::new())
+        };
+        let mut out = Records::Csv {
+            body,
+            record: Vec::with_capacity(512),
+            dialect,
+        };
+        if dialect.header {
+            out.push(names.iter().map(|n| Some(n.as_bytes())));
+        }
+        out
+    }
+
+    fn push<'a>(&mut self, values: impl Iterator<Item = Option<&'a [u8]>>) {
+        match self {
+            Records::Csv {
+                body,
+                record,
+                dialect,
+            } => {
+                record.clear();
+                write_record_in(record, values, dialect);
+                body.write(record);
+            }
+            Records::Parquet(file) => file.push(values),
+        }
+    }
+
+    /// A second gzip member from here on (CSV with gzip only).
+    fn next_member(self) -> Self {
+        match self {
+            Records::Csv {
+                body,
+                record,
+                dialect,
+            } => Records::Csv {
+                body: body.next_member(),
+                record,
+                dialect,
+            },
+            parquet => parquet,
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Records::Csv { body, .. } => body.finish(),
+            Records::Parquet(file) => file.finish(),
+        }
+    }
+}
+
+/// Writes rows (with an optional Op) as one body in the file's dialect (CSV or Parquet); with
+/// `split` (and gzip CSV), the rows from that index on go into a second gzip member. Returns
+/// (body, rows, max event_id).
 fn encode<'a, R: Row + 'a>(
     cx: &Ctx,
     fields: &mut Fields,
@@ -193,26 +273,9 @@ fn encode<'a, R: Row + 'a>(
     split: Option<usize>,
     file: &FileShape<'_>,
 ) -> (Vec<u8>, u64, Option<i64>) {
-    let dialect = file.dialect;
-    if dialect.parquet {
-        return encode_parquet(cx, fields, rows, file);
-    }
-    let mut w = if dialect.gzip {
-        Body::Gzip(Box::new(gzip_writer(Vec::new())))
-    } else {
-        Body::Plain(Vec::new())
-    };
-    let mut record = Vec::with_capacity(512);
-    if dialect.header {
-        let names = dialect.header_names(file.op, file.columns);
-        write_record_in(
-            &mut record,
-            names.iter().map(|n| Some(n.as_bytes())),
-            dialect,
-        );
-        w.write(&record);
-    }
-    let stamp = dialect
+    let mut out = Records::new(file);
+    let stamp = file
+        .dialect
         .timestamp_column
         .as_ref()
         .map(|_| file.commit.as_bytes());
@@ -220,53 +283,12 @@ fn encode<'a, R: Row + 'a>(
     let mut max_event: Option<i64> = None;
     for (op, row) in rows {
         if split == Some(count as usize) && count > 0 {
-            w = w.next_member();
+            out = out.next_member();
         }
         fields.clear();
         row.render(cx, fields);
         let op_field: Option<[u8; 1]> = op.map(|o| [o]);
         // The generator never writes an empty string: an empty field is NULL.
-        let values = op_field
-            .iter()
-            .map(|o| &o[..])
-            .chain(stamp)
-            .chain(fields.iter())
-            .map(|f| (!f.is_empty()).then_some(f));
-        record.clear();
-        write_record_in(&mut record, values, dialect);
-        w.write(&record);
-        count += 1;
-        max_event = max_event.max(Some(row.event_id()));
-    }
-    (w.finish(), count, max_event)
-}
-
-/// [`encode`] for `DataFormat=parquet`: the same records, as one Parquet file.
-fn encode_parquet<'a, R: Row + 'a>(
-    cx: &Ctx,
-    fields: &mut Fields,
-    rows: impl Iterator<Item = (Option<u8>, &'a R)>,
-    file: &FileShape<'_>,
-) -> (Vec<u8>, u64, Option<i64>) {
-    let dialect = file.dialect;
-    let names = dialect.header_names(file.op, file.columns);
-    let mut out = ParquetFile::new(
-        file.table,
-        &names,
-        dialect.timestamp_column.as_deref(),
-        dialect.parquet_millis,
-        dialect.gzip,
-    );
-    let stamp = dialect
-        .timestamp_column
-        .as_ref()
-        .map(|_| file.commit.as_bytes());
-    let mut count = 0u64;
-    let mut max_event: Option<i64> = None;
-    for (op, row) in rows {
-        fields.clear();
-        row.render(cx, fields);
-        let op_field: Option<[u8; 1]> = op.map(|o| [o]);
         out.push(
             op_field
                 .iter()
