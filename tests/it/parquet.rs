@@ -176,6 +176,22 @@ async fn a_bad_parquet_value_names_file_row_and_column_and_nothing_of_the_file_i
     );
 }
 
+/// Puts `strategies/LOAD00000001.parquet` of one row with columns `names`, loads one-shot, which
+/// fails (exit 1): the key and the error its ledger row holds.
+async fn a_failing_full_load(
+    app: &TestApp,
+    names: &[&str],
+    row: Vec<Option<&'static [u8]>>,
+) -> (String, String) {
+    let key = app.key("strategies", "LOAD00000001.parquet");
+    app.put(&key, parquet_file("strategies", names, vec![row]))
+        .await;
+    let (code, out, err) = run(app, &[], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    let error = app.ledger(&key).await.unwrap().error.unwrap();
+    (key, error)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parquet_schema_that_lacks_a_table_column_fails_naming_it() {
     let app = spawn_app().await;
@@ -186,12 +202,7 @@ async fn a_parquet_schema_that_lacks_a_table_column_fails_naming_it() {
         .collect();
     let mut row = strategy("1", "S-1");
     row.remove(3);
-    let key = app.key("strategies", "LOAD00000001.parquet");
-    app.put(&key, parquet_file("strategies", &names, vec![row]))
-        .await;
-    let (code, out, err) = run(&app, &[], &[]);
-    assert_eq!(code, 1, "{out}{err}");
-    let error = app.ledger(&key).await.unwrap().error.unwrap();
+    let (_, error) = a_failing_full_load(&app, &names, row).await;
     assert!(error.contains("the Parquet schema"), "{error}");
     assert!(error.contains("owner"), "{error}");
 }
@@ -210,12 +221,7 @@ async fn new_parquet_columns_are_added_with_the_types_of_the_files_schema() {
         Some(&b"2022-09-22 09:58:53.123456"[..]),
         None,
     ]);
-    let key = app.key("strategies", "LOAD00000001.parquet");
-    app.put(&key, parquet_file("strategies", &names, vec![row]))
-        .await;
-    let (code, out, err) = run(&app, &[], &[]);
-    assert_eq!(code, 1, "{out}{err}");
-    let error = app.ledger(&key).await.unwrap().error.unwrap();
+    let (key, error) = a_failing_full_load(&app, &names, row).await;
     assert!(
         error.contains(
             r#"ADD COLUMN "quantity" numeric(18,4), ADD COLUMN "transact_time" timestamp, ADD COLUMN "venue" text"#
