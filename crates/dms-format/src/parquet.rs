@@ -82,11 +82,6 @@ impl ParquetRows {
         })
     }
 
-    /// The schema's top-level column names, in file order.
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
     /// The Postgres type of column `name` (compared without regard to case), as its Parquet
     /// type maps: what a column DMS added is created as (`SCHEMA_DRIFT_POLICY=add-columns`).
     pub fn column_type(&self, name: &str) -> Option<&ColumnType> {

@@ -44,18 +44,8 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
-    /// This table with nullable `text` columns `names` added at the end (a schema drift taken in;
-    /// names lower-cased, as the migrations name columns).
-    pub fn with_text_columns(&self, names: &[String]) -> TableSpec {
-        let typed: Vec<(String, ColumnType)> = names
-            .iter()
-            .map(|n| (n.clone(), ColumnType::Text))
-            .collect();
-        self.with_columns(&typed)
-    }
-
-    /// This table with nullable columns of these names and types added at the end (names
-    /// lower-cased).
+    /// This table with nullable columns of these names and types added at the end (a schema drift
+    /// taken in; names lower-cased, as the migrations name columns).
     pub fn with_columns(&self, columns: &[(String, ColumnType)]) -> TableSpec {
         let mut spec = self.clone();
         spec.columns.extend(columns.iter().map(|(n, ty)| Column {

@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use crate::dms::{DayFolders, DmsObject};
 
 /// The file name of a key (its last part): `YYYYMMDD-HHMMSSmmm...` for a change file.
-fn name(key: &str) -> &str {
+fn file_name(key: &str) -> &str {
     &key[key.rfind('/').map_or(0, |i| i + 1)..]
 }
 
@@ -32,7 +32,7 @@ impl Cursor {
         };
         let later = match slot.as_deref() {
             None => true,
-            Some(c) if dated && days.is_some() => name(c) < name(&object.key),
+            Some(c) if dated && days.is_some() => file_name(c) < file_name(&object.key),
             Some(c) => c < object.key.as_str(),
         };
         if later {
@@ -54,7 +54,7 @@ impl Cursor {
         let Some(dated) = &self.dated else {
             return vec![(folder.to_string(), None)];
         };
-        let cursor_folder = &dated[folder.len()..dated.len() - name(dated).len()];
+        let cursor_folder = &dated[folder.len()..dated.len() - file_name(dated).len()];
         let mut listings = vec![
             (folder.to_string(), Some(format!("{folder}LOAD"))),
             (format!("{folder}{cursor_folder}"), Some(dated.clone())),
@@ -138,13 +138,15 @@ impl Cursor {
         watch_dated: bool,
         days: Option<&DayFolders>,
     ) -> bool {
-        let name_in = &key[folder.len()..];
-        let dated = name_in.contains('/');
+        let name = &key[folder.len()..];
+        let dated = name.contains('/');
         if dated && days.is_some() {
             // Day folders: by file name, against the dated cursor only.
-            return self.dated.as_deref().is_some_and(|c| name(key) <= name(c));
+            return self
+                .dated
+                .as_deref()
+                .is_some_and(|c| file_name(key) <= file_name(c));
         }
-        let name = name_in;
         let (own, other) = if dated {
             (&self.dated, &self.flat)
         } else {
