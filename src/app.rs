@@ -180,6 +180,9 @@ pub async fn run(config: Config) -> i32 {
             config.dms_settings.unknown.join(", ")
         );
     }
+    if config.dms_settings.no_sup_without_value {
+        warn!("DMS_SETTINGS: UseCsvNoSupValue is true without a CsvNoSupValue: DMS then writes NULL for a column it could not supply, which cannot be told from a NULL value, so such columns are written as NULL; set CsvNoSupValue on the endpoint (and here) to keep their values.");
+    }
     if config.dry_run {
         info!(
             "paper-engine-orders {} starting: dry run: one validation pass over every pending file, then exit; nothing is persisted{}.",

@@ -147,6 +147,7 @@ _NOT_MESSAGES = {
 # run), not messages.
 _DATA_FILES = {
     "src/telemetry/metrics.rs", "src/target/queries/mod.rs", "src/target/queries/operate.rs",
+    "src/target/queries/apply.rs",
     "src/status/mod.rs", "src/status/text.rs", "src/status/html.rs",
 }
 _DATA_DIRS = ("crates/dms-sample/src/",)

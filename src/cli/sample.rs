@@ -154,5 +154,6 @@ pub(crate) fn dialect_of(s: &DmsSettings) -> Result<FileDialect, crate::config::
         cdc_path: s.cdc_path.clone(),
         parquet: s.parquet,
         parquet_millis: s.parquet_millis,
+        no_sup_value: s.no_sup_value.clone(),
     })
 }

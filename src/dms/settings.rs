@@ -1,13 +1,13 @@
 //! `DMS_SETTINGS` / `DMS_SETTINGS_FILE`: the S3 target endpoint's `S3Settings`, as
 //! `aws dms describe-endpoints` prints them (the object itself, or the whole answer). This version
-//! reads CSV (gzip or not) with any one-character delimiter and a line end, NULL as an empty
-//! unquoted field or a `CsvNullValue` text, the Op column on change files or none
+//! reads CSV (gzip or not) and Parquet, any one-character delimiter and row delimiter, NULL as an
+//! empty unquoted field or a `CsvNullValue` text, the Op column on change files or none
 //! (`CdcInsertsOnly`/`CdcInsertsAndUpdates`), a header row or none (`AddColumnName`), trailing
-//! padding, DMS's commit-time column (`TimestampColumnName`), and date folders starting with the
-//! year; a setting that would make
-//! DMS write files it cannot read exactly is refused at start-up with a line saying so, never
-//! silently mis-read. Settings that do not change the files (encryption, sizes, roles, ...) are
-//! accepted; keys DMS does not have are ignored with one warning.
+//! padding, DMS's commit-time column (`TimestampColumnName`), date folders of every sequence,
+//! `CdcPath`, and columns DMS could not supply (`UseCsvNoSupValue` with `CsvNoSupValue`); a
+//! setting that would make DMS write files it cannot read exactly is refused at start-up with a
+//! line saying so, never silently mis-read. Settings that do not change the files (encryption,
+//! sizes, roles, ...) are accepted; keys DMS does not have are ignored with one warning.
 use serde_json::{Map, Value};
 
 use crate::config::ConfigError;
@@ -52,6 +52,13 @@ pub struct DmsSettings {
     /// `TimestampColumnName`: every record carries DMS's commit-time column under this name,
     /// after the Op column (first when there is none).
     pub timestamp_column: Option<String>,
+    /// `CsvNoSupValue` when `UseCsvNoSupValue` is true: the unquoted text DMS writes in a change
+    /// file for a column it could not supply (not in the source's supplemental log); such a
+    /// column keeps its value in the table.
+    pub no_sup_value: Option<String>,
+    /// `UseCsvNoSupValue` is true without a `CsvNoSupValue`: DMS then writes NULL for those
+    /// columns, which cannot be told from a NULL value (warned about once at start-up).
+    pub no_sup_without_value: bool,
     /// Keys that are not DMS `S3Settings` keys (warned about once at start-up).
     pub unknown: Vec<String>,
 }
@@ -76,7 +83,6 @@ const NEUTRAL: &[&str] = &[
     "DatePartitionTimezone",
     "ExpectedBucketOwner",
     "GlueCatalogGeneration",
-    "CsvNoSupValue",
     "IgnoreHeaderRows",
 ];
 
@@ -234,9 +240,32 @@ impl DmsSettings {
                     Some(on) => out.trailing_padding = on,
                     None => return Err(refuse(key, value, "true or false")),
                 },
-                "UseCsvNoSupValue" | "PreserveTransactions" if flag(value) == Some(true) => {
-                    return Err(refuse(key, value, "not read yet"));
+                "PreserveTransactions" if flag(value) == Some(true) => {
+                    return Err(refuse(
+                        key,
+                        value,
+                        "DMS then writes every table's changes into shared transaction files \
+                         below CdcPath, which this loader does not read",
+                    ));
                 }
+                "UseCsvNoSupValue" => match flag(value) {
+                    Some(on) => {
+                        let token = get("CsvNoSupValue").and_then(text).unwrap_or("");
+                        out.no_sup_without_value = on && token.is_empty();
+                        out.no_sup_value = (on && !token.is_empty()).then(|| token.to_string());
+                    }
+                    None => return Err(refuse(key, value, "true or false")),
+                },
+                "CsvNoSupValue" => match text(value) {
+                    Some(t) if !t.contains(['"', '\r', '\n']) => {}
+                    _ => {
+                        return Err(refuse(
+                            key,
+                            value,
+                            "a text without quotes or line ends is read",
+                        ))
+                    }
+                },
                 "Rfc4180" if flag(value) == Some(false) => {
                     return Err(refuse(
                         key,
@@ -258,12 +287,30 @@ impl DmsSettings {
                 "DatePartitionDelimiter" => {
                     out.date_partition_delimiter = text(value).map(str::to_ascii_uppercase)
                 }
-                "IncludeOpForFullLoad"
-                | "UseCsvNoSupValue"
-                | "PreserveTransactions"
-                | "Rfc4180" => {}
+                "IncludeOpForFullLoad" | "PreserveTransactions" | "Rfc4180" => {}
                 other if NEUTRAL.contains(&other) => {}
                 other => out.unknown.push(other.to_string()),
+            }
+        }
+        if let Some(token) = &out.no_sup_value {
+            // (A delimiter inside it would be quoted by DMS, and a quoted field is a value.)
+            let clashes = [
+                (Some(token) == out.null_value.as_ref(), "CsvNullValue"),
+                (
+                    token.contains(char::from(out.delimiter.unwrap_or(b','))),
+                    "CsvDelimiter",
+                ),
+                (
+                    token.contains(char::from(out.row_delimiter.unwrap_or(b'\n'))),
+                    "CsvRowDelimiter",
+                ),
+            ];
+            if let Some((_, other)) = clashes.iter().find(|(clash, _)| *clash) {
+                return Err(refuse(
+                    "CsvNoSupValue",
+                    &Value::String(token.clone()),
+                    &format!("it cannot be told apart from {other}"),
+                ));
             }
         }
         if let Some(row) = out.row_delimiter {
@@ -345,6 +392,16 @@ mod tests {
             ),
             (r#"{"CdcPath": 3}"#, "CdcPath"),
             (r#"{"PreserveTransactions": true}"#, "PreserveTransactions"),
+            (r#"{"UseCsvNoSupValue": "yes"}"#, "UseCsvNoSupValue"),
+            (r#"{"CsvNoSupValue": "a\"b"}"#, "CsvNoSupValue"),
+            (
+                r#"{"UseCsvNoSupValue": true, "CsvNoSupValue": "N", "CsvNullValue": "N"}"#,
+                "CsvNoSupValue",
+            ),
+            (
+                r#"{"UseCsvNoSupValue": true, "CsvNoSupValue": "a|b", "CsvDelimiter": "|"}"#,
+                "CsvNoSupValue",
+            ),
             (r#"{"Rfc4180": false}"#, "Rfc4180"),
         ] {
             let e = DmsSettings::parse(json).unwrap_err().to_string();
@@ -366,5 +423,24 @@ mod tests {
             (Some(b'|'), Some("NULL"))
         );
         assert!(DmsSettings::parse("not json").is_err());
+    }
+
+    #[test]
+    fn the_no_sup_value_is_read_only_when_dms_writes_it() {
+        let s =
+            DmsSettings::parse(r#"{"UseCsvNoSupValue": true, "CsvNoSupValue": "~NS~"}"#).unwrap();
+        assert_eq!(s.no_sup_value.as_deref(), Some("~NS~"));
+        assert!(!s.no_sup_without_value);
+        // DMS writes NULL then: nothing to read, but the operator is told.
+        let s = DmsSettings::parse(r#"{"UseCsvNoSupValue": "true"}"#).unwrap();
+        assert_eq!(s.no_sup_value, None);
+        assert!(s.no_sup_without_value);
+        for json in [
+            r#"{"UseCsvNoSupValue": false, "CsvNoSupValue": "~NS~"}"#,
+            r#"{"CsvNoSupValue": "~NS~"}"#,
+        ] {
+            let s = DmsSettings::parse(json).unwrap();
+            assert_eq!((s.no_sup_value, s.no_sup_without_value), (None, false));
+        }
     }
 }

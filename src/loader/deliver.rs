@@ -239,6 +239,7 @@ impl<S: Source, T: Target> Loader<S, T> {
             },
             reload: None,
             upserts_only: self.settings.csv.cdc_without_op,
+            keep_unsupplied: self.settings.csv.no_sup_value.is_some(),
             add_columns: Vec::new(),
         }
     }

@@ -39,7 +39,14 @@ impl<S: Source, T: Target> Loader<S, T> {
                 kind => kind.op_column(),
             },
             header: self.settings.header_row,
-            csv: self.settings.csv.clone(),
+            csv: crate::loader::CsvOptions {
+                // (DMS writes it in change files only.)
+                no_sup_value: match object.kind {
+                    dms::FileKind::Cdc { .. } => self.settings.csv.no_sup_value.clone(),
+                    _ => None,
+                },
+                ..self.settings.csv.clone()
+            },
             spec,
             chunk_bytes: self.settings.chunk_bytes,
             bytes_read: bytes_read.clone(),
@@ -50,8 +57,13 @@ impl<S: Source, T: Target> Loader<S, T> {
     /// will want it (change files). `None` if not, or if the bucket does not answer now (the
     /// file is then read when its turn comes, with the usual retries).
     pub(crate) async fn prefetch(&self, file: &PendingFile) -> Option<Prefetch> {
-        // (A late file and an Op-less change file are staged whole: not the encoding read ahead.)
-        if file.object.kind.is_load() || file.late || self.settings.csv.cdc_without_op {
+        // (A late file, an Op-less change file and a file of a stream whose columns may be
+        // unsupplied are staged whole: not the encoding read ahead.)
+        if file.object.kind.is_load()
+            || file.late
+            || self.settings.csv.cdc_without_op
+            || self.settings.csv.no_sup_value.is_some()
+        {
             return None;
         }
         let table = self.target.table(&file.object.table)?;

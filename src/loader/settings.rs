@@ -162,6 +162,9 @@ pub struct CsvOptions {
     /// `TimestampColumnName`: the commit-time column after the Op column (skipped; a header
     /// row must name it there).
     pub timestamp_column: Option<String>,
+    /// `CsvNoSupValue` (with `UseCsvNoSupValue`): in a change file, a column DMS could not
+    /// supply; it keeps its value in the table.
+    pub no_sup_value: Option<Vec<u8>>,
 }
 
 impl Default for CsvOptions {
@@ -173,6 +176,7 @@ impl Default for CsvOptions {
             trim_padding: false,
             cdc_without_op: false,
             timestamp_column: None,
+            no_sup_value: None,
         }
     }
 }
@@ -186,6 +190,7 @@ impl CsvOptions {
             trim_padding: dms.trailing_padding,
             cdc_without_op: dms.cdc_without_op,
             timestamp_column: dms.timestamp_column.clone(),
+            no_sup_value: dms.no_sup_value.as_ref().map(|v| v.as_bytes().to_vec()),
         }
     }
 }

@@ -255,6 +255,10 @@ impl DecodeJob {
             decoder.set_null_value(self.csv.null_value.clone());
             decoder.set_trim_padding(self.csv.trim_padding);
         }
+        decoder.set_unsupplied(
+            encoding.unsupplied_marks,
+            self.csv.no_sup_value.clone().filter(|_| !self.parquet),
+        );
         decoder.set_timestamp_column(self.csv.timestamp_column.is_some());
         let mut split = if encoding.split_inserts {
             Some(InsertSplit::new(&self.spec, self.size))

@@ -46,6 +46,10 @@ pub struct DeliveryPlan {
     /// A change file without the Op column (every row an insert or an update): its rows are
     /// all staged (no insert goes straight into the table).
     pub upserts_only: bool,
+    /// The stream's change files may leave columns unsupplied (DMS's `UseCsvNoSupValue` with a
+    /// `CsvNoSupValue`): its rows are all staged with their marks, and a column a row did not
+    /// supply takes the key's latest supplied value in the file, else keeps the table's.
+    pub keep_unsupplied: bool,
     /// Columns to add to the table first, in the delivery's transaction
     /// (`SCHEMA_DRIFT_POLICY=add-columns`; `table` has them already, nullable `text`).
     pub add_columns: Vec<String>,
@@ -98,6 +102,9 @@ pub struct Encoding {
     /// Set the `I` rows aside for a COPY straight into the table ([`direct`]); with
     /// [`TupleLayout::Staging`] only.
     pub split_inserts: bool,
+    /// Staging tuples end with the `_unsupplied` marks (see [`DeliveryPlan::keep_unsupplied`]);
+    /// with [`TupleLayout::Staging`] and without `split_inserts` only.
+    pub unsupplied_marks: bool,
 }
 
 impl Encoding {
@@ -105,6 +112,15 @@ impl Encoding {
         Encoding {
             layout: TupleLayout::Staging,
             split_inserts: false,
+            unsupplied_marks: false,
+        }
+    }
+
+    /// Staged, every tuple with its `_unsupplied` marks.
+    pub fn marked() -> Self {
+        Encoding {
+            unsupplied_marks: true,
+            ..Encoding::staging()
         }
     }
 }

@@ -15,6 +15,7 @@ mod hardening;
 mod instances;
 mod loader;
 mod metrics_http;
+mod no_sup_value;
 mod notifications;
 mod operate;
 mod outbox_one_shot;

@@ -60,6 +60,15 @@ pub struct RowDecoder {
     /// DMS's `TimestampColumnName`: a commit-time column follows the Op column (or leads when
     /// there is none); it is not a table column and is skipped.
     timestamp_column: bool,
+    /// Staging tuples end with the `_unsupplied` marks (see [`RowDecoder::set_unsupplied`]).
+    marks: bool,
+    /// DMS's `CsvNoSupValue` (with `UseCsvNoSupValue`): an unquoted field equal to it is a
+    /// column DMS could not supply.
+    no_sup_value: Option<Vec<u8>>,
+    /// The marks of the row being decoded: bit `i` (byte `i / 8`, bit `i % 8` from the least
+    /// significant) set when column `i` was not supplied, as Postgres's `get_bit` reads a
+    /// `bytea`. Empty while no column of the row is unsupplied.
+    mask: Vec<u8>,
 }
 
 /// Which table the tuples are written for.
@@ -87,7 +96,21 @@ impl RowDecoder {
             null_value: None,
             trim_padding: false,
             timestamp_column: false,
+            marks: false,
+            no_sup_value: None,
+            mask: Vec::new(),
         }
+    }
+
+    /// With `marks`, every staging tuple ends with one more field, the staging table's
+    /// `_unsupplied bytea`: NULL when the row supplied every column, else one bit per column
+    /// (see [`StagingTuple`]) set for each field equal to `no_sup_value` (DMS's `CsvNoSupValue`,
+    /// unquoted), which is written as NULL whatever the column's nullability (the apply keeps the
+    /// table's value there). A key column cannot be unsupplied. Without `marks` (or in the
+    /// direct layout), `no_sup_value` is not looked for.
+    pub fn set_unsupplied(&mut self, marks: bool, no_sup_value: Option<Vec<u8>>) {
+        self.marks = marks;
+        self.no_sup_value = no_sup_value.filter(|t| !t.is_empty());
     }
 
     /// Records carry DMS's commit-time column (`TimestampColumnName`) right after the Op column
@@ -193,7 +216,10 @@ impl RowDecoder {
             Op::Insert
         };
 
+        let marks = self.marks && self.layout == TupleLayout::Staging;
+        self.mask.clear();
         match self.layout {
+            TupleLayout::Staging if marks => StagingTuple::write_marked_header(out, ncols, seq, op),
             TupleLayout::Staging => StagingTuple::write_header(out, ncols, seq, op),
             TupleLayout::Direct { .. } if op == Op::Delete => {
                 return Err(DecodeError::NeedsStaging { line: rec.line() });
@@ -211,6 +237,24 @@ impl RowDecoder {
                 name: col.name.clone(),
                 reason,
             };
+            if marks {
+                if let Some(token) = &self.no_sup_value {
+                    if !rec.is_quoted(f) && value == &token[..] {
+                        if self.spec.key.contains(&i) {
+                            return Err(field_err(format!(
+                                "{} (DMS's CsvNoSupValue) in a key column",
+                                quote(value)
+                            )));
+                        }
+                        if self.mask.is_empty() {
+                            self.mask.resize(ncols.div_ceil(8), 0);
+                        }
+                        self.mask[i / 8] |= 1 << (i % 8);
+                        out.extend_from_slice(&(-1i32).to_be_bytes());
+                        continue;
+                    }
+                }
+            }
             let null = match &self.null_value {
                 None => rec.is_null(f),
                 Some(token) => !rec.is_quoted(f) && value == &token[..],
@@ -246,6 +290,8 @@ impl RowDecoder {
         } = self.layout
         {
             StagingTuple::write_lineage(out, delivery_id, loaded_at);
+        } else if marks {
+            StagingTuple::write_marks(out, &self.mask);
         }
         Ok(DecodedRow { op, event_id })
     }

@@ -30,6 +30,10 @@ pub struct FileDialect {
     pub parquet: bool,
     /// `ParquetTimestampInMillisecond`: timestamps in milliseconds, not microseconds.
     pub parquet_millis: bool,
+    /// `CsvNoSupValue` with `UseCsvNoSupValue` (CSV only): in an update, every non-key column
+    /// whose value the update did not change is written as this text, as DMS does for the
+    /// columns a source logs only when they change (no value the generator writes equals it).
+    pub no_sup_value: Option<String>,
 }
 
 /// Where change files go (`DatePartitionEnabled`, `DatePartitionSequence`,
@@ -62,6 +66,7 @@ impl Default for FileDialect {
             cdc_path: None,
             parquet: false,
             parquet_millis: false,
+            no_sup_value: None,
         }
     }
 }

@@ -5,6 +5,7 @@ use dms_naming::{load_file_name, object_key, NetCounts};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+use std::collections::HashMap;
 use std::io::Write as _;
 
 use super::dialect::{write_record_in, FileDialect};
@@ -62,7 +63,7 @@ impl Emitter {
             n += 1;
             let key = self.key(table, &self.dialect.file_name(&load_file_name(n)));
             let op = self.dialect.op_in_full_load.then_some(b'I');
-            let chunk = rows.by_ref().take(limit).map(|r| (op, r));
+            let chunk = rows.by_ref().take(limit).map(|r| (op, r, None));
             let file = FileShape {
                 dialect: &self.dialect,
                 table,
@@ -99,7 +100,22 @@ impl Emitter {
             Some(cdc) => object_key(&format!("{}/{cdc}", self.prefix), "dbo", table, name),
             None => self.key(table, name),
         };
-        let rows = log.ops.iter().map(|(op, r)| (Some(*op), r));
+        // With `CsvNoSupValue`, an update comes with the key's row before it (in this file, or
+        // before the file), so the columns it did not change are written as unsupplied.
+        let no_sup = self.dialect.no_sup_value.is_some() && !self.dialect.parquet;
+        let mut current: HashMap<i64, Option<&R>> = HashMap::new();
+        let rows = log.ops.iter().map(move |(op, r)| {
+            if !no_sup {
+                return (Some(*op), r, None);
+            }
+            let key = r.key();
+            let before = current
+                .get(&key)
+                .copied()
+                .unwrap_or_else(|| log.before(key));
+            current.insert(key, (*op != b'D').then_some(r));
+            (Some(*op), r, before.filter(|_| *op == b'U'))
+        });
         let file = FileShape {
             dialect: &self.dialect,
             table,
@@ -263,13 +279,13 @@ impl<'d> Records<'d> {
     }
 }
 
-/// Writes rows (with an optional Op) as one body in the file's dialect (CSV or Parquet); with
-/// `split` (and gzip CSV), the rows from that index on go into a second gzip member. Returns
-/// (body, rows, max event_id).
+/// Writes rows (with an optional Op, and for an update with `CsvNoSupValue` the key's row before
+/// it) as one body in the file's dialect (CSV or Parquet); with `split` (and gzip CSV), the rows
+/// from that index on go into a second gzip member. Returns (body, rows, max event_id).
 fn encode<'a, R: Row + 'a>(
     cx: &Ctx,
     fields: &mut Fields,
-    rows: impl Iterator<Item = (Option<u8>, &'a R)>,
+    rows: impl Iterator<Item = (Option<u8>, &'a R, Option<&'a R>)>,
     split: Option<usize>,
     file: &FileShape<'_>,
 ) -> (Vec<u8>, u64, Option<i64>) {
@@ -279,23 +295,36 @@ fn encode<'a, R: Row + 'a>(
         .timestamp_column
         .as_ref()
         .map(|_| file.commit.as_bytes());
+    let no_sup = file.dialect.no_sup_value.as_deref().map(str::as_bytes);
+    let mut before_fields = Fields::default();
     let mut count = 0u64;
     let mut max_event: Option<i64> = None;
-    for (op, row) in rows {
+    for (op, row, before) in rows {
         if split == Some(count as usize) && count > 0 {
             out = out.next_member();
         }
         fields.clear();
         row.render(cx, fields);
+        before_fields.clear();
+        if let Some(before) = before.filter(|_| no_sup.is_some()) {
+            before.render(cx, &mut before_fields);
+        }
         let op_field: Option<[u8; 1]> = op.map(|o| [o]);
-        // The generator never writes an empty string: an empty field is NULL.
+        // The generator never writes an empty string: an empty field is NULL. A non-key column
+        // (the key is the first) an update left as it was is unsupplied.
+        let values = fields
+            .iter()
+            .zip(0..)
+            .map(|(f, i)| match (no_sup, before_fields.field(i)) {
+                (Some(token), Some(was)) if i > 0 && was == f => Some(token),
+                _ => (!f.is_empty()).then_some(f),
+            });
         out.push(
             op_field
                 .iter()
-                .map(|o| &o[..])
-                .chain(stamp)
-                .chain(fields.iter())
-                .map(|f| (!f.is_empty()).then_some(f)),
+                .map(|o| Some(&o[..]))
+                .chain(stamp.map(Some))
+                .chain(values),
         );
         count += 1;
         max_event = max_event.max(Some(row.event_id()));

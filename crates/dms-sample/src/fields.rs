@@ -52,6 +52,10 @@ impl Fields {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.buf[start..self.ends[i]]
     }
+    /// Field `i`, if the row has that many.
+    pub(super) fn field(&self, i: usize) -> Option<&[u8]> {
+        (i < self.ends.len()).then(|| self.get(i).as_bytes())
+    }
     pub(super) fn iter(&self) -> impl Iterator<Item = &[u8]> {
         (0..self.ends.len()).map(move |i| self.get(i).as_bytes())
     }

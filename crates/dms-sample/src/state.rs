@@ -91,6 +91,10 @@ impl<R: Row> Log<R> {
             .entry(key)
             .or_insert_with(|| t.get(key).cloned());
     }
+    /// The row of `key` before the file (`None`: absent, or not touched by the file).
+    pub(super) fn before(&self, key: i64) -> Option<&R> {
+        self.before.get(&key).and_then(Option::as_ref)
+    }
     pub(super) fn touched(&self, key: i64) -> bool {
         self.before.contains_key(&key)
     }

@@ -107,7 +107,9 @@ impl PgTarget {
     ) -> Result<DeliveryResult, TargetError> {
         let client = session.client();
         let spec = &plan.table;
-        let sql = self.statements.table(&self.schema, spec);
+        let sql = self
+            .statements
+            .table(&self.schema, spec, plan.keep_unsupplied);
         // A full-load re-run is done when the file's row has its new ETag.
         let (check_sql, as_etag) = match &plan.reload {
             Some(_) => (&self.statements.ledger.is_delivered_as, true),
@@ -193,14 +195,15 @@ impl PgTarget {
     ) -> Result<(StreamSummary, NetCounts, u64), TargetError> {
         let client = session.client();
         let spec = &plan.table;
-        // A late file's inserts are guarded like its other rows: all of them are staged.
-        let chunks = rows(
-            if plan.kind == "CDC" && plan.late.is_none() && !plan.upserts_only {
-                cdc_encoding(spec)
-            } else {
-                Encoding::staging()
-            },
-        );
+        // A late file's inserts are guarded like its other rows: all of them are staged (so are
+        // the rows of a stream whose columns may be unsupplied, with their marks).
+        let chunks = rows(if plan.keep_unsupplied {
+            Encoding::marked()
+        } else if plan.kind == "CDC" && plan.late.is_none() && !plan.upserts_only {
+            cdc_encoding(spec)
+        } else {
+            Encoding::staging()
+        });
         let copy = async {
             let mut sink = start_copy(client, &sql.copy_stage).await?;
             let (summary, inserts) = stream_chunks(&mut sink, chunks, plan).await?;
@@ -410,6 +413,7 @@ pub(super) fn cdc_encoding(spec: &TableSpec) -> Encoding {
     Encoding {
         layout: TupleLayout::Staging,
         split_inserts: direct::key_is_canonical(spec),
+        unsupplied_marks: false,
     }
 }
 

@@ -60,6 +60,7 @@ impl PgTarget {
                 loaded_at,
             },
             split_inserts: false,
+            unsupplied_marks: false,
         });
         let (summary, _) = copy_chunks(client, &sql.copy_direct, chunks, plan)
             .await

@@ -67,34 +67,37 @@ impl Statements {
             },
             tables: tables
                 .iter()
-                .map(|(name, spec)| (name.clone(), Arc::new(TableSql::new(schema, spec))))
+                .map(|(name, spec)| (name.clone(), Arc::new(TableSql::new(schema, spec, false))))
                 .collect(),
         }
     }
 
-    /// The statements of `spec`'s table (built now if the table was not known at start-up).
-    pub(super) fn table(&self, schema: &str, spec: &TableSpec) -> Arc<TableSql> {
+    /// The statements of `spec`'s table (built now if the table was not known at start-up, or
+    /// for a `marked` stage: see [`DeliveryPlan::keep_unsupplied`]).
+    ///
+    /// [`DeliveryPlan::keep_unsupplied`]: crate::target::DeliveryPlan::keep_unsupplied
+    pub(super) fn table(&self, schema: &str, spec: &TableSpec, marked: bool) -> Arc<TableSql> {
         match self.tables.get(&spec.name) {
             // (A table whose columns a delivery added has another layout: built now.)
-            Some(sql) if sql.stage == queries::stage_name(spec) => sql.clone(),
-            _ => Arc::new(TableSql::new(schema, spec)),
+            Some(sql) if !marked && sql.stage == queries::stage_name(spec, false) => sql.clone(),
+            _ => Arc::new(TableSql::new(schema, spec, marked)),
         }
     }
 }
 
 impl TableSql {
-    fn new(schema: &str, spec: &TableSpec) -> Self {
-        let stage = queries::stage_name(spec);
+    fn new(schema: &str, spec: &TableSpec, marked: bool) -> Self {
+        let stage = queries::stage_name(spec, marked);
         TableSql {
             stream: format!("{schema}.{}", spec.name),
             qualified: queries::qualified(schema, &spec.name),
-            create_stage: queries::create_stage(&stage, spec, true),
-            create_stage_in_delivery: queries::create_stage(&stage, spec, false),
+            create_stage: queries::create_stage(&stage, spec, marked, true),
+            create_stage_in_delivery: queries::create_stage(&stage, spec, marked, false),
             drop_stage: format!("DROP TABLE {}", queries::quote_ident(&stage)),
             copy_stage: queries::copy_stage(&stage),
             copy_direct: queries::copy_direct(schema, spec),
-            apply_stage: queries::apply_stage(schema, spec, &stage),
-            apply_stage_guarded: queries::apply_stage_guarded(schema, spec, &stage),
+            apply_stage: queries::apply_stage(schema, spec, &stage, marked),
+            apply_stage_guarded: queries::apply_stage_guarded(schema, spec, &stage, marked),
             remove_absent: queries::reload::remove_absent(schema, spec, &stage),
             rebuild_indexes: queries::rebuild_indexes(schema, &spec.name),
             stage,

@@ -2,6 +2,9 @@
 //! those come from the Postgres catalog and are quoted with [`quote_ident`].
 use crate::dms::{ColumnType, TableSpec};
 
+pub use apply::{apply_stage, apply_stage_guarded};
+
+mod apply;
 pub mod operate;
 pub mod reload;
 pub mod runs;
@@ -115,10 +118,16 @@ pub fn is_delivered(schema: &str) -> String {
     )
 }
 
-/// The name of the staging table of `spec`'s layout: `_peo_stage_` and a hash of its columns and
-/// types, so a connection keeps one per layout and two layouts never share one.
-pub fn stage_name(spec: &TableSpec) -> String {
+/// The name of the staging table of `spec`'s layout (`marked`: with the `_unsupplied` marks):
+/// `_peo_stage_` and a hash of its columns and types, so a connection keeps one per layout and
+/// two layouts never share one.
+pub fn stage_name(spec: &TableSpec, marked: bool) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    if marked {
+        for byte in b"_unsupplied\0bytea\0" {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
     for column in &spec.columns {
         for byte in column
             .name
@@ -133,17 +142,21 @@ pub fn stage_name(spec: &TableSpec) -> String {
     format!("_peo_stage_{hash:016x}")
 }
 
-/// The staging table `name` of `spec`: `_seq`, `_op`, then the table's columns, same types.
-/// `persistent`: created once per connection (outside a delivery) and emptied by every commit;
+/// The staging table `name` of `spec`: `_seq`, `_op`, then the table's columns, same types, and
+/// when `marked`, `_unsupplied` (one bit per column DMS did not supply, see
+/// [`crate::dms::StagingTuple`]). `persistent`: created once per connection (outside a delivery) and emptied by every commit;
 /// otherwise created inside the delivery's transaction and dropped with it (a dry run, whose
 /// transaction never commits).
-pub fn create_stage(name: &str, spec: &TableSpec, persistent: bool) -> String {
+pub fn create_stage(name: &str, spec: &TableSpec, marked: bool, persistent: bool) -> String {
     let mut columns = vec!["\"_seq\" int8".to_string(), "\"_op\" text".to_string()];
     columns.extend(
         spec.columns
             .iter()
             .map(|c| format!("{} {}", quote_ident(&c.name), sql_type(&c.ty))),
     );
+    if marked {
+        columns.push("\"_unsupplied\" bytea".to_string());
+    }
     let name = quote_ident(name);
     let columns = columns.join(", ");
     if persistent {
@@ -207,98 +220,6 @@ pub fn copy_direct(schema: &str, spec: &TableSpec) -> String {
         "COPY {} ({}) FROM STDIN (FORMAT binary)",
         qualified(schema, &spec.name),
         cols.join(", ")
-    )
-}
-
-/// The set-based apply of the staged file, in one statement: keep the last change per key, delete
-/// the `D` keys, upsert the others (rewriting a row only when it differs), and count.
-/// `$1` is the delivery id, `$2` its start time (the rows' `_loaded_at`). Returns (keys, creates, amends, removes).
-pub fn apply_stage(schema: &str, spec: &TableSpec, stage: &str) -> String {
-    apply_stage_with(schema, spec, stage, false)
-}
-
-/// [`apply_stage`] for a change file that arrived late (`LATE_FILE_POLICY=apply-guarded`): a key
-/// whose row in the table was written by a later change file (see [`reload::newer_changes`],
-/// `$3` the late file's commit stamp, `$4` the table) is left as it is, and counts as unchanged.
-pub fn apply_stage_guarded(schema: &str, spec: &TableSpec, stage: &str) -> String {
-    apply_stage_with(schema, spec, stage, true)
-}
-
-fn apply_stage_with(schema: &str, spec: &TableSpec, stage: &str, guarded: bool) -> String {
-    let target = qualified(schema, &spec.name);
-    let cols: Vec<String> = spec.columns.iter().map(|c| quote_ident(&c.name)).collect();
-    let keys: Vec<String> = spec
-        .key
-        .iter()
-        .map(|&i| quote_ident(&spec.columns[i].name))
-        .collect();
-    let non_keys: Vec<&String> = cols.iter().filter(|c| !keys.contains(c)).collect();
-    let key_list = keys.join(", ");
-    let key_join = keys
-        .iter()
-        .map(|k| format!("t.{k} = l.{k}"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let mut set: Vec<String> = non_keys
-        .iter()
-        .map(|c| format!("{c} = EXCLUDED.{c}"))
-        .collect();
-    set.push("\"_delivery_id\" = EXCLUDED.\"_delivery_id\"".into());
-    set.push("\"_loaded_at\" = EXCLUDED.\"_loaded_at\"".into());
-    let differs = if non_keys.is_empty() {
-        "false".to_string()
-    } else {
-        let side = |alias: &str| {
-            non_keys
-                .iter()
-                .map(|c| format!("{alias}.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        format!(
-            "ROW({}) IS DISTINCT FROM ROW({})",
-            side("t"),
-            side("EXCLUDED")
-        )
-    };
-    let (guard, applied) = if guarded {
-        (
-            format!(
-                "newer AS ({}),
-         applicable AS (
-            SELECT l.* FROM last l
-             WHERE NOT EXISTS (SELECT 1 FROM {target} t
-                                WHERE {key_join} AND t.\"_delivery_id\" IN (SELECT id FROM newer))
-         ),
-         ",
-                reload::newer_changes(schema)
-            ),
-            "applicable",
-        )
-    } else {
-        (String::new(), "last")
-    };
-    format!(
-        "WITH last AS (
-            SELECT DISTINCT ON ({key_list}) * FROM {stage} ORDER BY {key_list}, \"_seq\" DESC
-         ),
-         {guard}removed AS (
-            DELETE FROM {target} t USING {applied} l WHERE l.\"_op\" = 'D' AND {key_join} RETURNING 1
-         ),
-         upserted AS (
-            INSERT INTO {target} AS t ({cols}, \"_delivery_id\", \"_loaded_at\")
-            SELECT {cols}, $1::int8, $2::timestamptz FROM {applied} WHERE \"_op\" <> 'D'
-            ON CONFLICT ({key_list}) DO UPDATE SET {set}
-            WHERE {differs}
-            RETURNING (t.xmax = 0) AS created
-         )
-         SELECT (SELECT count(*) FROM last),
-                (SELECT count(*) FROM upserted WHERE created),
-                (SELECT count(*) FROM upserted WHERE NOT created),
-                (SELECT count(*) FROM removed)",
-        cols = cols.join(", "),
-        set = set.join(", "),
-        stage = quote_ident(stage),
     )
 }
 
@@ -430,7 +351,7 @@ mod tests {
             ],
             key: vec![0],
         };
-        let sql = apply_stage("s", &spec, "_peo_stage_0");
+        let sql = apply_stage("s", &spec, "_peo_stage_0", false);
         assert!(
             sql.contains("ROW(t.\"v\") IS DISTINCT FROM ROW(EXCLUDED.\"v\")"),
             "{sql}"

@@ -24,6 +24,7 @@ fn plan(id: i64, key: &str, table: &Arc<TableSpec>) -> DeliveryPlan {
         late: None,
         reload: None,
         upserts_only: false,
+        keep_unsupplied: false,
         add_columns: Vec::new(),
     }
 }

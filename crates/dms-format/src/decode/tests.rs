@@ -369,3 +369,50 @@ fn event_id_is_returned() {
         "line 1, column 1 (event_id): invalid event_id \"abc\""
     );
 }
+
+#[test]
+fn unsupplied_columns_are_marked_and_written_as_null() {
+    // Nine columns, so the marks take two bytes.
+    let mut columns = vec![col("id", ColumnType::Int4, false)];
+    for i in 1..9 {
+        columns.push(col(&format!("c{i}"), ColumnType::Text, i != 8));
+    }
+    let s = spec(columns);
+    let mut decoder = RowDecoder::new(s.clone(), OpColumn::Present);
+    decoder.set_unsupplied(true, Some(b"~NS~".to_vec()));
+    let (_, out) = decode_all(
+        &mut decoder,
+        "I,1,a,b,c,d,e,f,g,h\nU,1,~NS~,b,c,d,e,f,g,~NS~\nU,1,a,b,\"~NS~\",d,e,f,g,h\n",
+    )
+    .unwrap();
+    let t = parse_tuples(&out);
+    assert!(t.iter().all(|t| t.len() == 2 + 9 + 1), "{t:?}");
+    assert_eq!(t[0][11], None, "every column supplied: no marks");
+    // Column 1 and column 8 (not nullable) unsupplied: NULL, bits 1 and 8.
+    assert_eq!(t[1][3], None);
+    assert_eq!(t[1][10], None);
+    assert_eq!(t[1][11], Some(vec![0b0000_0010, 0b0000_0001]));
+    assert_eq!(t[2][5], Some(b"~NS~".to_vec()), "a quoted token is text");
+    assert_eq!(t[2][11], None);
+    // A key column cannot be unsupplied.
+    let mut decoder = RowDecoder::new(s.clone(), OpColumn::Present);
+    decoder.set_unsupplied(true, Some(b"~NS~".to_vec()));
+    match decode_all(&mut decoder, "U,~NS~,a,b,c,d,e,f,g,h\n") {
+        Err(DecodeError::Field {
+            line: 1,
+            column: 1,
+            reason,
+            ..
+        }) => {
+            assert!(reason.contains("CsvNoSupValue"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without marks the token is data (and the tuple has no marks field).
+    let mut decoder = RowDecoder::new(s, OpColumn::Present);
+    decoder.set_unsupplied(false, Some(b"~NS~".to_vec()));
+    let (_, out) = decode_all(&mut decoder, "U,1,~NS~,b,c,d,e,f,g,h\n").unwrap();
+    let t = parse_tuples(&out);
+    assert_eq!(t[0].len(), 11);
+    assert_eq!(t[0][3], Some(b"~NS~".to_vec()));
+}

@@ -10,6 +10,11 @@
 //! [i32 length or -1 for NULL][bytes]   (one per column, in the table's order)
 //! ```
 //!
+//! A stream whose change files may leave columns unsupplied (DMS's `CsvNoSupValue`) stages
+//! *marked* tuples: the same, with one more field at the end, `_unsupplied bytea` (NULL, or one
+//! bit per column, column `i` at byte `i / 8`, bit `i % 8` from the least significant, as
+//! Postgres's `get_bit` numbers them).
+//!
 //! A tuple of the table itself (the direct layout) has the same field count: the columns, then
 //! the lineage `[i32 8][i64 _delivery_id][i32 8][i64 _loaded_at]` in place of `_seq` and `_op`.
 //! Every byte offset into these tuples is computed here and nowhere else.
@@ -43,6 +48,22 @@ impl<'a> StagingTuple<'a> {
         out.extend_from_slice(&seq.to_be_bytes());
         out.extend_from_slice(&1i32.to_be_bytes());
         out.extend_from_slice(op.as_str().as_bytes());
+    }
+
+    /// [`StagingTuple::write_header`] for a marked tuple: the caller then writes the columns,
+    /// then [`StagingTuple::write_marks`].
+    pub fn write_marked_header(out: &mut Vec<u8>, columns: usize, seq: i64, op: Op) {
+        Self::write_header(out, columns + 1, seq, op);
+    }
+
+    /// Ends a marked tuple: `mask` (one bit per unsupplied column), NULL when it is empty.
+    pub fn write_marks(out: &mut Vec<u8>, mask: &[u8]) {
+        if mask.is_empty() {
+            out.extend_from_slice(&(-1i32).to_be_bytes());
+        } else {
+            out.extend_from_slice(&(mask.len() as i32).to_be_bytes());
+            out.extend_from_slice(mask);
+        }
     }
 
     /// Writes the field count of a tuple of the table itself (the direct layout) of `columns`

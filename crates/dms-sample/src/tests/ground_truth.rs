@@ -137,3 +137,65 @@ fn cdc_orders_progress_within_a_file() {
         assert!(s.rows >= 60, "{}: {} rows", s.key, s.rows);
     }
 }
+
+/// With `CsvNoSupValue`, an update writes the columns it did not change as the token: replayed
+/// with "an unsupplied column keeps its value", the files still give the final contents.
+#[test]
+fn unsupplied_columns_replay_to_the_final_contents() {
+    const TOKEN: &str = "~NS~";
+    let dialect = FileDialect {
+        no_sup_value: Some(TOKEN.into()),
+        ..FileDialect::default()
+    };
+    let mut files = Vec::new();
+    let manifest = generate_in(&small(0.001, 42), &dialect, |f: SampleFile| {
+        files.push((f.summary, f.body));
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .expect("infallible");
+    let mut model: HashMap<String, std::collections::BTreeMap<i64, Rec>> = HashMap::new();
+    let mut unsupplied = 0;
+    for (summary, body) in &files {
+        let m = model.entry(summary.table.clone()).or_default();
+        for rec in records(body) {
+            let (op, row) = if is_load(&summary.key) {
+                ("I".to_string(), rec)
+            } else {
+                (rec[0].clone().unwrap(), rec[1..].to_vec())
+            };
+            let key: i64 = row[0].as_deref().unwrap().parse().unwrap();
+            let tokens = row.iter().filter(|v| v.as_deref() == Some(TOKEN)).count();
+            match op.as_str() {
+                "U" => {
+                    let current = m.get(&key).expect("update of an existing key");
+                    let row: Rec = row
+                        .iter()
+                        .zip(current)
+                        .map(|(v, was)| {
+                            if v.as_deref() == Some(TOKEN) {
+                                was.clone()
+                            } else {
+                                v.clone()
+                            }
+                        })
+                        .collect();
+                    unsupplied += tokens;
+                    m.insert(key, row);
+                }
+                "I" => {
+                    assert_eq!(tokens, 0, "an insert supplies every column");
+                    m.insert(key, row);
+                }
+                _ => {
+                    assert_eq!(tokens, 0, "a delete carries the row");
+                    m.remove(&key);
+                }
+            }
+        }
+    }
+    assert!(unsupplied > 100, "{unsupplied} unsupplied columns");
+    for table in TABLES {
+        let rows: Vec<Rec> = model[table].values().cloned().collect();
+        assert_eq!(manifest.tables[table], rows, "{table}");
+    }
+}
