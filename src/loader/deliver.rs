@@ -240,6 +240,17 @@ impl<S: Source, T: Target> Loader<S, T> {
             reload: None,
             upserts_only: self.settings.csv.cdc_without_op,
             keep_unsupplied: self.settings.csv.no_sup_value.is_some(),
+            commit_column: self
+                .settings
+                .csv
+                .timestamp_column
+                .as_ref()
+                .and_then(|name| {
+                    table
+                        .columns
+                        .iter()
+                        .position(|c| c.name.eq_ignore_ascii_case(name))
+                }),
             add_columns: Vec::new(),
         }
     }

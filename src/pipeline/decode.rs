@@ -259,7 +259,7 @@ impl DecodeJob {
             encoding.unsupplied_marks,
             self.csv.no_sup_value.clone().filter(|_| !self.parquet),
         );
-        decoder.set_timestamp_column(self.csv.timestamp_column.is_some());
+        decoder.set_timestamp_column(self.csv.timestamp_column.as_deref());
         let mut split = if encoding.split_inserts {
             Some(InsertSplit::new(&self.spec, self.size))
         } else {

@@ -50,9 +50,22 @@ pub struct DeliveryPlan {
     /// `CsvNoSupValue`): its rows are all staged with their marks, and a column a row did not
     /// supply takes the key's latest supplied value in the file, else keeps the table's.
     pub keep_unsupplied: bool,
+    /// The index in `table` of the column holding DMS's commit time (`TimestampColumnName`),
+    /// if the table has one: a late file's rows are judged by it.
+    pub commit_column: Option<usize>,
     /// Columns to add to the table first, in the delivery's transaction
     /// (`SCHEMA_DRIFT_POLICY=add-columns`; `table` has them already, nullable `text`).
     pub add_columns: Vec<String>,
+}
+
+impl DeliveryPlan {
+    /// How the file is staged and judged.
+    pub fn stage_shape(&self) -> queries::StageShape {
+        queries::StageShape {
+            marked: self.keep_unsupplied,
+            commit_column: self.commit_column,
+        }
+    }
 }
 
 /// A full-load re-run applied as one delivery.

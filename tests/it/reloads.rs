@@ -279,3 +279,70 @@ async fn a_late_change_file_is_applied_guarded_or_stops_the_stream() {
         .await;
     assert_eq!(flagged[0][0].as_deref(), Some("t"));
 }
+
+/// With `TimestampColumnName` and a table column of that name, the table keeps each row's commit
+/// time, and a late file's rows are judged by it, row by row: a row newer than the table's is
+/// applied even where a later file wrote the key (which the file names alone would refuse), an
+/// older one is kept out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_file_s_rows_are_judged_by_the_commit_time_the_table_keeps() {
+    let app = spawn_app().await;
+    let settings = r#"{"TimestampColumnName": "commit_ts"}"#;
+    // The schema first, then the column (a migration of the user's).
+    let (code, out, err) = run(&app, &[], &[("DMS_SETTINGS", settings)]);
+    assert_eq!(code, 0, "{out}{err}");
+    app.rows("ALTER TABLE paper_engine.strategies ADD COLUMN commit_ts timestamp")
+        .await;
+    let at = |time: &str, record: String| format!("2022-09-22 {time},{record}");
+    app.put_csv(
+        "strategies",
+        "LOAD00000001.csv.gz",
+        &(1..=3)
+            .map(|i| at("08:00:00", strategy(i, "ACTIVE", i64::from(i))))
+            .collect::<String>(),
+    )
+    .await;
+    // A batch DMS wrote at 10:00 with commits from 09:10 on.
+    app.put_csv(
+        "strategies",
+        "20220922-100000000.csv.gz",
+        &[
+            format!("U,{}", at("09:10:00", strategy(1, "PAUSED", 11))),
+            format!("U,{}", at("09:50:00", strategy(2, "PAUSED", 12))),
+        ]
+        .concat(),
+    )
+    .await;
+    let (code, out, err) = run(&app, &[], &[("DMS_SETTINGS", settings)]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The 09:30 batch, late: its 09:29 commits are newer than 1's and 3's, older than 2's.
+    let late = app
+        .put_csv(
+            "strategies",
+            "20220922-093000000.csv.gz",
+            &(1..=3)
+                .map(|i| {
+                    format!(
+                        "U,{}",
+                        at("09:29:00", strategy(i, "CLOSED", 20 + i64::from(i)))
+                    )
+                })
+                .collect::<String>(),
+        )
+        .await;
+    let (code, out, err) = run(&app, &[], &[("DMS_SETTINGS", settings)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("arrived late"), "{err}");
+    assert_eq!(
+        app.rows("SELECT strategy_id, status, commit_ts FROM paper_engine.strategies ORDER BY 1")
+            .await,
+        [
+            ["1", "CLOSED", "2022-09-22 09:29:00"],
+            ["2", "PAUSED", "2022-09-22 09:50:00"],
+            ["3", "CLOSED", "2022-09-22 09:29:00"],
+        ]
+        .map(|r| r.map(|v| Some(v.to_string())).to_vec())
+    );
+    let row = app.ledger(&late).await.unwrap();
+    assert_eq!(row.counts(), (3, 0, 2, 0, 1), "2 kept is unchanged");
+}

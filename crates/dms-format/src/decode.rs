@@ -58,8 +58,8 @@ pub struct RowDecoder {
     /// DMS's `AddTrailingPaddingCharacter`: trailing spaces of text values are padding.
     trim_padding: bool,
     /// DMS's `TimestampColumnName`: a commit-time column follows the Op column (or leads when
-    /// there is none); it is not a table column and is skipped.
-    timestamp_column: bool,
+    /// there is none).
+    timestamp: Stamp,
     /// Staging tuples end with the `_unsupplied` marks (see [`RowDecoder::set_unsupplied`]).
     marks: bool,
     /// DMS's `CsvNoSupValue` (with `UseCsvNoSupValue`): an unquoted field equal to it is a
@@ -69,6 +69,17 @@ pub struct RowDecoder {
     /// significant) set when column `i` was not supplied, as Postgres's `get_bit` reads a
     /// `bytea`. Empty while no column of the row is unsupplied.
     mask: Vec<u8>,
+}
+
+/// What becomes of DMS's commit-time column (`TimestampColumnName`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stamp {
+    /// The records have none.
+    None,
+    /// The table has no such column: the field is skipped.
+    Skip,
+    /// The table's column at this index takes it (wherever it is in the table).
+    Into(usize),
 }
 
 /// Which table the tuples are written for.
@@ -95,7 +106,7 @@ impl RowDecoder {
             layout: TupleLayout::Staging,
             null_value: None,
             trim_padding: false,
-            timestamp_column: false,
+            timestamp: Stamp::None,
             marks: false,
             no_sup_value: None,
             mask: Vec::new(),
@@ -113,10 +124,23 @@ impl RowDecoder {
         self.no_sup_value = no_sup_value.filter(|t| !t.is_empty());
     }
 
-    /// Records carry DMS's commit-time column (`TimestampColumnName`) right after the Op column
-    /// (first when there is none); it is skipped.
-    pub fn set_timestamp_column(&mut self, on: bool) {
-        self.timestamp_column = on;
+    /// Records carry DMS's commit-time column (`TimestampColumnName`) named `name` right after
+    /// the Op column (first when there is none). A table column of that name (any case) takes
+    /// it, wherever it is in the table (the records carry the table's other columns in order);
+    /// without one it is skipped.
+    pub fn set_timestamp_column(&mut self, name: Option<&str>) {
+        self.timestamp = match name {
+            None => Stamp::None,
+            Some(name) => match self
+                .spec
+                .columns
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(name))
+            {
+                Some(i) => Stamp::Into(i),
+                None => Stamp::Skip,
+            },
+        };
     }
 
     /// Reads NULL as the unquoted field `token` (DMS's `CsvNullValue`); an empty unquoted field
@@ -172,18 +196,25 @@ impl RowDecoder {
         out: &mut Vec<u8>,
     ) -> Result<DecodedRow, DecodeError> {
         let ncols = self.spec.columns.len();
-        let stamp = usize::from(self.timestamp_column);
+        // The commit-time field, and the table column that takes it.
+        let (stamp, stamp_into) = match self.timestamp {
+            Stamp::None => (0, None),
+            Stamp::Skip => (1, None),
+            Stamp::Into(i) => (1, Some(i)),
+        };
+        // The fields besides the Op column.
+        let fields = ncols - usize::from(stamp_into.is_some()) + stamp;
         let has_op = match self.has_op_column() {
             Some(has) => has,
             None => {
-                let has = if rec.len() == ncols + stamp + 1 && rec.field(0) == b"I" {
+                let has = if rec.len() == fields + 1 && rec.field(0) == b"I" {
                     true
-                } else if rec.len() == ncols + stamp {
+                } else if rec.len() == fields {
                     false
                 } else {
                     return Err(DecodeError::FieldCount {
                         line: rec.line(),
-                        expected: ncols + stamp,
+                        expected: fields,
                         found: rec.len(),
                     });
                 };
@@ -192,10 +223,10 @@ impl RowDecoder {
             }
         };
         let offset = usize::from(has_op) + stamp;
-        if rec.len() != ncols + offset {
+        if rec.len() != fields + usize::from(has_op) {
             return Err(DecodeError::FieldCount {
                 line: rec.line(),
-                expected: ncols + offset,
+                expected: fields + usize::from(has_op),
                 found: rec.len(),
             });
         }
@@ -229,7 +260,11 @@ impl RowDecoder {
 
         let mut event_id = None;
         for (i, col) in self.spec.columns.iter().enumerate() {
-            let f = i + offset;
+            let f = match stamp_into {
+                Some(s) if i == s => usize::from(has_op),
+                Some(s) if i > s => i + offset - 1,
+                _ => i + offset,
+            };
             let mut value = rec.field(f);
             let field_err = |reason: String| DecodeError::Field {
                 line: rec.line(),

@@ -37,8 +37,14 @@ pub fn check_header(
             }
         }
     }
-    let columns: Vec<&str> = spec.columns.iter().map(|c| c.name.as_str()).collect();
     let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    // (A table column named as the commit-time column takes it: it is not among the others.)
+    let columns: Vec<&str> = spec
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|c| timestamp_column.is_none_or(|stamp| !same(c, stamp)))
+        .collect();
     let missing: Vec<&str> = columns
         .iter()
         .copied()
@@ -138,6 +144,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("the timestamp column `ts`"), "{e}");
+        // A table with a column of that name: the header names it after Op, not in its place.
+        let with = spec(vec![
+            col("id", ColumnType::Int8, false),
+            col("ts", ColumnType::Timestamp, true),
+            col("name", ColumnType::Text, true),
+        ]);
+        check_header(
+            &with,
+            &header("Op,ts,id,name\n"),
+            OpColumn::Present,
+            Some("ts"),
+        )
+        .unwrap();
+        let e = check_header(
+            &with,
+            &header("Op,ts,id,ts,name\n"),
+            OpColumn::Present,
+            Some("ts"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("lacks: ts"), "{e}");
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl PgTarget {
         let spec = &plan.table;
         let sql = self
             .statements
-            .table(&self.schema, spec, plan.keep_unsupplied);
+            .table(&self.schema, spec, plan.stage_shape());
         // A full-load re-run is done when the file's row has its new ETag.
         let (check_sql, as_etag) = match &plan.reload {
             Some(_) => (&self.statements.ledger.is_delivered_as, true),

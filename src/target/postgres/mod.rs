@@ -224,7 +224,10 @@ impl Target for PgTarget {
     async fn open_session(&self, table: &TableSpec) -> Result<PgSession, TargetError> {
         let mut session = PgSession::open(&self.pool, self.dry_run.as_deref()).await?;
         if !session.is_dry_run() {
-            let stream = &self.statements.table(&self.schema, table, false).stream;
+            let stream = &self
+                .statements
+                .table(&self.schema, table, Default::default())
+                .stream;
             if !session.take_lease(stream).await? {
                 return Err(TargetError::Busy(table.name.clone()));
             }
@@ -241,7 +244,7 @@ impl Target for PgTarget {
         if !plan.direct_allowed {
             let sql = self
                 .statements
-                .table(&self.schema, &plan.table, plan.keep_unsupplied);
+                .table(&self.schema, &plan.table, plan.stage_shape());
             session.ensure_stage(&sql.stage, &sql.create_stage).await?;
         }
         let result = self.apply_in_session(session, plan, rows).await;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::dms::TableSpec;
-use crate::target::queries;
+use crate::target::queries::{self, StageShape};
 
 /// The statements of the ledger and the outbox of the loader's schema.
 #[derive(Debug)]
@@ -67,26 +67,35 @@ impl Statements {
             },
             tables: tables
                 .iter()
-                .map(|(name, spec)| (name.clone(), Arc::new(TableSql::new(schema, spec, false))))
+                .map(|(name, spec)| {
+                    (
+                        name.clone(),
+                        Arc::new(TableSql::new(schema, spec, StageShape::default())),
+                    )
+                })
                 .collect(),
         }
     }
 
     /// The statements of `spec`'s table (built now if the table was not known at start-up, or
-    /// for a `marked` stage: see [`DeliveryPlan::keep_unsupplied`]).
-    ///
-    /// [`DeliveryPlan::keep_unsupplied`]: crate::target::DeliveryPlan::keep_unsupplied
-    pub(super) fn table(&self, schema: &str, spec: &TableSpec, marked: bool) -> Arc<TableSql> {
+    /// for another shape than the default: see [`StageShape`]).
+    pub(super) fn table(&self, schema: &str, spec: &TableSpec, shape: StageShape) -> Arc<TableSql> {
         match self.tables.get(&spec.name) {
             // (A table whose columns a delivery added has another layout: built now.)
-            Some(sql) if !marked && sql.stage == queries::stage_name(spec, false) => sql.clone(),
-            _ => Arc::new(TableSql::new(schema, spec, marked)),
+            Some(sql)
+                if shape == StageShape::default()
+                    && sql.stage == queries::stage_name(spec, false) =>
+            {
+                sql.clone()
+            }
+            _ => Arc::new(TableSql::new(schema, spec, shape)),
         }
     }
 }
 
 impl TableSql {
-    fn new(schema: &str, spec: &TableSpec, marked: bool) -> Self {
+    fn new(schema: &str, spec: &TableSpec, shape: StageShape) -> Self {
+        let marked = shape.marked;
         let stage = queries::stage_name(spec, marked);
         TableSql {
             stream: format!("{schema}.{}", spec.name),
@@ -96,8 +105,8 @@ impl TableSql {
             drop_stage: format!("DROP TABLE {}", queries::quote_ident(&stage)),
             copy_stage: queries::copy_stage(&stage),
             copy_direct: queries::copy_direct(schema, spec),
-            apply_stage: queries::apply_stage(schema, spec, &stage, marked),
-            apply_stage_guarded: queries::apply_stage_guarded(schema, spec, &stage, marked),
+            apply_stage: queries::apply_stage(schema, spec, &stage, shape),
+            apply_stage_guarded: queries::apply_stage_guarded(schema, spec, &stage, shape),
             remove_absent: queries::reload::remove_absent(schema, spec, &stage),
             rebuild_indexes: queries::rebuild_indexes(schema, &spec.name),
             stage,

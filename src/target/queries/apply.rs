@@ -14,19 +14,36 @@
 use super::{qualified, quote_ident, reload};
 use crate::dms::TableSpec;
 
+/// How a table's files are staged and judged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageShape {
+    /// The stage has the `_unsupplied` marks (see the module's doc).
+    pub marked: bool,
+    /// The index of the table's column holding DMS's commit time (`TimestampColumnName`), if it
+    /// has one: a late file's rows are judged by it.
+    pub commit_column: Option<usize>,
+}
+
 /// The set-based apply of the staged file, in one statement: keep the last change per key, delete
-/// the `D` keys, upsert the others (rewriting a row only when it differs), and count. `marked`:
-/// the stage has the `_unsupplied` marks (see the module's doc). `$1` is the delivery id, `$2`
-/// its start time (the rows' `_loaded_at`). Returns (keys, creates, amends, removes).
-pub fn apply_stage(schema: &str, spec: &TableSpec, stage: &str, marked: bool) -> String {
-    Apply::new(schema, spec, stage, marked).sql(false)
+/// the `D` keys, upsert the others (rewriting a row only when it differs), and count. `$1` is the
+/// delivery id, `$2` its start time (the rows' `_loaded_at`). Returns (keys, creates, amends,
+/// removes).
+pub fn apply_stage(schema: &str, spec: &TableSpec, stage: &str, shape: StageShape) -> String {
+    Apply::new(schema, spec, stage, shape).sql(false)
 }
 
 /// [`apply_stage`] for a change file that arrived late (`LATE_FILE_POLICY=apply-guarded`): a key
-/// whose row in the table was written by a later change file (see [`reload::newer_changes`],
-/// `$3` the late file's commit stamp, `$4` the table) is left as it is, and counts as unchanged.
-pub fn apply_stage_guarded(schema: &str, spec: &TableSpec, stage: &str, marked: bool) -> String {
-    Apply::new(schema, spec, stage, marked).sql(true)
+/// whose row in the table is newer is left as it is, and counts as unchanged. Newer: by the
+/// commit-time column when the table has one and both rows hold it (the table's later than the
+/// file's row), else by lineage: the row was written by a later change file (see
+/// [`reload::newer_changes`], `$3` the late file's commit stamp, `$4` the table).
+pub fn apply_stage_guarded(
+    schema: &str,
+    spec: &TableSpec,
+    stage: &str,
+    shape: StageShape,
+) -> String {
+    Apply::new(schema, spec, stage, shape).sql(true)
 }
 
 /// The names an apply statement is made of.
@@ -37,6 +54,8 @@ struct Apply<'a> {
     target: String,
     stage: String,
     marked: bool,
+    /// The commit-time column, quoted.
+    commit_column: Option<String>,
     /// Every column, quoted, in the table's order.
     cols: Vec<String>,
     /// The key columns, quoted.
@@ -44,13 +63,17 @@ struct Apply<'a> {
 }
 
 impl<'a> Apply<'a> {
-    fn new(schema: &'a str, spec: &'a TableSpec, stage: &str, marked: bool) -> Self {
+    fn new(schema: &'a str, spec: &'a TableSpec, stage: &str, shape: StageShape) -> Self {
         Apply {
             schema,
             spec,
             target: qualified(schema, &spec.name),
             stage: quote_ident(stage),
-            marked,
+            marked: shape.marked,
+            commit_column: shape
+                .commit_column
+                .and_then(|i| spec.columns.get(i))
+                .map(|c| quote_ident(&c.name)),
             cols: spec.columns.iter().map(|c| quote_ident(&c.name)).collect(),
             keys: spec
                 .key
@@ -152,12 +175,19 @@ impl<'a> Apply<'a> {
         let mut ctes = vec![format!("last AS ({})", self.last())];
         let mut applied = "last";
         if guarded {
+            let by_lineage = "t.\"_delivery_id\" IN (SELECT id FROM newer)";
+            let newer_row = match &self.commit_column {
+                Some(c) => format!(
+                    "CASE WHEN t.{c} IS NOT NULL AND l.{c} IS NOT NULL THEN t.{c} > l.{c} \
+                     ELSE {by_lineage} END"
+                ),
+                None => by_lineage.to_string(),
+            };
             ctes.push(format!("newer AS ({})", reload::newer_changes(self.schema)));
             ctes.push(format!(
                 "applicable AS (
             SELECT l.* FROM last l
-             WHERE NOT EXISTS (SELECT 1 FROM {target} t
-                                WHERE {key_join} AND t.\"_delivery_id\" IN (SELECT id FROM newer))
+             WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {key_join} AND {newer_row})
          )"
             ));
             applied = "applicable";
@@ -215,7 +245,11 @@ mod tests {
 
     #[test]
     fn a_marked_apply_takes_the_latest_supplied_value_else_the_tables() {
-        let sql = apply_stage_guarded("s", &kv(), "_peo_stage_0", true);
+        let marked = StageShape {
+            marked: true,
+            commit_column: None,
+        };
+        let sql = apply_stage_guarded("s", &kv(), "_peo_stage_0", marked);
         assert!(sql.contains("GROUP BY \"k\""), "{sql}");
         assert!(
             sql.contains(
@@ -231,10 +265,30 @@ mod tests {
         assert!(sql.contains("SELECT l.* FROM last l"), "{sql}");
         assert!(sql.contains("FROM applicable l LEFT JOIN"), "{sql}");
         assert!(sql.contains("USING merged l"), "{sql}");
-        let plain = apply_stage("s", &kv(), "_peo_stage_0", false);
+        let plain = apply_stage("s", &kv(), "_peo_stage_0", StageShape::default());
         assert!(
             !plain.contains("_unsupplied") && !plain.contains("merged"),
             "{plain}"
+        );
+    }
+
+    #[test]
+    fn a_late_row_is_judged_by_the_commit_time_column_when_both_rows_hold_it() {
+        let shape = StageShape {
+            marked: false,
+            commit_column: Some(1),
+        };
+        let sql = apply_stage_guarded("s", &kv(), "_peo_stage_0", shape);
+        assert!(
+            sql.contains("CASE WHEN t.\"v\" IS NOT NULL AND l.\"v\" IS NOT NULL THEN t.\"v\" > l.\"v\" ELSE t.\"_delivery_id\" IN (SELECT id FROM newer) END"),
+            "{sql}"
+        );
+        let by_lineage = apply_stage_guarded("s", &kv(), "_peo_stage_0", StageShape::default());
+        assert!(
+            by_lineage.contains(
+                "WHERE t.\"k\" = l.\"k\" AND t.\"_delivery_id\" IN (SELECT id FROM newer)"
+            ),
+            "{by_lineage}"
         );
     }
 }

@@ -2,7 +2,7 @@
 //! those come from the Postgres catalog and are quoted with [`quote_ident`].
 use crate::dms::{ColumnType, TableSpec};
 
-pub use apply::{apply_stage, apply_stage_guarded};
+pub use apply::{apply_stage, apply_stage_guarded, StageShape};
 
 mod apply;
 pub mod operate;
@@ -351,7 +351,7 @@ mod tests {
             ],
             key: vec![0],
         };
-        let sql = apply_stage("s", &spec, "_peo_stage_0", false);
+        let sql = apply_stage("s", &spec, "_peo_stage_0", StageShape::default());
         assert!(
             sql.contains("ROW(t.\"v\") IS DISTINCT FROM ROW(EXCLUDED.\"v\")"),
             "{sql}"

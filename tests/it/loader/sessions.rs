@@ -25,6 +25,7 @@ fn plan(id: i64, key: &str, table: &Arc<TableSpec>) -> DeliveryPlan {
         reload: None,
         upserts_only: false,
         keep_unsupplied: false,
+        commit_column: None,
         add_columns: Vec::new(),
     }
 }

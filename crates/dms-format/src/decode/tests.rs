@@ -74,7 +74,7 @@ fn a_null_value_token_and_trailing_padding() {
 #[test]
 fn a_timestamp_column_after_the_op_column_is_skipped() {
     let mut decoder = RowDecoder::new(two_cols(), OpColumn::Present);
-    decoder.set_timestamp_column(true);
+    decoder.set_timestamp_column(Some("commit_ts"));
     let (rows, out) = decode_all(
         &mut decoder,
         "I,2022-09-22 09:58:53.123456,1,a\nD,2022-09-22 09:58:54.000000,2,\n",
@@ -88,9 +88,52 @@ fn a_timestamp_column_after_the_op_column_is_skipped() {
     assert_eq!(err.to_string(), "line 1: expected 4 fields, found 3");
     // A full load without the Op column: the timestamp leads.
     let mut decoder = RowDecoder::new(two_cols(), OpColumn::Detect);
-    decoder.set_timestamp_column(true);
+    decoder.set_timestamp_column(Some("commit_ts"));
     let (_, out) = decode_all(&mut decoder, "2022-09-22 09:58:53.123456,7,x\n").unwrap();
     assert_eq!(parse_tuples(&out)[0][2], Some(7i64.to_be_bytes().to_vec()));
+    assert_eq!(decoder.has_op_column(), Some(false));
+}
+
+#[test]
+fn a_table_column_named_as_the_timestamp_column_takes_it() {
+    // The table keeps the commit time in its last column; the records carry it after Op.
+    let s = spec(vec![
+        col("id", ColumnType::Int4, false),
+        col("name", ColumnType::Text, true),
+        col("Commit_TS", ColumnType::Timestamp, true),
+    ]);
+    let mut decoder = RowDecoder::new(s.clone(), OpColumn::Present);
+    decoder.set_timestamp_column(Some("commit_ts"));
+    let (_, out) = decode_all(
+        &mut decoder,
+        "U,2022-09-22 09:58:53.5,1,a
+",
+    )
+    .unwrap();
+    let t = parse_tuples(&out);
+    assert_eq!(t[0].len(), 2 + 3);
+    assert_eq!(t[0][2], Some(1i32.to_be_bytes().to_vec()));
+    assert_eq!(t[0][3], Some(b"a".to_vec()));
+    let expected = {
+        let mut v = Vec::new();
+        crate::copy::encode_value(&ColumnType::Timestamp, b"2022-09-22 09:58:53.5", &mut v)
+            .unwrap();
+        v[4..].to_vec()
+    };
+    assert_eq!(t[0][4], Some(expected));
+    let err = decode_all(&mut decoder, "U,2022-09-22 09:58:53.5,1,a,x\n").unwrap_err();
+    assert_eq!(err.to_string(), "line 1: expected 4 fields, found 5");
+    // Detected without Op (a full load), in the direct layout too.
+    let mut decoder = RowDecoder::new(s, OpColumn::Detect);
+    decoder.set_timestamp_column(Some("COMMIT_TS"));
+    decoder.set_layout(TupleLayout::Direct {
+        delivery_id: 1,
+        loaded_at: 0,
+    });
+    let (_, out) = decode_all(&mut decoder, "2022-09-22 09:58:53,7,x\n").unwrap();
+    let t = parse_tuples(&out);
+    assert_eq!(t[0][0], Some(7i32.to_be_bytes().to_vec()));
+    assert!(t[0][2].is_some());
     assert_eq!(decoder.has_op_column(), Some(false));
 }
 
