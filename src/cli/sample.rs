@@ -2,7 +2,7 @@
 use crate::app::{self, exit};
 use crate::config::SourceConfig;
 use crate::dms::DmsSettings;
-use crate::sample::{DateFolders, FileDialect, SampleSpec};
+use crate::sample::{FileDialect, SampleSpec};
 use crate::source::{display_key, root_prefix, S3Source, Source};
 
 use super::SampleArgs;
@@ -115,45 +115,5 @@ fn dialect_from_env() -> Result<FileDialect, crate::config::ConfigError> {
         }
         (None, None) => return Ok(FileDialect::default()),
     };
-    dialect_of(&settings)
-}
-
-/// What the generator writes for an endpoint's settings.
-pub(crate) fn dialect_of(s: &DmsSettings) -> Result<FileDialect, crate::config::ConfigError> {
-    if s.cdc_without_op {
-        return Err(crate::config::ConfigError::new(
-            "DMS_SETTINGS",
-            "CdcInsertsOnly/CdcInsertsAndUpdates without IncludeOpForFullLoad: the sample's change files have updates and deletes, which Op-less files cannot carry; the generator does not write them",
-        ));
-    }
-    let date_folders = match s.date_partition_enabled {
-        None => DateFolders::Alternate,
-        Some(false) => DateFolders::Flat,
-        Some(true) => DateFolders::Layout {
-            sequence: s
-                .date_partition_sequence
-                .clone()
-                .unwrap_or_else(|| "YYYYMMDD".into()),
-            delimiter: match s.date_partition_delimiter.as_deref() {
-                Some("UNDERSCORE") => Some('_'),
-                Some("DASH") => Some('-'),
-                Some("NONE") => None,
-                _ => Some('/'),
-            },
-        },
-    };
-    Ok(FileDialect {
-        delimiter: s.delimiter.unwrap_or(b','),
-        row_delimiter: s.row_delimiter.unwrap_or(b'\n'),
-        null_value: s.null_value.clone(),
-        header: s.add_column_name,
-        op_in_full_load: s.include_op_for_full_load,
-        timestamp_column: s.timestamp_column.clone(),
-        gzip: !s.uncompressed,
-        date_folders,
-        cdc_path: s.cdc_path.clone(),
-        parquet: s.parquet,
-        parquet_millis: s.parquet_millis,
-        no_sup_value: s.no_sup_value.clone(),
-    })
+    Ok(settings.sample_dialect())
 }

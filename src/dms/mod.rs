@@ -7,6 +7,7 @@
 //! - `settings.rs`: the S3 target endpoint's settings ([`DmsSettings`]), read or refused at
 //!   start-up.
 
+mod sample_dialect;
 mod settings;
 
 pub use dms_format::*;

@@ -35,6 +35,10 @@ pub struct DmsSettings {
     /// `CdcInsertsOnly` or `CdcInsertsAndUpdates` without `IncludeOpForFullLoad`: change files
     /// have no Op column, every row is an insert or an update (applied as an upsert).
     pub cdc_without_op: bool,
+    /// `CdcInsertsOnly`: change files hold the source's inserts only.
+    pub cdc_inserts_only: bool,
+    /// `CdcInsertsAndUpdates`: change files hold the source's inserts and updates, no deletes.
+    pub cdc_inserts_and_updates: bool,
     /// `DatePartitionEnabled`, when given.
     pub date_partition_enabled: Option<bool>,
     /// `DatePartitionSequence` and `DatePartitionDelimiter` (upper-case), when given.
@@ -199,8 +203,15 @@ impl DmsSettings {
                     None => return Err(refuse(key, value, "true or false")),
                 },
                 "CdcInsertsOnly" | "CdcInsertsAndUpdates" => match flag(value) {
-                    // DMS then writes change files without the Op column.
-                    Some(on) => out.cdc_without_op |= on && !include_op,
+                    Some(on) => {
+                        // DMS then writes change files without the Op column.
+                        out.cdc_without_op |= on && !include_op;
+                        if key == "CdcInsertsOnly" {
+                            out.cdc_inserts_only = on;
+                        } else {
+                            out.cdc_inserts_and_updates = on;
+                        }
+                    }
                     None => return Err(refuse(key, value, "true or false")),
                 },
                 "TimestampColumnName" => match text(value) {

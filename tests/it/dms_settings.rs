@@ -237,6 +237,13 @@ async fn generated_data_in_each_endpoint_dialect_loads_to_the_ground_truth() {
             r#"{"UseCsvNoSupValue": true, "CsvNoSupValue": "**unsupplied**"}"#,
             "/dbo/orders/",
         ),
+        // Change files of inserts and updates without the Op column (no deletes reach the
+        // target), and of inserts only with it.
+        (r#"{"CdcInsertsAndUpdates": true}"#, "/dbo/orders/"),
+        (
+            r#"{"CdcInsertsOnly": true, "IncludeOpForFullLoad": true}"#,
+            "/dbo/orders/",
+        ),
     ] {
         let app = spawn_app().await;
         let dir = tempfile::tempdir().unwrap();
@@ -268,14 +275,18 @@ async fn generated_data_in_each_endpoint_dialect_loads_to_the_ground_truth() {
         );
         let (code, out, err) = run(&app, &[], &[("DMS_SETTINGS", settings)]);
         assert_eq!(code, 0, "{settings}:\n{out}{err}");
-        // The ground truth: the same spec, kept in memory.
+        // The ground truth: the same spec and settings, kept in memory (with change files that
+        // leave operations out, the target's contents, not the source's).
         let spec = SampleSpec {
             scale: 0.02,
             seed: 3,
             keep_state: true,
             ..SampleSpec::default()
         };
-        let manifest = sample::generate(&spec, |_| Ok::<(), ()>(())).unwrap();
+        let dialect = paper_engine_orders::dms::DmsSettings::parse(settings)
+            .unwrap()
+            .sample_dialect();
+        let manifest = sample::generate_in(&spec, &dialect, |_| Ok::<(), ()>(())).unwrap();
         for table in sample::TABLES {
             let expected = &manifest.tables[table];
             assert_eq!(app.count(table).await, expected.len() as i64, "{table}");

@@ -34,6 +34,32 @@ pub struct FileDialect {
     /// whose value the update did not change is written as this text, as DMS does for the
     /// columns a source logs only when they change (no value the generator writes equals it).
     pub no_sup_value: Option<String>,
+    /// Which of the source's operations change files hold (`CdcInsertsOnly`,
+    /// `CdcInsertsAndUpdates`); without `op_in_full_load` such files have no Op column.
+    pub cdc_ops: CdcOps,
+}
+
+/// Which operations DMS writes to change files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CdcOps {
+    /// Inserts, updates and deletes (DMS's default).
+    #[default]
+    All,
+    /// `CdcInsertsOnly`: inserts.
+    InsertsOnly,
+    /// `CdcInsertsAndUpdates`: inserts and updates.
+    InsertsAndUpdates,
+}
+
+impl CdcOps {
+    /// Whether a change file holds operation `op` (`b'I'`, `b'U'` or `b'D'`).
+    pub fn keeps(self, op: u8) -> bool {
+        match self {
+            CdcOps::All => true,
+            CdcOps::InsertsOnly => op == b'I',
+            CdcOps::InsertsAndUpdates => op != b'D',
+        }
+    }
 }
 
 /// Where change files go (`DatePartitionEnabled`, `DatePartitionSequence`,
@@ -67,11 +93,18 @@ impl Default for FileDialect {
             parquet: false,
             parquet_millis: false,
             no_sup_value: None,
+            cdc_ops: CdcOps::All,
         }
     }
 }
 
 impl FileDialect {
+    /// Whether change files start with the Op column: always, unless they hold only some
+    /// operations and `IncludeOpForFullLoad` is off (DMS then writes none).
+    pub(crate) fn cdc_op_column(&self) -> bool {
+        self.cdc_ops == CdcOps::All || self.op_in_full_load
+    }
+
     /// `name` (a `.csv.gz` name) with this dialect's suffix.
     pub(crate) fn file_name(&self, name: &str) -> String {
         if self.parquet {

@@ -5,7 +5,7 @@ use dms_naming::{load_file_name, object_key, NetCounts};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 
 use super::dialect::{write_record_in, FileDialect};
@@ -23,6 +23,45 @@ pub(super) struct Emitter {
     pub(super) files: Vec<FileSummary>,
     /// How the endpoint's settings shape the files.
     pub(super) dialect: FileDialect,
+    /// When change files leave operations out (`CdcInsertsOnly`, `CdcInsertsAndUpdates`): what
+    /// the target holds, per table and key (rendered), so the counts and the final contents are
+    /// the target's.
+    pub(super) model: Option<Model>,
+}
+
+/// Per table, each key's row as rendered.
+pub(super) type Model = HashMap<String, BTreeMap<i64, Vec<Option<String>>>>;
+
+/// Applies a change file's operations to the target's `rows` (a delete removes, an insert or an
+/// update upserts) and returns the net counts.
+fn replay<'a, R: Row + 'a>(
+    cx: &Ctx,
+    rows: &mut BTreeMap<i64, Vec<Option<String>>>,
+    ops: impl Iterator<Item = &'a (u8, R)>,
+) -> NetCounts {
+    let mut fields = Fields::default();
+    let mut before: HashMap<i64, Option<Vec<Option<String>>>> = HashMap::new();
+    for (op, r) in ops {
+        let key = r.key();
+        before.entry(key).or_insert_with(|| rows.get(&key).cloned());
+        if *op == b'D' {
+            rows.remove(&key);
+        } else {
+            fields.clear();
+            r.render(cx, &mut fields);
+            rows.insert(key, fields.values());
+        }
+    }
+    let mut c = NetCounts::default();
+    for (key, was) in &before {
+        match (was, rows.get(key)) {
+            (None, Some(_)) => c.creates += 1,
+            (Some(b), Some(a)) if b != a => c.amends += 1,
+            (Some(_), None) => c.removes += 1,
+            _ => c.unchanged += 1,
+        }
+    }
+    c
 }
 
 /// A table's column names, in file order.
@@ -57,6 +96,15 @@ impl Emitter {
         limit: usize,
         sink: &mut impl FnMut(SampleFile) -> Result<(), E>,
     ) -> Result<(), E> {
+        if let Some(model) = &mut self.model {
+            let mut fields = Fields::default();
+            let rows = model.entry(table.to_string()).or_default();
+            for r in t.rows.iter().flatten() {
+                fields.clear();
+                r.render(cx, &mut fields);
+                rows.insert(r.key(), fields.values());
+            }
+        }
         let mut rows = t.rows.iter().flatten().peekable();
         let mut n = 0u32;
         while rows.peek().is_some() {
@@ -92,9 +140,17 @@ impl Emitter {
         split: Option<usize>,
         sink: &mut impl FnMut(SampleFile) -> Result<(), E>,
     ) -> Result<(), E> {
-        if log.ops.is_empty() {
+        // (Only the operations the endpoint writes; no file when none is left.)
+        let cdc_ops = self.dialect.cdc_ops;
+        let kept = || log.ops.iter().filter(move |(op, _)| cdc_ops.keeps(*op));
+        if kept().next().is_none() {
             return Ok(());
         }
+        let counts = match &mut self.model {
+            Some(model) => replay(cx, model.entry(table.to_string()).or_default(), kept()),
+            None => log.counts(t),
+        };
+        let op_column = self.dialect.cdc_op_column();
         // (With `CdcPath`, below `<prefix>/<cdc path>/`.)
         let key = match &self.dialect.cdc_path {
             Some(cdc) => object_key(&format!("{}/{cdc}", self.prefix), "dbo", table, name),
@@ -104,9 +160,10 @@ impl Emitter {
         // before the file), so the columns it did not change are written as unsupplied.
         let no_sup = self.dialect.no_sup_value.is_some() && !self.dialect.parquet;
         let mut current: HashMap<i64, Option<&R>> = HashMap::new();
-        let rows = log.ops.iter().map(move |(op, r)| {
+        let rows = kept().map(move |(op, r)| {
+            let op_field = op_column.then_some(*op);
             if !no_sup {
-                return (Some(*op), r, None);
+                return (op_field, r, None);
             }
             let key = r.key();
             let before = current
@@ -114,17 +171,17 @@ impl Emitter {
                 .copied()
                 .unwrap_or_else(|| log.before(key));
             current.insert(key, (*op != b'D').then_some(r));
-            (Some(*op), r, before.filter(|_| *op == b'U'))
+            (op_field, r, before.filter(|_| *op == b'U'))
         });
         let file = FileShape {
             dialect: &self.dialect,
             table,
             columns: columns(table),
-            op: true,
+            op: op_column,
             commit: commit_text(commit),
         };
         let (body, count, max_event_id) = encode(cx, &mut self.fields, rows, split, &file);
-        self.emit(key, table, body, count, log.counts(t), max_event_id, sink)
+        self.emit(key, table, body, count, counts, max_event_id, sink)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use dms_naming::cdc_file_name;
 
 use super::clock::{cdc_commit_micros, datetime};
-use super::dialect::FileDialect;
+use super::dialect::{CdcOps, FileDialect};
 use super::emit::{dump, Emitter};
 use super::fields::Fields;
 use super::sim::Sim;
@@ -35,6 +35,7 @@ pub fn generate_in<E>(
         fields: Fields::default(),
         files: Vec::new(),
         dialect: dialect.clone(),
+        model: (dialect.cdc_ops != CdcOps::All).then(Default::default),
     };
     out.load(&sim.cx, "strategies", &sim.st, limit, &mut sink)?;
     out.load(&sim.cx, "orders", &sim.ord, limit, &mut sink)?;
@@ -75,7 +76,12 @@ pub fn generate_in<E>(
     }
 
     let mut tables = BTreeMap::new();
-    if spec.keep_state {
+    if let (true, Some(model)) = (spec.keep_state, out.model.take()) {
+        // (Change files without some operations: the target's contents are the truth.)
+        for (table, rows) in model {
+            tables.insert(table, rows.into_values().collect());
+        }
+    } else if spec.keep_state {
         tables.insert("strategies".to_string(), dump(&sim.cx, &sim.st));
         tables.insert("orders".to_string(), dump(&sim.cx, &sim.ord));
         tables.insert("executions".to_string(), dump(&sim.cx, &sim.ex));

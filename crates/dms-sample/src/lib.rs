@@ -58,7 +58,7 @@ mod text;
 mod vocab;
 
 pub use clock::cdc_commit_micros;
-pub use dialect::{write_record_in, DateFolders, FileDialect};
+pub use dialect::{write_record_in, CdcOps, DateFolders, FileDialect};
 pub use generate::{generate, generate_in};
 pub use parquet::{parquet_file, ROW_GROUP_ROWS};
 pub use record::{timestamp_text, write_record};
