@@ -2,16 +2,12 @@
 //! by row group and writes each value as the text DMS's CSV would hold, so the one row decoder
 //! (types, NULLs, Op, errors by row and column) serves both formats.
 //!
-//! Memory: the reader keeps the file's footer and one batch of each column's pages (not the
-//! file, not even a whole row group), whatever the file's size.
+//! Memory: the reader keeps the file's footer and one batch of each column's values and pages
+//! (not the file, not even a whole row group), whatever the file's size.
 
 use parquet::basic::{ConvertedType, LogicalType, Type as PhysicalType};
-use parquet::data_type::Decimal;
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use parquet::record::reader::RowIter;
-use parquet::record::Field;
 
-use super::calendar::{write_date_since_1970, write_time_of_day, write_timestamp_since_1970};
 use super::error::DecodeError;
 use super::scanner::{CsvScanner, RawRecord};
 use super::table::ColumnType;
@@ -47,9 +43,11 @@ pub struct ParquetRows {
     /// The Postgres type each column's Parquet type maps to.
     types: Vec<ColumnType>,
     total: u64,
-    rows: RowIter<'static>,
+    rows: columns::Columns,
     row: u64,
 }
+
+mod columns;
 
 fn unreadable(row: u64, e: impl std::fmt::Display) -> DecodeError {
     DecodeError::Parquet(if row == 0 {
@@ -77,7 +75,7 @@ impl ParquetRows {
             names,
             types,
             total,
-            rows: RowIter::from_file_into(Box::new(reader)),
+            rows: columns::Columns::new(reader).map_err(|e| unreadable(0, e))?,
             row: 0,
         })
     }
@@ -107,18 +105,23 @@ impl Records for ParquetRows {
     }
 
     fn next_record(&mut self, rec: &mut RawRecord) -> Result<bool, DecodeError> {
-        let Some(row) = self.rows.next() else {
-            return Ok(false);
-        };
-        self.row += 1;
-        let row = row.map_err(|e| unreadable(self.row, e))?;
-        rec.start(self.row);
-        for (name, field) in row.get_column_iter() {
-            push_field(rec, field).map_err(|reason| {
-                DecodeError::Parquet(format!("row {}, column `{name}`: {reason}", self.row))
-            })?;
+        rec.start(self.row + 1);
+        match self.rows.next_row(rec) {
+            Ok(true) => {
+                self.row += 1;
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err((column, reason)) => {
+                let row = self.row + 1;
+                Err(DecodeError::Parquet(
+                    match column.and_then(|i| self.names.get(i)) {
+                        Some(name) => format!("row {row}, column `{name}`: {reason}"),
+                        None => format!("row {row}: {reason}"),
+                    },
+                ))
+            }
         }
-        Ok(true)
     }
 }
 
@@ -168,59 +171,11 @@ fn postgres_type(field: &parquet::schema::types::Type) -> ColumnType {
     }
 }
 
-/// Appends `field` as the text DMS's CSV holds for it.
-fn push_field(rec: &mut RawRecord, field: &Field) -> Result<(), String> {
-    fn display(rec: &mut RawRecord, v: impl std::fmt::Display) {
-        use std::io::Write as _;
-        rec.push_with(|out| {
-            let _ = write!(out, "{v}");
-        });
-    }
-    match field {
-        Field::Null => rec.push_null(),
-        Field::Bool(b) => rec.push_text(if *b { b"true" } else { b"false" }),
-        Field::Byte(v) => display(rec, v),
-        Field::Short(v) => display(rec, v),
-        Field::Int(v) => display(rec, v),
-        Field::Long(v) => display(rec, v),
-        Field::UByte(v) => display(rec, v),
-        Field::UShort(v) => display(rec, v),
-        Field::UInt(v) => display(rec, v),
-        Field::ULong(v) => display(rec, v),
-        Field::Float16(v) => display(rec, f32::from(*v)),
-        Field::Float(v) => display(rec, v),
-        Field::Double(v) => display(rec, v),
-        Field::Decimal(d) => rec.push_with(|out| write_decimal(out, d)),
-        Field::Str(s) => rec.push_text(s.as_bytes()),
-        Field::Bytes(b) => rec.push_text(b.data()),
-        Field::Date(days) => rec.push_with(|out| write_date_since_1970(out, i64::from(*days))),
-        Field::TimeMillis(ms) => rec.push_with(|out| write_time_of_day(out, i64::from(*ms) * 1000)),
-        Field::TimeMicros(us) => rec.push_with(|out| write_time_of_day(out, *us)),
-        Field::TimestampMillis(ms) => rec.push_with(|out| {
-            write_timestamp_since_1970(out, ms.saturating_mul(1000));
-        }),
-        Field::TimestampMicros(us) => rec.push_with(|out| write_timestamp_since_1970(out, *us)),
-        Field::Group(_) | Field::ListInternal(_) | Field::MapInternal(_) => {
-            return Err("a nested value (struct, list or map): DMS writes flat columns".into())
-        }
-    }
-    Ok(())
-}
-
-/// A Parquet decimal (a big-endian two's complement unscaled value and a scale) as decimal text.
-fn write_decimal(out: &mut Vec<u8>, d: &Decimal) {
-    let bytes = d.data();
-    // Precision 38 at most: 16 bytes, sign-extended.
-    let mut value: i128 = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
-        -1
-    } else {
-        0
-    };
-    for b in bytes.iter().rev().take(16).rev() {
-        value = (value << 8) | i128::from(*b);
-    }
-    let digits = value.unsigned_abs().to_string();
-    let scale = usize::try_from(d.scale()).unwrap_or(0);
+/// An unscaled decimal value and its scale as decimal text.
+fn write_unscaled(out: &mut Vec<u8>, value: i128, scale: u32) {
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(value.unsigned_abs());
+    let scale = scale as usize;
     if value < 0 {
         out.push(b'-');
     }
@@ -240,56 +195,141 @@ fn write_decimal(out: &mut Vec<u8>, d: &Decimal) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use parquet::data_type::{
+        BoolType, ByteArray, ByteArrayType, DoubleType, FixedLenByteArray, FixedLenByteArrayType,
+        Int32Type, Int64Type,
+    };
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+
     use super::*;
 
-    fn text(field: Field) -> Option<String> {
+    /// A file of every kind of column DMS (or another writer) may use: one row of values, one of
+    /// NULLs, in two row groups; read back as the text DMS's CSV holds.
+    #[test]
+    fn values_are_written_as_dms_csv_holds_them() {
+        let schema = parse_message_type(
+            "message t {
+                optional int64 long;
+                optional int32 day (DATE);
+                optional int64 micros (TIMESTAMP(MICROS,false));
+                optional int64 millis (TIMESTAMP(MILLIS,true));
+                optional int64 dec (DECIMAL(18,4));
+                optional int32 small_dec (DECIMAL(9,3));
+                optional fixed_len_byte_array(8) fixed_dec (DECIMAL(18,2));
+                optional binary text (STRING);
+                optional boolean flag;
+                optional double real;
+                optional int32 unsigned (INTEGER(32,false));
+                optional int64 time (TIME(MICROS,false));
+                required int32 id;
+            }",
+        )
+        .unwrap();
+        let mut file = tempfile::tempfile().unwrap();
+        let props = Arc::new(WriterProperties::builder().build());
+        let mut writer =
+            SerializedFileWriter::new(file.try_clone().unwrap(), Arc::new(schema), props).unwrap();
+        for present in [true, false] {
+            let defs = [i16::from(present)];
+            let mut group = writer.next_row_group().unwrap();
+            let mut column = 0;
+            while let Some(mut c) = group.next_column().unwrap() {
+                let defs = if column == 12 { None } else { Some(&defs[..]) };
+                macro_rules! write {
+                    ($ty:ty, $value:expr) => {{
+                        let values = $value;
+                        let values = if present || column == 12 {
+                            &values[..]
+                        } else {
+                            &[]
+                        };
+                        c.typed::<$ty>().write_batch(values, defs, None).unwrap()
+                    }};
+                }
+                match column {
+                    0 => write!(Int64Type, [-42i64]),
+                    1 => write!(Int32Type, [19257i32]),
+                    2 => write!(Int64Type, [1_663_840_733_123_456i64]),
+                    3 => write!(Int64Type, [1_663_840_733_123i64]),
+                    4 => write!(Int64Type, [-12345i64]),
+                    5 => write!(Int32Type, [5i32]),
+                    6 => write!(
+                        FixedLenByteArrayType,
+                        [FixedLenByteArray::from(vec![
+                            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x85
+                        ])]
+                    ),
+                    7 => write!(ByteArrayType, [ByteArray::from("héllo, \"world\"")]),
+                    8 => write!(BoolType, [true]),
+                    9 => write!(DoubleType, [0.1f64]),
+                    10 => write!(Int32Type, [-1i32]),
+                    11 => write!(Int64Type, [3_723_000_001i64]),
+                    _ => write!(Int32Type, [7i32]),
+                };
+                c.close().unwrap();
+                column += 1;
+            }
+            group.close().unwrap();
+        }
+        writer.close().unwrap();
+        use std::io::Seek as _;
+        file.rewind().unwrap();
+
+        let mut rows = ParquetRows::open(file).unwrap();
+        assert_eq!(rows.total(), Some(2));
+        assert_eq!(rows.column_type("MICROS"), Some(&ColumnType::Timestamp));
+        assert_eq!(rows.column_type("millis"), Some(&ColumnType::Timestamptz));
         let mut rec = RawRecord::new();
-        rec.start(1);
-        push_field(&mut rec, &field).unwrap();
-        (!rec.is_null(0)).then(|| String::from_utf8(rec.field(0).to_vec()).unwrap())
+        let text = |rec: &RawRecord| -> Vec<Option<String>> {
+            (0..rec.len())
+                .map(|i| {
+                    (!rec.is_null(i)).then(|| String::from_utf8(rec.field(i).to_vec()).unwrap())
+                })
+                .collect()
+        };
+        assert!(rows.next_record(&mut rec).unwrap());
+        assert_eq!(rec.line(), 1);
+        assert_eq!(
+            text(&rec),
+            [
+                "-42",
+                "2022-09-22",
+                "2022-09-22 09:58:53.123456",
+                "2022-09-22 09:58:53.123000",
+                "-1.2345",
+                "0.005",
+                "-1.23",
+                "héllo, \"world\"",
+                "true",
+                "0.1",
+                "4294967295",
+                "01:02:03.000001",
+                "7",
+            ]
+            .map(|v| Some(v.to_string()))
+        );
+        assert!(rows.next_record(&mut rec).unwrap());
+        assert_eq!(rec.line(), 2);
+        let nulls = text(&rec);
+        assert!(nulls[..12].iter().all(Option::is_none), "{nulls:?}");
+        assert_eq!(nulls[12].as_deref(), Some("7"));
+        assert!(!rows.next_record(&mut rec).unwrap());
     }
 
     #[test]
-    fn values_are_written_as_dms_csv_holds_them() {
-        assert_eq!(text(Field::Null), None);
-        assert_eq!(text(Field::Str(String::new())).as_deref(), Some(""));
-        assert_eq!(text(Field::Long(-42)).as_deref(), Some("-42"));
-        assert_eq!(text(Field::Bool(true)).as_deref(), Some("true"));
-        assert_eq!(text(Field::Double(0.1)).as_deref(), Some("0.1"));
-        assert_eq!(
-            text(Field::Decimal(Decimal::from_i64(-12345, 18, 4))).as_deref(),
-            Some("-1.2345")
-        );
-        assert_eq!(
-            text(Field::Decimal(Decimal::from_i32(5, 9, 3))).as_deref(),
-            Some("0.005")
-        );
-        assert_eq!(
-            text(Field::Decimal(Decimal::from_bytes(
-                vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x85].into(),
-                20,
-                2
-            )))
-            .as_deref(),
-            Some("-1.23")
-        );
-        assert_eq!(text(Field::Date(19257)).as_deref(), Some("2022-09-22"));
-        assert_eq!(text(Field::Date(-1)).as_deref(), Some("1969-12-31"));
-        assert_eq!(
-            text(Field::TimestampMicros(1_663_840_733_123_456)).as_deref(),
-            Some("2022-09-22 09:58:53.123456")
-        );
-        assert_eq!(
-            text(Field::TimestampMillis(1_663_840_733_123)).as_deref(),
-            Some("2022-09-22 09:58:53.123000")
-        );
-        assert_eq!(
-            text(Field::TimestampMicros(-1)).as_deref(),
-            Some("1969-12-31 23:59:59.999999")
-        );
-        assert_eq!(
-            text(Field::TimeMicros(3_723_000_001)).as_deref(),
-            Some("01:02:03.000001")
-        );
+    fn decimals_are_written_at_their_scale() {
+        let text = |v: i128, scale: u32| {
+            let mut out = Vec::new();
+            write_unscaled(&mut out, v, scale);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(text(-12345, 4), "-1.2345");
+        assert_eq!(text(5, 3), "0.005");
+        assert_eq!(text(120, 0), "120");
+        assert_eq!(text(-1, 2), "-0.01");
     }
 }
