@@ -224,7 +224,8 @@ async fn generated_data_in_each_endpoint_dialect_loads_to_the_ground_truth() {
             "/2022_",
         ),
         (
-            r#"{"CsvDelimiter": ";", "DatePartitionEnabled": false, "CdcPath": "changes"}"#,
+            r#"{"CsvDelimiter": ";", "DatePartitionEnabled": false, "CdcPath": "changes",
+                "AddTrailingPaddingCharacter": true}"#,
             "/changes/dbo/",
         ),
         // Day folders that do not sort in time order.

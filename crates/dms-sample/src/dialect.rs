@@ -37,6 +37,9 @@ pub struct FileDialect {
     /// Which of the source's operations change files hold (`CdcInsertsOnly`,
     /// `CdcInsertsAndUpdates`); without `op_in_full_load` such files have no Op column.
     pub cdc_ops: CdcOps,
+    /// `AddTrailingPaddingCharacter` (CSV only): character values padded with spaces to their
+    /// column's declared length.
+    pub trailing_padding: bool,
 }
 
 /// Which operations DMS writes to change files.
@@ -94,6 +97,7 @@ impl Default for FileDialect {
             parquet_millis: false,
             no_sup_value: None,
             cdc_ops: CdcOps::All,
+            trailing_padding: false,
         }
     }
 }

@@ -353,6 +353,8 @@ fn encode<'a, R: Row + 'a>(
         .as_ref()
         .map(|_| file.commit.as_bytes());
     let no_sup = file.dialect.no_sup_value.as_deref().map(str::as_bytes);
+    let pad = file.dialect.trailing_padding && !file.dialect.parquet;
+    let mut padded: Vec<Vec<u8>> = Vec::new();
     let mut before_fields = Fields::default();
     let mut count = 0u64;
     let mut max_event: Option<i64> = None;
@@ -369,13 +371,26 @@ fn encode<'a, R: Row + 'a>(
         let op_field: Option<[u8; 1]> = op.map(|o| [o]);
         // The generator never writes an empty string: an empty field is NULL. A non-key column
         // (the key is the first) an update left as it was is unsupplied.
-        let values = fields
-            .iter()
-            .zip(0..)
-            .map(|(f, i)| match (no_sup, before_fields.field(i)) {
+        // With padding, character values are padded to their column's length.
+        if pad {
+            padded.clear();
+            padded.extend(fields.iter().enumerate().map(|(i, f)| {
+                let mut v = f.to_vec();
+                if let (Some(width), false) = (super::spec::text_width(file.table, i), f.is_empty())
+                {
+                    let chars = String::from_utf8_lossy(f).chars().count();
+                    v.resize(v.len() + width.saturating_sub(chars), b' ');
+                }
+                v
+            }));
+        }
+        let values = fields.iter().zip(0..).map(|(f, i)| {
+            let written = if pad { &padded[i][..] } else { f };
+            match (no_sup, before_fields.field(i)) {
                 (Some(token), Some(was)) if i > 0 && was == f => Some(token),
-                _ => (!f.is_empty()).then_some(f),
-            });
+                _ => (!written.is_empty()).then_some(written),
+            }
+        });
         out.push(
             op_field
                 .iter()

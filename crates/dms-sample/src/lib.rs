@@ -63,7 +63,7 @@ pub use generate::{generate, generate_in};
 pub use parquet::{parquet_file, ROW_GROUP_ROWS};
 pub use record::{timestamp_text, write_record};
 pub use spec::{
-    order_count, strategy_count, FileSummary, SampleFile, SampleManifest, SampleSpec,
+    order_count, strategy_count, text_width, FileSummary, SampleFile, SampleManifest, SampleSpec,
     EXECUTION_COLUMNS, ORDER_COLUMNS, STRATEGY_COLUMNS, TABLES,
 };
 

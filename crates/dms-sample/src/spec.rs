@@ -55,6 +55,18 @@ pub const EXECUTION_COLUMNS: [&str; 12] = [
     "event_id",
 ];
 
+/// The declared length of a table's character column (`varchar(n)`, `char(n)`), by its index in
+/// the file: what DMS pads a value to with `AddTrailingPaddingCharacter`. `None` for the other
+/// columns.
+pub fn text_width(table: &str, column: usize) -> Option<usize> {
+    let widths: &[(usize, usize)] = match table {
+        "strategies" => &[(1, 32), (2, 128), (3, 64), (4, 32), (5, 16)],
+        "orders" => &[(2, 36), (3, 12), (4, 4), (5, 16), (6, 3), (10, 3), (11, 16)],
+        _ => &[(2, 40), (3, 16), (8, 16), (9, 256)],
+    };
+    widths.iter().find(|(i, _)| *i == column).map(|(_, w)| *w)
+}
+
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct SampleSpec {

@@ -239,3 +239,42 @@ fn change_files_without_deletes_or_the_op_column() {
     }
     assert!(manifest.tables["orders"].len() > source.tables["orders"].len());
 }
+
+/// `AddTrailingPaddingCharacter`: character values are padded with spaces to their column's
+/// length; trimmed, the files are the default dialect's.
+#[test]
+fn padded_character_values_trim_to_the_unpadded_files() {
+    let dialect = FileDialect {
+        trailing_padding: true,
+        ..FileDialect::default()
+    };
+    let spec = small(0.001, 42);
+    let mut padded = Vec::new();
+    generate_in(&spec, &dialect, |f: SampleFile| {
+        padded.push((f.summary, f.body));
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .expect("infallible");
+    let (plain, _) = collect(&spec);
+    assert_eq!(padded.len(), plain.len());
+    let mut widened = 0;
+    for ((summary, body), (_, plain_body)) in padded.iter().zip(&plain) {
+        let skip = usize::from(!is_load(&summary.key));
+        for (row, plain_row) in records(body).iter().zip(records(plain_body)) {
+            for (i, (v, p)) in row.iter().zip(&plain_row).enumerate() {
+                match (
+                    crate::spec::text_width(&summary.table, i.wrapping_sub(skip)),
+                    v,
+                ) {
+                    (Some(width), Some(v)) => {
+                        assert_eq!(v.chars().count(), width, "{}: {v:?}", summary.key);
+                        widened += usize::from(v.ends_with(' '));
+                        assert_eq!(Some(v.trim_end()), p.as_deref());
+                    }
+                    _ => assert_eq!(v, p),
+                }
+            }
+        }
+    }
+    assert!(widened > 100);
+}
