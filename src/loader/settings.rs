@@ -159,8 +159,8 @@ pub struct CsvOptions {
     /// Change files have no Op column (`CdcInsertsOnly`/`CdcInsertsAndUpdates` without
     /// `IncludeOpForFullLoad`): every row is applied as an upsert.
     pub cdc_without_op: bool,
-    /// `TimestampColumnName`: the commit-time column after the Op column (skipped; a header
-    /// row must name it there).
+    /// `TimestampColumnName`: the commit-time column after the Op column (a header row must
+    /// name it there): into the table's column of that name if it has one, else skipped.
     pub timestamp_column: Option<String>,
     /// `CsvNoSupValue` (with `UseCsvNoSupValue`): in a change file, a column DMS could not
     /// supply; it keeps its value in the table.

@@ -283,7 +283,7 @@ async fn a_late_change_file_is_applied_guarded_or_stops_the_stream() {
 /// With `TimestampColumnName` and a table column of that name, the table keeps each row's commit
 /// time, and a late file's rows are judged by it, row by row: a row newer than the table's is
 /// applied even where a later file wrote the key (which the file names alone would refuse), an
-/// older one is kept out.
+/// older one is kept out, and at the same commit time the file names decide.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_file_s_rows_are_judged_by_the_commit_time_the_table_keeps() {
     let app = spawn_app().await;
@@ -309,13 +309,15 @@ async fn a_late_file_s_rows_are_judged_by_the_commit_time_the_table_keeps() {
         &[
             format!("U,{}", at("09:10:00", strategy(1, "PAUSED", 11))),
             format!("U,{}", at("09:50:00", strategy(2, "PAUSED", 12))),
+            format!("U,{}", at("09:29:00", strategy(3, "PAUSED", 13))),
         ]
         .concat(),
     )
     .await;
     let (code, out, err) = run(&app, &[], &[("DMS_SETTINGS", settings)]);
     assert_eq!(code, 0, "{out}{err}");
-    // The 09:30 batch, late: its 09:29 commits are newer than 1's and 3's, older than 2's.
+    // The 09:30 batch, late: its 09:29 commits are newer than 1's, older than 2's, and at the
+    // same time as 3's (which the later-named file wrote: it stays).
     let late = app
         .put_csv(
             "strategies",
@@ -339,10 +341,10 @@ async fn a_late_file_s_rows_are_judged_by_the_commit_time_the_table_keeps() {
         [
             ["1", "CLOSED", "2022-09-22 09:29:00"],
             ["2", "PAUSED", "2022-09-22 09:50:00"],
-            ["3", "CLOSED", "2022-09-22 09:29:00"],
+            ["3", "PAUSED", "2022-09-22 09:29:00"],
         ]
         .map(|r| r.map(|v| Some(v.to_string())).to_vec())
     );
     let row = app.ledger(&late).await.unwrap();
-    assert_eq!(row.counts(), (3, 0, 2, 0, 1), "2 kept is unchanged");
+    assert_eq!(row.counts(), (3, 0, 1, 0, 2), "2 and 3 kept are unchanged");
 }

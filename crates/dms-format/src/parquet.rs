@@ -143,6 +143,19 @@ fn postgres_type(field: &parquet::schema::types::Type) -> ColumnType {
         }
         Some(LogicalType::Timestamp(_)) => return ColumnType::Timestamp,
         Some(LogicalType::Date) => return ColumnType::Date,
+        // (An unsigned integer takes the next wider type: its values do not fit its own.)
+        Some(LogicalType::Integer(i)) if !i.is_signed && i.bit_width <= 16 => {
+            return ColumnType::Int4
+        }
+        Some(LogicalType::Integer(i)) if !i.is_signed && i.bit_width <= 32 => {
+            return ColumnType::Int8
+        }
+        Some(LogicalType::Integer(i)) if !i.is_signed => {
+            return ColumnType::Numeric {
+                precision: Some(20),
+                scale: Some(0),
+            }
+        }
         Some(LogicalType::Integer(i)) if i.bit_width <= 16 => return ColumnType::Int2,
         Some(LogicalType::Integer(i)) if i.bit_width <= 32 => return ColumnType::Int4,
         Some(LogicalType::Integer(_)) => return ColumnType::Int8,
@@ -283,6 +296,7 @@ mod tests {
         assert_eq!(rows.total(), Some(2));
         assert_eq!(rows.column_type("MICROS"), Some(&ColumnType::Timestamp));
         assert_eq!(rows.column_type("millis"), Some(&ColumnType::Timestamptz));
+        assert_eq!(rows.column_type("unsigned"), Some(&ColumnType::Int8));
         let mut rec = RawRecord::new();
         let text = |rec: &RawRecord| -> Vec<Option<String>> {
             (0..rec.len())

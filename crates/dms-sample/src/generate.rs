@@ -62,7 +62,14 @@ pub fn generate_in<E>(
             None,
             &mut sink,
         )?;
-        let split = last.then_some(logs.o.ops.len() / 2).filter(|&n| n > 0);
+        // (Half of the records the file holds: the operations the endpoint writes.)
+        let kept = logs
+            .o
+            .ops
+            .iter()
+            .filter(|(op, _)| dialect.cdc_ops.keeps(*op))
+            .count();
+        let split = last.then_some(kept / 2).filter(|&n| n > 0);
         out.cdc(&sim.cx, "orders", name, &logs.o, &sim.ord, split, &mut sink)?;
         out.cdc(
             &sim.cx,

@@ -109,20 +109,27 @@ impl<'a> Apply<'a> {
                 self.stage
             );
         }
+        // A value counts only after the key's last delete in the file (a row deleted and
+        // inserted again does not get its old values back).
         let mut select = vec![
             key_list.clone(),
             "(array_agg(\"_op\" ORDER BY \"_seq\" DESC))[1] AS \"_op\"".to_string(),
+            "bool_or(\"_op\" = 'D') AS \"_deleted\"".to_string(),
         ];
         for (i, c) in self.non_keys() {
-            let supplied =
-                format!("(\"_unsupplied\" IS NULL OR get_bit(\"_unsupplied\", {i}) = 0)");
+            let supplied = format!(
+                "((\"_unsupplied\" IS NULL OR get_bit(\"_unsupplied\", {i}) = 0) \
+                 AND \"_seq\" > coalesce(\"_last_delete\", 0))"
+            );
             select.push(format!(
                 "(array_agg({c} ORDER BY \"_seq\" DESC) FILTER (WHERE {supplied}))[1] AS {c}"
             ));
             select.push(format!("bool_or({supplied}) AS \"_supplied_{i}\""));
         }
         format!(
-            "SELECT {} FROM {} GROUP BY {key_list}",
+            "SELECT {} FROM (SELECT s.*, max(CASE WHEN \"_op\" = 'D' THEN \"_seq\" END) \
+                 OVER (PARTITION BY {key_list}) AS \"_last_delete\" FROM {} s) s \
+             GROUP BY {key_list}",
             select.join(", "),
             self.stage
         )
@@ -133,8 +140,10 @@ impl<'a> Apply<'a> {
         let mut select = vec!["l.\"_op\"".to_string()];
         select.extend(self.keys.iter().map(|k| format!("l.{k}")));
         for (i, c) in self.non_keys() {
+            // (A key the file deleted has no value left to keep.)
             select.push(format!(
-                "CASE WHEN l.\"_supplied_{i}\" THEN l.{c} ELSE t.{c} END AS {c}"
+                "CASE WHEN l.\"_supplied_{i}\" THEN l.{c} WHEN l.\"_deleted\" THEN NULL \
+                 ELSE t.{c} END AS {c}"
             ));
         }
         format!(
@@ -177,8 +186,10 @@ impl<'a> Apply<'a> {
         if guarded {
             let by_lineage = "t.\"_delivery_id\" IN (SELECT id FROM newer)";
             let newer_row = match &self.commit_column {
+                // (The same commit time, to the unit the source keeps: lineage decides.)
                 Some(c) => format!(
-                    "CASE WHEN t.{c} IS NOT NULL AND l.{c} IS NOT NULL THEN t.{c} > l.{c} \
+                    "CASE WHEN t.{c} IS NOT NULL AND l.{c} IS NOT NULL \
+                     THEN t.{c} > l.{c} OR (t.{c} = l.{c} AND {by_lineage}) \
                      ELSE {by_lineage} END"
                 ),
                 None => by_lineage.to_string(),
@@ -253,12 +264,12 @@ mod tests {
         assert!(sql.contains("GROUP BY \"k\""), "{sql}");
         assert!(
             sql.contains(
-                "FILTER (WHERE (\"_unsupplied\" IS NULL OR get_bit(\"_unsupplied\", 1) = 0))"
+                "FILTER (WHERE ((\"_unsupplied\" IS NULL OR get_bit(\"_unsupplied\", 1) = 0) AND \"_seq\" > coalesce(\"_last_delete\", 0)))"
             ),
             "{sql}"
         );
         assert!(
-            sql.contains("CASE WHEN l.\"_supplied_1\" THEN l.\"v\" ELSE t.\"v\" END"),
+            sql.contains("CASE WHEN l.\"_supplied_1\" THEN l.\"v\" WHEN l.\"_deleted\" THEN NULL ELSE t.\"v\" END"),
             "{sql}"
         );
         // The guard reads `last`, the merge the guarded keys, the writes the merge.
@@ -280,7 +291,7 @@ mod tests {
         };
         let sql = apply_stage_guarded("s", &kv(), "_peo_stage_0", shape);
         assert!(
-            sql.contains("CASE WHEN t.\"v\" IS NOT NULL AND l.\"v\" IS NOT NULL THEN t.\"v\" > l.\"v\" ELSE t.\"_delivery_id\" IN (SELECT id FROM newer) END"),
+            sql.contains("CASE WHEN t.\"v\" IS NOT NULL AND l.\"v\" IS NOT NULL THEN t.\"v\" > l.\"v\" OR (t.\"v\" = l.\"v\" AND t.\"_delivery_id\" IN (SELECT id FROM newer)) ELSE t.\"_delivery_id\" IN (SELECT id FROM newer) END"),
             "{sql}"
         );
         let by_lineage = apply_stage_guarded("s", &kv(), "_peo_stage_0", StageShape::default());

@@ -27,6 +27,7 @@ enum Render {
     Date,
     TimeMillis,
     TimeMicros,
+    TimeNanos,
     TimestampMillis,
     TimestampMicros,
     TimestampNanos,
@@ -243,7 +244,7 @@ fn render_of(descr: &ColumnDescriptor) -> Render {
                 &t.unit,
                 Render::TimeMillis,
                 Render::TimeMicros,
-                Render::Signed,
+                Render::TimeNanos,
             )
         }
         Some(LogicalType::Date) => return Render::Date,
@@ -322,6 +323,9 @@ fn push_value(rec: &mut RawRecord, render: Render, values: &Values, i: usize) {
             rec.push_with(|out| write_time_of_day(out, n.saturating_mul(1000)))
         }
         (Render::TimeMicros, _, Some(n)) => rec.push_with(|out| write_time_of_day(out, n)),
+        (Render::TimeNanos, _, Some(n)) => {
+            rec.push_with(|out| write_time_of_day(out, n.div_euclid(1000)))
+        }
         (Render::TimestampMillis, _, Some(n)) => {
             rec.push_with(|out| write_timestamp_since_1970(out, n.saturating_mul(1000)))
         }
