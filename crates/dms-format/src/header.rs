@@ -38,6 +38,14 @@ pub fn check_header(
         }
     }
     let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    if let Some(stamp) = timestamp_column.filter(|s| names.iter().any(|n| same(n, s))) {
+        return Err(DecodeError::Header {
+            line: record.line(),
+            reason: format!(
+                "`{stamp}` names both DMS's commit-time column (TimestampColumnName) and a source column: give TimestampColumnName a name no source column has"
+            ),
+        });
+    }
     // (A table column named as the commit-time column takes it: it is not among the others.)
     let columns: Vec<&str> = spec
         .columns
@@ -165,7 +173,7 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("lacks: ts"), "{e}");
+        assert!(e.contains("names both DMS's commit-time column"), "{e}");
     }
 
     #[test]
