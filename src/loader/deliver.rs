@@ -245,12 +245,7 @@ impl<S: Source, T: Target> Loader<S, T> {
                 .csv
                 .timestamp_column
                 .as_ref()
-                .and_then(|name| {
-                    table
-                        .columns
-                        .iter()
-                        .position(|c| c.name.eq_ignore_ascii_case(name))
-                }),
+                .and_then(|name| table.column_named(name)),
             add_columns: Vec::new(),
         }
     }

@@ -131,12 +131,7 @@ impl RowDecoder {
     pub fn set_timestamp_column(&mut self, name: Option<&str>) {
         self.timestamp = match name {
             None => Stamp::None,
-            Some(name) => match self
-                .spec
-                .columns
-                .iter()
-                .position(|c| c.name.eq_ignore_ascii_case(name))
-            {
+            Some(name) => match self.spec.column_named(name) {
                 Some(i) => Stamp::Into(i),
                 None => Stamp::Skip,
             },

@@ -56,6 +56,13 @@ impl TableSpec {
         spec
     }
 
+    /// Index of the column named `name` (without regard to case), if the table has one.
+    pub fn column_named(&self, name: &str) -> Option<usize> {
+        self.columns
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
     /// Index of the `event_id` column, if the table has one.
     pub fn event_id_index(&self) -> Option<usize> {
         self.columns.iter().position(|c| c.name == "event_id")

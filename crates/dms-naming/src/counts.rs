@@ -16,6 +16,16 @@ impl NetCounts {
         self.creates + self.amends + self.removes + self.unchanged
     }
 
+    /// Counts one key by its row before the file and after it.
+    pub fn count<T: PartialEq>(&mut self, before: Option<&T>, after: Option<&T>) {
+        match (before, after) {
+            (None, Some(_)) => self.creates += 1,
+            (Some(b), Some(a)) if b != a => self.amends += 1,
+            (Some(_), None) => self.removes += 1,
+            _ => self.unchanged += 1,
+        }
+    }
+
     /// Whether the file changed anything (a notification is due).
     pub fn changed(&self) -> bool {
         self.creates + self.amends + self.removes > 0

@@ -54,12 +54,7 @@ fn replay<'a, R: Row + 'a>(
     }
     let mut c = NetCounts::default();
     for (key, was) in &before {
-        match (was, rows.get(key)) {
-            (None, Some(_)) => c.creates += 1,
-            (Some(b), Some(a)) if b != a => c.amends += 1,
-            (Some(_), None) => c.removes += 1,
-            _ => c.unchanged += 1,
-        }
+        c.count(was.as_ref(), rows.get(key));
     }
     c
 }

@@ -101,12 +101,7 @@ impl<R: Row> Log<R> {
     pub(super) fn counts(&self, t: &Table<R>) -> NetCounts {
         let mut c = NetCounts::default();
         for (&k, before) in &self.before {
-            match (before, t.get(k)) {
-                (None, Some(_)) => c.creates += 1,
-                (Some(b), Some(a)) if b != a => c.amends += 1,
-                (Some(_), None) => c.removes += 1,
-                _ => c.unchanged += 1,
-            }
+            c.count(before.as_ref(), t.get(k));
         }
         c
     }

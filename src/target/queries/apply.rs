@@ -255,6 +255,15 @@ mod tests {
     }
 
     #[test]
+    fn single_value_column_uses_row_constructor() {
+        let sql = apply_stage("s", &kv(), "_peo_stage_0", StageShape::default());
+        assert!(
+            sql.contains("ROW(t.\"v\") IS DISTINCT FROM ROW(EXCLUDED.\"v\")"),
+            "{sql}"
+        );
+    }
+
+    #[test]
     fn a_marked_apply_takes_the_latest_supplied_value_else_the_tables() {
         let marked = StageShape {
             marked: true,

@@ -324,37 +324,11 @@ pub fn record_failure(schema: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dms::Column;
 
     #[test]
     fn identifiers_are_quoted() {
         assert_eq!(quote_ident("orders"), "\"orders\"");
         assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
         assert_eq!(qualified("s", "t"), "\"s\".\"t\"");
-    }
-
-    #[test]
-    fn single_value_column_uses_row_constructor() {
-        let spec = TableSpec {
-            name: "kv".into(),
-            columns: vec![
-                Column {
-                    name: "k".into(),
-                    ty: ColumnType::Int4,
-                    nullable: false,
-                },
-                Column {
-                    name: "v".into(),
-                    ty: ColumnType::Text,
-                    nullable: true,
-                },
-            ],
-            key: vec![0],
-        };
-        let sql = apply_stage("s", &spec, "_peo_stage_0", StageShape::default());
-        assert!(
-            sql.contains("ROW(t.\"v\") IS DISTINCT FROM ROW(EXCLUDED.\"v\")"),
-            "{sql}"
-        );
     }
 }
